@@ -1,0 +1,27 @@
+# unifiedreward-hooks — the README's commands.
+PY := .venv/bin/python
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test venv venv-llamafactory toy clean
+
+## Set up both environments, then run the paper's three stages on the offline toy world.
+demo: venv venv-llamafactory
+	$(PY) examples/demo.py --work-dir demo-work --report-dir demo-report
+
+## Set up both environments, then run the whole test suite (both environments).
+test: venv venv-llamafactory
+	$(PY) -m pytest -q
+
+venv:
+	bash env/make_venv.sh main
+
+venv-llamafactory:
+	bash env/make_venv.sh llamafactory
+
+## Build the toy world into toy-world/ (checkpoints + synthetic data).
+toy: venv
+	.venv/bin/unifiedreward toy build toy-world
+
+clean:
+	rm -rf demo-work demo-report toy-world .pytest_cache

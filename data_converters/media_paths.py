@@ -1,0 +1,61 @@
+"""Rewrite media references of input rows into paths relative to LLaMA-Factory's ``media_dir``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .report import RowError
+
+
+@dataclass(frozen=True)
+class MediaResolver:
+    """Map a media path found in a row onto a path relative to ``media_dir``.
+
+    ``source_root`` is the folder that the row's relative paths are relative to (LLaVA's
+    ``image_folder``); it defaults to ``media_dir``. A path that leaves ``source_root`` (``../x``,
+    an absolute path elsewhere) or that cannot be expressed inside ``media_dir`` is refused.
+    With ``verify`` the file (or frame folder) must exist.
+    """
+
+    media_dir: str
+    source_root: str | None = None
+    verify: bool = True
+
+    def resolve(self, reference: object) -> str:
+        if not isinstance(reference, str) or not reference.strip():
+            raise RowError(f"media path must be a non-empty string, got {reference!r}")
+        media_dir = os.path.realpath(self.media_dir)
+        source_root = os.path.realpath(self.source_root or self.media_dir)
+        full_path = os.path.realpath(os.path.join(source_root, reference))
+        if not _is_inside(full_path, source_root):
+            raise RowError(f"media path {reference!r} escapes the source root {source_root}")
+        if not _is_inside(full_path, media_dir):
+            raise RowError(f"media path {reference!r} is outside media_dir {media_dir}")
+        if self.verify and not os.path.exists(full_path):
+            raise RowError(f"media file not found: {full_path}")
+        return os.path.relpath(full_path, media_dir)
+
+
+def _is_inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def store_media_bytes(blob: bytes, media_dir: str, subdir: str, name_hint: str | None = None) -> str:
+    """Write embedded media bytes (HF datasets' ``{"bytes": ..., "path": ...}``) under ``media_dir/subdir``.
+
+    The file name is the content hash (plus the hint's extension), so reruns and duplicates reuse
+    one file. Returns the path relative to ``media_dir``.
+    """
+    import hashlib
+
+    extension = os.path.splitext(name_hint or "")[1].lower() or ".png"
+    relative = os.path.join(subdir, hashlib.sha1(blob).hexdigest()[:20] + extension)
+    target = os.path.join(media_dir, relative)
+    if not os.path.exists(target):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temp = f"{target}.{os.getpid()}.tmp"
+        with open(temp, "wb") as handle:
+            handle.write(blob)
+        os.replace(temp, target)
+    return relative

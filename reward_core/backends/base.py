@@ -1,0 +1,39 @@
+"""The contract every backend (transformers, OpenAI-compatible HTTP) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class BackendRequest:
+    """One rendered judge call: media items first, then the prompt text (upstream order)."""
+
+    media: list[Any]
+    text: str
+    answer_prefix: str | None = None  # logit mode: assistant text prefilled before the answer
+
+
+@dataclass
+class Generation:
+    """Generated text for one request, or the reason it failed."""
+
+    text: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class AnswerLogprobs:
+    """Log-probabilities of each candidate answer after the answer prefix, or the reason it failed."""
+
+    logprobs: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """Runs judge calls. Never raises for a per-item failure: it returns the error in that item."""
+
+    def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]: ...
+
+    def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]: ...

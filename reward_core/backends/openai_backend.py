@@ -1,0 +1,315 @@
+"""Backend for OpenAI-compatible chat servers (vLLM, SGLang, ``transformers serve``).
+
+One HTTP request per judge call, many in flight (bounded by ``concurrency``), each retried with
+jittered exponential backoff on connection errors, 408/429 and 5xx, within a per-request ``timeout``
+and an overall ``deadline`` per batch. Sampling is explicit (``temperature=0``, ``top_p=1``), unlike
+upstream's client, which sends none and so inherits the checkpoint's sampling defaults.
+
+Logit mode prefills the assistant turn with the answer prefix (``continue_final_message``) and reads
+``top_logprobs`` of one generated token: this needs vLLM (or a server with the same extensions);
+a server that rejects it gets a clear per-item error, never a silent fallback to text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation
+from reward_core.backends.http_client import RequestFailed, RetryPolicy, gather_ordered, post_json, run_sync
+from reward_core.backends.openai_messages import (
+    IMAGE_FORMATS,
+    VIDEO_MODES,
+    chat_messages,
+    completion_text,
+    first_token_logprobs,
+    media_parts,
+)
+from reward_core.logit import answer_text
+from reward_core.media import FRAMES_PER_VIDEO, MediaError
+
+logger = logging.getLogger(__name__)
+
+TOP_LOGPROBS = 20  # the most vLLM's OpenAI server returns by default (--max-logprobs 20)
+LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
+
+
+class OpenAIBackend:
+    """Judge calls over an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    Args:
+        base_url: server root, with or without the trailing ``/v1`` ("http://127.0.0.1:8080").
+        model: served model name; ``None`` asks ``/v1/models`` (the single served model, or "UnifiedReward").
+        concurrency: requests in flight at once.
+        timeout: seconds per HTTP attempt.
+        deadline: seconds for a whole `generate` / `answer_logprobs` call; unfinished items fail.
+        max_attempts: attempts per request (the first one included).
+        image_format: "jpeg" (q95, like upstream) or "png" (lossless).
+        video_mode: "frames" (8 frames per video as images, like upstream's vLLM path) or "video_url".
+        temperature, top_p: sampling parameters sent with every request.
+        api_key: sent as a bearer token (SGLang/vLLM ``--api-key``).
+        extra_body: extra JSON fields merged into every request (e.g. ``{"top_k": 1}`` for vLLM).
+        progress: show a tqdm bar per batch.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        deadline: float | None = 600.0,
+        max_attempts: int = 5,
+        backoff_base: float = 0.5,
+        backoff_max: float = 10.0,
+        image_format: str = "jpeg",
+        jpeg_quality: int = 95,
+        video_mode: str = "frames",
+        frames_per_video: int = FRAMES_PER_VIDEO,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        api_key: str | None = None,
+        extra_body: dict[str, Any] | None = None,
+        progress: bool = False,
+    ):
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+        if video_mode not in VIDEO_MODES:
+            raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {video_mode!r}")
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.deadline = deadline
+        self.retry = RetryPolicy(max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.image_format = image_format
+        self.jpeg_quality = jpeg_quality
+        self.video_mode = video_mode
+        self.frames_per_video = frames_per_video
+        self.sampling = {"temperature": temperature, "top_p": top_p}
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.extra_body = dict(extra_body or {})
+        self.progress = progress
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url}/v1/chat/completions"
+
+    # ----- sync facade -------------------------------------------------------------------------
+
+    def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
+        """Generated text per request, in input order; failures come back as ``Generation(error=...)``."""
+        return run_sync(lambda: self.agenerate(requests, max_new_tokens))
+
+    def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
+        """Log-probability of each candidate answer after each request's answer prefix, in input order."""
+        return run_sync(lambda: self.aanswer_logprobs(requests, candidates))
+
+    def served_models(self) -> list[str]:
+        """Model ids listed by the server's ``/v1/models``."""
+        return run_sync(self._served_models)
+
+    # ----- async API ---------------------------------------------------------------------------
+
+    async def agenerate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
+        async with self._client() as client, self._encoder() as encode:
+            model = await self._resolve_model(client)
+            deadline = self._batch_deadline()
+
+            def job(request: BackendRequest) -> Callable[[], Awaitable[Generation]]:
+                async def run() -> Generation:
+                    try:
+                        parts = await encode(request)
+                    except MediaError as exc:
+                        return Generation(error=f"media error: {exc}")
+                    payload = self._payload(parts, request.text, model, None, max_tokens=max_new_tokens)
+                    body = await post_json(client, self.chat_url, payload, self.retry, deadline)
+                    try:
+                        return Generation(text=completion_text(body))
+                    except ValueError as exc:
+                        return Generation(error=str(exc))
+
+                return run
+
+            return await self._gather([job(r) for r in requests], deadline, lambda e: Generation(error=e))
+
+    async def aanswer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
+        nodes = prefill_nodes(candidates)
+        async with self._client() as client, self._encoder() as encode:
+            model = await self._resolve_model(client)
+            deadline = self._batch_deadline()
+
+            def job(request: BackendRequest) -> Callable[[], Awaitable[AnswerLogprobs]]:
+                async def run() -> AnswerLogprobs:
+                    if request.answer_prefix is None:
+                        return AnswerLogprobs(error="logit mode needs an answer prefix; this template has none")
+                    try:
+                        parts = await encode(request)
+                    except MediaError as exc:
+                        return AnswerLogprobs(error=f"media error: {exc}")
+                    distributions = {}
+                    for node in nodes:  # one request per trie node: 1 for pairs and 1-5 scales
+                        prefill = answer_text(request.answer_prefix, node)
+                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, logprobs=True)
+                        distributions[node] = await self._first_token_logprobs(client, payload, deadline)
+                    logprobs = candidate_logprobs(candidates, distributions)
+                    missing = [c for c, lp in logprobs.items() if lp == -math.inf]
+                    if len(missing) == len(candidates):
+                        return AnswerLogprobs(error=f"no candidate among the top-{TOP_LOGPROBS} tokens: {candidates}")
+                    if missing:
+                        logger.warning("candidates %s not in the top-%d tokens: log-probability -inf", missing, TOP_LOGPROBS)
+                    return AnswerLogprobs(logprobs=logprobs)
+
+                return run
+
+            return await self._gather([job(r) for r in requests], deadline, lambda e: AnswerLogprobs(error=e))
+
+    # ----- helpers -----------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self.headers)
+
+    @contextlib.asynccontextmanager
+    async def _encoder(self):
+        """``await encode(request)`` -> content parts, off the event loop but one at a time.
+
+        One worker thread: decoding/encoding overlaps with the HTTP traffic, and PIL images
+        shared between requests (an edit's source image) are never touched by two threads at once.
+        """
+        loop = asyncio.get_running_loop()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="unifiedreward-media") as pool:
+            yield lambda request: loop.run_in_executor(pool, self._media_parts, request)
+
+    def _batch_deadline(self) -> float | None:
+        return None if self.deadline is None else time.monotonic() + self.deadline
+
+    async def _gather(self, jobs, deadline, on_error):
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc="judge (http)")
+        limit = f" ({self.deadline:g}s)" if self.deadline is not None else ""
+
+        def error(reason: str):
+            return on_error(reason.replace("deadline exceeded", f"deadline exceeded{limit}", 1))
+
+        try:
+            return await gather_ordered(jobs, self.concurrency, deadline, error, bar.update if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    async def _served_models(self) -> list[str]:
+        async with self._client() as client:
+            return await self._list_models(client)
+
+    async def _list_models(self, client: httpx.AsyncClient) -> list[str]:
+        url = f"{self.base_url}/v1/models"
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise RequestFailed(f"cannot list models at {url}: {type(exc).__name__}: {exc}") from None
+        if not response.is_success:
+            raise RequestFailed(f"cannot list models at {url}: HTTP {response.status_code}", response.status_code)
+        try:
+            return [entry["id"] for entry in response.json()["data"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RequestFailed(f"cannot list models at {url}: unexpected answer ({exc})") from None
+
+    async def _resolve_model(self, client: httpx.AsyncClient) -> str | None:
+        """The model name to send: the given one, else the server's only (or "UnifiedReward") model.
+
+        ``None`` (no ``model`` field) when discovery fails or lists nothing: a single-model server
+        (``transformers serve MODEL``) then answers with its pinned model, and an unreachable server
+        fails per item with the retry policy's reason.
+        """
+        if self.model is not None:
+            return self.model
+        try:
+            served = await self._list_models(client)
+        except RequestFailed as exc:
+            logger.warning("%s; sending requests without a model name", exc)
+            return None
+        if len(served) == 1 or "UnifiedReward" in served:
+            self.model = served[0] if len(served) == 1 else "UnifiedReward"
+            logger.info("using served model %r", self.model)
+            return self.model
+        if served:
+            raise ValueError(f"{self.base_url} serves several models {served}; pass model=...")
+        return None
+
+    def _media_parts(self, request: BackendRequest) -> list[dict[str, Any]]:
+        return media_parts(request.media, self.image_format, self.jpeg_quality, self.video_mode, self.frames_per_video)
+
+    def _payload(
+        self,
+        parts: list[dict[str, Any]],
+        text: str,
+        model: str | None,
+        prefill: str | None,
+        max_tokens: int,
+        logprobs: bool = False,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"messages": chat_messages(parts, text, prefill)}
+        if model is not None:
+            payload["model"] = model
+        payload.update(self.sampling, max_tokens=max_tokens)
+        if prefill is not None:
+            payload.update(continue_final_message=True, add_generation_prompt=False)
+        if logprobs:
+            payload.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        payload.update(self.extra_body)
+        return payload
+
+    async def _first_token_logprobs(self, client: httpx.AsyncClient, payload: dict, deadline) -> dict[str, float]:
+        try:
+            body = await post_json(client, self.chat_url, payload, self.retry, deadline)
+        except RequestFailed as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+                raise RequestFailed(f"{LOGIT_UNSUPPORTED} ({exc})", exc.status) from None
+            raise
+        try:
+            return first_token_logprobs(body)
+        except ValueError as exc:
+            raise RequestFailed(f"{LOGIT_UNSUPPORTED}: {exc}") from None
+
+
+def prefill_nodes(candidates: list[str]) -> list[str]:
+    """Answer texts whose next-token distribution the candidates need: every proper prefix, by character.
+
+    One node ("") for single-character answers ("1"/"2", "1".."5"); "1" as well on a 1-10 scale.
+    """
+    if len(set(candidates)) != len(candidates) or len(candidates) < 2:
+        raise ValueError(f"need at least two distinct candidates, got {candidates}")
+    nodes = {c[:i] for c in candidates for i in range(len(c))}
+    return sorted(nodes, key=lambda n: (len(n), n))
+
+
+def candidate_logprobs(candidates: list[str], distributions: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Chain the per-node top-k log-probabilities into one log-probability per candidate.
+
+    A candidate that is a prefix of a longer one ("1" vs "10") also needs the probability of stopping
+    there: ``1 - sum(P(next character of a longer candidate))``. Anything outside the top-k counts as 0.
+    """
+    result = {}
+    for candidate in candidates:
+        total = 0.0
+        for i, char in enumerate(candidate):
+            total += distributions[candidate[:i]].get(char, -math.inf)
+        if candidate in distributions:
+            continuing = {d[len(candidate)] for d in candidates if len(d) > len(candidate) and d.startswith(candidate)}
+            stay = 1.0 - sum(math.exp(distributions[candidate].get(ch, -math.inf)) for ch in continuing)
+            total += math.log(stay) if stay > 0 else -math.inf
+        result[candidate] = total
+    return result

@@ -1,0 +1,114 @@
+"""OpenAI chat-completions payloads for judge requests, and reading their answers.
+
+Media go first, then the prompt text, in one user message (upstream order). Images travel as
+``data:`` URLs (JPEG q95 RGB like upstream's ``vllm_request.py``, or lossless PNG); a video is sent
+as 8 frames-as-images (upstream's vLLM path) or, when asked, as one ``video_url`` part.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import mimetypes
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from reward_core.media import FRAMES_PER_VIDEO, MediaError, VideoSpec, load_image, load_video_frames
+
+IMAGE_FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
+VIDEO_MODES = ("frames", "video_url")
+
+
+def image_data_url(image: Image.Image, image_format: str = "jpeg", jpeg_quality: int = 95) -> str:
+    """An RGB image as a base64 ``data:`` URL."""
+    buffer = io.BytesIO()
+    if image_format == "jpeg":
+        image.convert("RGB").save(buffer, format="JPEG", quality=jpeg_quality)
+    else:
+        image.convert("RGB").save(buffer, format="PNG")
+    return f"data:{IMAGE_FORMATS[image_format]};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def video_data_url(spec: VideoSpec) -> str:
+    """The video file's bytes as a base64 ``data:`` URL (for servers that accept ``video_url``)."""
+    path = Path(spec.path)
+    if not path.is_file():
+        raise MediaError(spec, "file not found")
+    mime = mimetypes.guess_type(path.name)[0] or "video/mp4"
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def media_parts(
+    media: list[Any],
+    image_format: str = "jpeg",
+    jpeg_quality: int = 95,
+    video_mode: str = "frames",
+    frames_per_video: int = FRAMES_PER_VIDEO,
+) -> list[dict[str, Any]]:
+    """Content parts for one request's media; raises `MediaError` naming the first unusable item."""
+    parts: list[dict[str, Any]] = []
+    for item in media:
+        if isinstance(item, VideoSpec) and video_mode == "video_url" and not item.as_frames:
+            parts.append({"type": "video_url", "video_url": {"url": video_data_url(item)}})
+        elif isinstance(item, VideoSpec):
+            frames = load_video_frames(item, item.nframes or frames_per_video)
+            parts += [_image_part(frame, image_format, jpeg_quality) for frame in frames]
+        else:
+            parts.append(_image_part(load_image(item), image_format, jpeg_quality))
+    return parts
+
+
+def _image_part(image: Image.Image, image_format: str, jpeg_quality: int) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": {"url": image_data_url(image, image_format, jpeg_quality)}}
+
+
+def chat_messages(parts: list[dict[str, Any]], text: str, assistant_prefill: str | None = None) -> list[dict]:
+    """One user turn (media parts, then text), plus an assistant prefill to continue when given."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": [*parts, {"type": "text", "text": text}]}]
+    if assistant_prefill is not None:
+        messages.append({"role": "assistant", "content": assistant_prefill})
+    return messages
+
+
+def completion_text(body: dict[str, Any]) -> str:
+    """The assistant text of a chat-completions answer; raises `ValueError` when the answer has none."""
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"malformed chat completion (no choices[0].message.content): {str(body)[:200]}") from None
+    if content is None:
+        raise ValueError("chat completion has empty content")
+    return content
+
+
+def normalize_token(token: str) -> str:
+    """A returned token's text without its leading space marker (" ", "Ġ" byte-level, "▁" sentencepiece)."""
+    return token.lstrip(" Ġ▁")
+
+
+def first_token_logprobs(body: dict[str, Any]) -> dict[str, float]:
+    """Top-k log-probabilities of the first generated token (vLLM / OpenAI shape), keyed by normalized text.
+
+    Tokens that normalize to the same text ("1", " 1") are merged (log-sum-exp of their probabilities).
+    Raises `ValueError` when the answer carries no logprobs.
+    """
+    try:
+        entry = body["choices"][0]["logprobs"]["content"][0]
+        top = entry.get("top_logprobs") or [entry]
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ValueError("the response carries no logprobs (choices[0].logprobs.content is missing)") from None
+    merged: dict[str, float] = {}
+    for candidate in top:
+        key, logprob = normalize_token(candidate["token"]), float(candidate["logprob"])
+        merged[key] = logprob if key not in merged else _logaddexp(merged[key], logprob)
+    return merged
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a == -math.inf:
+        return b
+    high, low = max(a, b), min(a, b)
+    return high + math.log1p(math.exp(low - high))

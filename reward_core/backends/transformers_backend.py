@@ -1,0 +1,276 @@
+"""In-process backend: any Qwen2.5-VL / Qwen3-VL checkpoint through transformers.
+
+Inputs are built exactly like upstream's ``inference_qwen`` scripts (one user turn, media first,
+``apply_chat_template(..., add_generation_prompt=True)``, qwen-vl-utils ``process_vision_info``), but
+items are encoded one by one (so a bad item fails alone), bucketed by prompt length and run in
+left-padded batches. Decoding is greedy unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from reward_core import logit
+from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation
+from reward_core.media import MediaError, VideoSpec, build_messages
+
+logger = logging.getLogger(__name__)
+
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+@dataclass
+class Encoded:
+    """One request after the processor: a batch-of-one ``BatchFeature``-like dict of tensors."""
+
+    inputs: dict[str, Any]
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    def extend(self, token_ids: Sequence[int]) -> Encoded:
+        """The same request with ``token_ids`` appended to the text (e.g. a prefilled answer)."""
+        if not token_ids:
+            return self
+        extra = torch.tensor([list(token_ids)], dtype=self.inputs["input_ids"].dtype)
+        inputs = dict(self.inputs)
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], extra], dim=1)
+        if "attention_mask" in inputs:
+            inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
+        if "mm_token_type_ids" in inputs:
+            inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
+        return Encoded(inputs)
+
+
+def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, Any]:
+    """``process_vision_info`` on one conversation -> processor keyword arguments (images, videos, video kwargs).
+
+    Uses the processor's patch size (14 for Qwen2.5-VL, 16 for Qwen3-VL), so ``smart_resize`` uses
+    the model's factor (28 / 32). Videos carry qwen-vl-utils' frame metadata, from which transformers 5
+    processors derive the sampled fps (a per-video ``fps`` list is no longer accepted); Qwen3-VL also
+    skips the processor's second resize, as in its model card.
+    """
+    from qwen_vl_utils import process_vision_info
+
+    patch_size = getattr(processor.image_processor, "patch_size", 14)
+    images, videos, video_kwargs = process_vision_info(
+        messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=patch_size
+    )
+    kwargs: dict[str, Any] = {"images": images, "videos": videos}
+    if videos is not None:
+        frames, metadata = zip(*videos)
+        kwargs.update(videos=list(frames), video_metadata=list(metadata), **video_kwargs)
+        if "Qwen3" in type(processor).__name__:
+            kwargs["do_resize"] = False
+    return kwargs
+
+
+def collate(items: list[Encoded], pad_token_id: int) -> dict[str, Any]:
+    """Left-pad the per-token tensors; concatenate the rest (patches, grids) in item order."""
+    width = max(item.length for item in items)
+    batch: dict[str, Any] = {}
+    for key in items[0].inputs:
+        values = [item.inputs[key] for item in items]
+        if key in SEQUENCE_KEYS:
+            fill = pad_token_id if key == "input_ids" else 0
+            batch[key] = torch.cat(
+                [torch.nn.functional.pad(v, (width - v.shape[1], 0), value=fill) for v in values], dim=0
+            )
+        elif isinstance(values[0], torch.Tensor):
+            batch[key] = torch.cat(values, dim=0)
+        elif isinstance(values[0], list):
+            batch[key] = [x for v in values for x in v]
+        else:
+            batch[key] = values[0]
+    return batch
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+class TransformersBackend:
+    """Runs judge calls on a local ``AutoModelForImageTextToText`` with its ``AutoProcessor``."""
+
+    def __init__(self, model: Any, processor: Any, batch_size: int = 8, do_sample: bool = False, **generate_kwargs: Any):
+        self.model = model.eval()
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.batch_size = max(1, int(batch_size))
+        self.do_sample = do_sample
+        self.generate_kwargs = generate_kwargs
+        config = getattr(model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None)
+        self.eos_token_id = eos if eos is not None else self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else (eos[0] if isinstance(eos, list) else eos)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        batch_size: int = 8,
+        attn_implementation: str | None = None,
+        **kwargs: Any,
+    ) -> TransformersBackend:
+        """Load a checkpoint (local path or hub id) onto ``device`` (default: cuda when available)."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+        model_kwargs: dict[str, Any] = {"dtype": dtype}
+        if attn_implementation:
+            model_kwargs["attn_implementation"] = attn_implementation
+        model = AutoModelForImageTextToText.from_pretrained(path, **model_kwargs).to(device)
+        processor = AutoProcessor.from_pretrained(path)
+        return cls(model, processor, batch_size=batch_size, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # --- encoding -------------------------------------------------------------------------------
+
+    def prompt_text(self, request: BackendRequest) -> tuple[str, list[dict[str, Any]]]:
+        """The chat-templated prompt (ending with the assistant header) and its messages."""
+        messages = build_messages(request.media, request.text)
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text, messages
+
+    def encode(self, request: BackendRequest) -> Encoded:
+        """Processor inputs for one request (raises :class:`MediaError` for unusable media)."""
+        text, messages = self.prompt_text(request)
+        try:
+            vision = vision_inputs(messages, self.processor)
+        except MediaError:
+            raise
+        except Exception as error:  # decoders raise many types; name the media in the message
+            names = ", ".join(m.path if isinstance(m, VideoSpec) else type(m).__name__ for m in request.media)
+            raise MediaError(names, f"cannot prepare media ({error})") from error
+        inputs = self.processor(text=[text], return_tensors="pt", **{k: v for k, v in vision.items() if v is not None})
+        return Encoded(dict(inputs))
+
+    def _encode_all(self, requests: list[BackendRequest]) -> tuple[list[Encoded | None], list[str | None]]:
+        encoded: list[Encoded | None] = []
+        errors: list[str | None] = []
+        for request in requests:
+            try:
+                encoded.append(self.encode(request))
+                errors.append(None)
+            except Exception as error:  # one bad item never stops the batch
+                logger.warning("judge item failed to encode: %s", error)
+                encoded.append(None)
+                errors.append(f"{type(error).__name__}: {error}")
+        return encoded, errors
+
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        dtype = self.model.dtype
+        moved = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(dtype)
+            moved[key] = value
+        return moved
+
+    def _run_batched(self, items: list[Encoded], run: Callable[[dict[str, Any]], list[Any]]) -> list[Any | Exception]:
+        """``run`` over length-bucketed batches; a failed batch is retried item by item."""
+        order = sorted(range(len(items)), key=lambda i: items[i].length)
+        results: list[Any | Exception] = [None] * len(items)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            try:
+                outputs = run(self._to_device(collate([items[i] for i in chunk], self.pad_token_id)))
+                for i, output in zip(chunk, outputs):
+                    results[i] = output
+            except Exception as error:
+                if len(chunk) == 1:
+                    results[chunk[0]] = error
+                    continue
+                if is_out_of_memory(error) and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                logger.warning("batch of %d failed (%s); retrying one by one", len(chunk), error)
+                for i in chunk:
+                    try:
+                        results[i] = run(self._to_device(collate([items[i]], self.pad_token_id)))[0]
+                    except Exception as item_error:
+                        results[i] = item_error
+        return results
+
+    # --- Backend protocol ------------------------------------------------------------------------
+
+    def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
+        """Greedy (by default) generation of each request's answer."""
+        encoded, errors = self._encode_all(requests)
+        ready = [i for i, e in enumerate(encoded) if e is not None]
+        outputs = self._run_batched([encoded[i] for i in ready], lambda batch: self._generate_batch(batch, max_new_tokens))
+        results = [Generation(error=error) for error in errors]
+        for i, output in zip(ready, outputs):
+            results[i] = Generation(error=f"{type(output).__name__}: {output}") if isinstance(output, Exception) else Generation(text=output)
+        return results
+
+    @torch.inference_mode()
+    def _generate_batch(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
+        sampling = {} if self.do_sample else {"temperature": None, "top_p": None, "top_k": None}
+        generated = self.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=self.do_sample,
+            eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id,
+            **sampling,
+            **self.generate_kwargs,
+        )
+        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
+        """Log P(candidate is the answer) after each request's ``answer_prefix``, from one batched forward pass."""
+        results = [AnswerLogprobs() for _ in requests]
+        layouts: dict[str, logit.CandidatePaths] = {}
+        sequences: list[tuple[int, tuple[int, ...], Encoded]] = []  # (request index, branch, inputs)
+        encoded, errors = self._encode_all(requests)
+        for index, (request, item) in enumerate(zip(requests, encoded)):
+            if item is None:
+                results[index].error = errors[index]
+                continue
+            if request.answer_prefix is None:
+                results[index].error = "logit mode needs an answer_prefix"
+                continue
+            if request.answer_prefix not in layouts:
+                layouts[request.answer_prefix] = logit.candidate_paths(self.tokenizer, request.answer_prefix, candidates)
+            layout = layouts[request.answer_prefix]
+            sequences += [(index, branch, item.extend(layout.shared + branch)) for branch in layout.branches()]
+
+        node_logprobs: dict[int, dict[logit.Node, dict[int, float]]] = {}
+        keep = 1 + max((len(branch) for _, branch, _ in sequences), default=0)
+        outputs = self._run_batched([s[2] for s in sequences], lambda batch: self._next_token_logprobs(batch, keep))
+        for (index, branch, _), output in zip(sequences, outputs):
+            if isinstance(output, Exception):
+                results[index].error = f"{type(output).__name__}: {output}"
+                continue
+            layout = layouts[requests[index].answer_prefix]
+            nodes = node_logprobs.setdefault(index, {})
+            positions = output[-(len(branch) + 1) :]  # distributions after context + branch[:i]
+            for depth, distribution in enumerate(positions):
+                node = branch[:depth]
+                nodes[node] = {t: float(distribution[t]) for t in layout.children(node)}
+        for index, nodes in node_logprobs.items():
+            if results[index].error is None:
+                results[index].logprobs = logit.candidate_logprobs(layouts[requests[index].answer_prefix], nodes)
+        return results
+
+    @torch.inference_mode()
+    def _next_token_logprobs(self, batch: dict[str, Any], keep: int) -> torch.Tensor:
+        """Log-softmax over the vocabulary at the last ``keep`` positions of each sequence (float32, CPU)."""
+        logits = self.model(**batch, use_cache=False, logits_to_keep=keep).logits
+        return torch.log_softmax(logits[:, -keep:].float(), dim=-1).cpu()

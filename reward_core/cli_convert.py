@@ -1,0 +1,93 @@
+"""`unifiedreward convert <kind> INPUT OUTPUT`: data files -> LLaMA-Factory datasets.
+
+Kinds:
+  unifiedreward  released UnifiedReward data (LLaVA-NeXT items, HF parquet, Think CoT) -> sharegpt SFT
+  preference     generic preference pairs or sift output -> sharegpt pairwise (ranking, DPO stage)
+  toy            toy-world judge data (image_pairs.jsonl / image_points.jsonl) -> UnifiedReward SFT
+
+With ``--dataset-info`` the output is also registered in a ``dataset_info.json`` (merged, other
+entries kept). Invalid rows are reported with their line/row number and skipped; ``--strict``
+stops at the first one and writes nothing (exit status 1). A JSON summary is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# Imported lazily inside run(): data_converters is not needed by the other subcommands.
+
+KINDS = ("unifiedreward", "preference", "toy")
+
+
+def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``convert`` subcommand on the ``unifiedreward`` command's subparsers."""
+    parser = subparsers.add_parser("convert", help="convert data files to LLaMA-Factory datasets", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("input", help=".json (array), .jsonl or .parquet")
+    parser.add_argument("output", help="output .jsonl file")
+    parser.add_argument("--media-dir", help="LLaMA-Factory media_dir that output media paths are relative to "
+                        "(default: the output file's folder)")
+    parser.add_argument("--source-root", help="folder the input's relative media paths are relative to "
+                        "(LLaVA's image_folder; default: --media-dir)")
+    parser.add_argument("--no-verify-media", action="store_true", help="do not check that media files exist")
+    parser.add_argument("--strict", action="store_true", help="fail on the first invalid row, write nothing")
+    parser.add_argument("--dataset-info", help="dataset_info.json to register the output in")
+    parser.add_argument("--dataset-name", help="entry name in dataset_info.json (default: output file stem)")
+    parser.add_argument("--overwrite-entry", action="store_true", help="replace an existing, different entry")
+    parser.add_argument("--template-key", help="toy kind: override the reward_core template key")
+    parser.add_argument("--split", default="train", help="toy kind: rows of this split only ('all' for every row)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    import data_converters as dc
+    from integrations.llamafactory import register_dataset
+
+    media_dir = args.media_dir or os.path.dirname(os.path.abspath(args.output))
+    common = dict(source_root=args.source_root, verify_media=not args.no_verify_media, strict=args.strict,
+                  progress=args.progress)
+    try:
+        if args.kind == "unifiedreward":
+            report = dc.convert_unifiedreward(args.input, args.output, media_dir, **common)
+        elif args.kind == "preference":
+            report = dc.convert_preference(args.input, args.output, media_dir, **common)
+        else:
+            report = dc.convert_toy_judge(args.input, args.output, media_dir, template_key=args.template_key,
+                                          split=None if args.split == "all" else args.split, **common)
+    except dc.ConversionFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for problem in report.problems:
+        print(f"skipped {problem}", file=sys.stderr)
+    if report.problems_dropped:
+        print(f"... and {report.problems_dropped} more skipped rows", file=sys.stderr)
+    summary = report.to_dict()
+    if args.dataset_info:
+        name = args.dataset_name or os.path.splitext(os.path.basename(args.output))[0]
+        register_dataset(args.dataset_info, name, args.output, ranking=args.kind == "preference",
+                         overwrite=args.overwrite_entry)
+        summary["dataset_info"] = {"path": args.dataset_info, "name": name}
+    summary.pop("problems")
+    print(json.dumps(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unifiedreward convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""`unifiedreward score` / `unifiedreward compare`: judge media from the command line.
+
+One item::
+
+    unifiedreward score --model PATH --template image_generation.point_score.v1 --set prompt="a red circle" img.png
+    unifiedreward compare --model PATH --template image_generation.pair_rank.v1 --set prompt=... --swap a.png b.png
+    unifiedreward compare --model PATH --template image_understanding.pair_rank.v1 \\
+        --set question=... --set answer1=... --set answer2=... img.png
+
+A JSONL batch (rows ``{"id", "media": [...], "fields": {...}}``; relative media paths are resolved
+against ``--media-root``, default the input file's folder)::
+
+    unifiedreward score --model PATH --template KEY --input items.jsonl --output out.jsonl
+
+Output rows are the input ``id`` plus the `RewardResult` fields; a summary goes to stderr.
+``--server URL`` judges through an OpenAI-compatible server instead of loading ``--model``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+DESCRIPTIONS = {
+    "score": "pointwise verdict (score) for one item or a JSONL batch",
+    "compare": "pairwise verdict (winner) for one pair or a JSONL batch",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register both ``score`` and ``compare``."""
+    add_score_parser(subparsers)
+    add_compare_parser(subparsers)
+
+
+def add_score_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return _add(subparsers, "score")
+
+
+def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = _add(subparsers, "compare")
+    parser.add_argument("--swap", action="store_true", help="judge both orders and combine (reports consistency)")
+    return parser
+
+
+def _add(subparsers: argparse._SubParsersAction, command: str) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        command, help=DESCRIPTIONS[command], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="checkpoint path (or hub id) loaded with transformers")
+    source.add_argument("--server", metavar="URL", help="OpenAI-compatible server base URL (vLLM, SGLang ...)")
+    parser.add_argument("--server-model", help="model name to request from --server")
+    parser.add_argument("--template", required=True, help="template key (see `unifiedreward prompt --list`)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="template field value")
+    parser.add_argument("--mode", choices=("generate", "logit"), default="generate")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the template's)")
+    parser.add_argument("--json", action="store_true", help="print the single result as one JSON line")
+    parser.add_argument("--input", type=Path, help="JSONL items: {id, media: [...], fields: {...}}")
+    parser.add_argument("--output", type=Path, help="JSONL results (default: stdout)")
+    parser.add_argument("--media-root", type=Path, help="folder for relative media paths (default: --input's folder)")
+    parser.add_argument("--as-frames", action="store_true", help="feed each video as 8 frames (2.0 / vLLM protocol)")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("media", nargs="*", metavar="MEDIA", help="image / video paths, in template order")
+    parser.set_defaults(func=run, command_name=command)
+    return parser
+
+
+def parse_fields(pairs: list[str]) -> dict[str, str]:
+    """``["name=value", ...]`` -> dict (the value may contain ``=``)."""
+    fields = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
+        fields[name] = value
+    return fields
+
+
+def _media_entry(entry: Any, root: Path | None, video: bool, as_frames: bool) -> Any:
+    from reward_core.media import VideoSpec
+
+    if isinstance(entry, dict):  # {"path": ..., "fps"/"nframes"/"max_pixels"/"as_frames": ...}
+        path = _resolve(entry["path"], root)
+        if not video:
+            return path
+        options = {k: entry[k] for k in ("fps", "nframes", "max_pixels", "as_frames") if k in entry}
+        return VideoSpec(path, **{"as_frames": as_frames, **options})
+    path = _resolve(entry, root)
+    return VideoSpec(path, as_frames=as_frames) if video else path
+
+
+def _resolve(path: str, root: Path | None) -> str:
+    return str(root / path) if root is not None and not Path(path).is_absolute() else str(path)
+
+
+def load_model(args: argparse.Namespace):
+    from reward_core.model import UnifiedReward
+
+    if args.server:
+        return UnifiedReward.from_server(args.server, model=args.server_model, max_new_tokens=args.max_new_tokens)
+    return UnifiedReward.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from reward_core.model import JudgeItem
+    from reward_core.prompts import get_template
+
+    prog = f"unifiedreward {args.command_name}"
+    try:
+        template = get_template(args.template)
+        fields = parse_fields(args.set)
+    except (KeyError, ValueError) as error:
+        print(f"{prog}: {error.args[0]}", file=sys.stderr)
+        return 2
+    if template.pairwise != (args.command_name == "compare"):
+        other = "compare" if template.pairwise else "score"
+        print(f"{prog}: template {template.key!r} is {'pairwise' if template.pairwise else 'pointwise'}; use `{other}`", file=sys.stderr)
+        return 2
+    if bool(args.input) == bool(args.media):
+        print(f"{prog}: give MEDIA paths or --input items.jsonl (not both)", file=sys.stderr)
+        return 2
+    video = template.media.startswith("video")
+    if args.input:
+        root = args.media_root or args.input.parent
+        try:
+            rows = [json.loads(line) for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, json.JSONDecodeError) as error:
+            print(f"{prog}: cannot read {args.input}: {error}", file=sys.stderr)
+            return 2
+        items = [
+            JudgeItem(
+                media=[_media_entry(m, root, video, args.as_frames) for m in row.get("media", [])],
+                fields={**fields, **(row.get("fields") or {})},
+                id=row.get("id", str(index)),
+            )
+            for index, row in enumerate(rows)
+        ]
+    else:
+        root = args.media_root
+        items = [JudgeItem(media=[_media_entry(m, root, video, args.as_frames) for m in args.media], fields=fields)]
+
+    model = load_model(args)
+    started = time.perf_counter()
+    if template.pairwise:
+        results = model.compare_batch(template, items, swap=args.swap, mode=args.mode, progress=bool(args.input))
+    else:
+        results = model.score_batch(template, items, mode=args.mode, progress=bool(args.input))
+    elapsed = time.perf_counter() - started
+
+    if not args.input:
+        result = results[0]
+        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else describe(result))
+        return 0 if result.ok else 1
+    lines = [json.dumps({"id": item.id, **result.to_dict()}, ensure_ascii=False) for item, result in zip(items, results)]
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    else:
+        print("\n".join(lines))
+    print(summary(results, elapsed), file=sys.stderr)
+    return 0
+
+
+def describe(result) -> str:
+    """A short human-readable line for one result."""
+    if not result.ok:
+        return f"{result.status.value}: {result.error}"
+    parts = []
+    if result.winner is not None:
+        parts.append("tie" if result.winner == 0 else f"winner: {result.winner}")
+    if result.score is not None:
+        parts.append(f"score: {result.score:.4g}")
+    if result.scores:
+        parts.append("scores: " + ", ".join(f"{k}={v:.4g}" for k, v in result.scores.items()))
+    if result.probs:
+        parts.append("probs: " + ", ".join(f"{k}={v:.3f}" for k, v in result.probs.items()))
+    if result.consistency is not None:
+        parts.append(f"consistency: {result.consistency:g}")
+    return "; ".join(parts)
+
+
+def summary(results, elapsed: float) -> str:
+    counts = Counter(r.status.value for r in results)
+    text = f"{len(results)} items in {elapsed:.1f}s ({len(results) / max(elapsed, 1e-9):.2f} items/s): "
+    text += ", ".join(f"{status} {count}" for status, count in sorted(counts.items()))
+    consistency = getattr(results, "position_consistency", None)
+    if consistency is not None:
+        text += f"; position consistency {consistency:.3f}"
+    return text

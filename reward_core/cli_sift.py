@@ -1,0 +1,218 @@
+"""``unifiedreward sift``: build DPO preference pairs with pair-rank + point-sift.
+
+Input: JSON / JSONL rows ``{"id", "question" | "prompt", "image" | "images" | "video", "candidates"?}``.
+Without ``candidates`` a policy samples them (``--policy PATH`` or ``--policy-server URL``).
+Output folder: ``sift*.jsonl`` (resumable per-item records), ``summary.json``, ``scores.png`` and, for text
+candidates, the TRL preference dataset ``pairs.jsonl`` + ``dataset/`` (``datasets.load_from_disk``).
+
+Shards: ``--num-shards/--shard-index``, or one shard per process under ``accelerate launch``; the main
+process merges all shards (deterministically, by input order) once every process is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .sift import (
+    RESULTS_GLOB,
+    OpenAIPolicy,
+    SiftItem,
+    SiftSettings,
+    TransformersPolicy,
+    read_records,
+    run_sift,
+    select_shard,
+    shard_path,
+    trl_preference_rows,
+    write_summary,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="JSON or JSONL file of prompts")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--media-dir", default=None, help="base folder for relative media paths (default: the input's)")
+    reward = parser.add_mutually_exclusive_group(required=True)
+    reward.add_argument("--reward-model", help="local UnifiedReward checkpoint")
+    reward.add_argument("--reward-server", help="OpenAI-compatible base URL serving UnifiedReward")
+    parser.add_argument("--reward-server-model", default=None, help="served model name (default: the server's first)")
+    parser.add_argument("--policy", default=None, help="local policy checkpoint that samples the candidates")
+    parser.add_argument("--policy-server", default=None, help="OpenAI-compatible base URL of the policy")
+    parser.add_argument("--policy-model", default=None, help="served policy model name")
+    parser.add_argument("--num-candidates", type=int, default=10)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="policy sampling length")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pair-template", default="image_understanding.pair_rank.v1")
+    parser.add_argument("--point-template", default="image_understanding.point_score.v1")
+    parser.add_argument("--mode", choices=["generate", "logit"], default="generate")
+    parser.add_argument("--swap", action="store_true", help="rank each pair in both orders; keep agreeing pairs only")
+    parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--num-shards", type=int, default=None)
+    parser.add_argument("--shard-index", type=int, default=None)
+    parser.add_argument("--retry-failed", action="store_true", help="sift again the items recorded as failed")
+    parser.add_argument("--no-merge", action="store_true", help="only write this shard's records")
+    parser.add_argument("--merge-only", action="store_true", help="only merge existing records into the outputs")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``sift`` subcommand to ``unifiedreward``'s subparsers."""
+    parser = subparsers.add_parser("sift", help="build DPO preference pairs (pair-rank + point-sift)")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of rows")
+    return data
+
+
+def _resolve(entry: Any, base: Path) -> Any:
+    if isinstance(entry, str) and not os.path.isabs(entry) and "://" not in entry:
+        return str(base / entry)
+    return entry
+
+
+def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftItem]:
+    """Rows to :class:`SiftItem`; ``id`` defaults to the row position, and must be unique."""
+    from .media import VideoSpec
+
+    items, seen = [], set()
+    for order, row in enumerate(rows):
+        item_id = str(row.get("id", order))
+        if item_id in seen:
+            raise ValueError(f"duplicate id {item_id!r}: resume needs unique ids")
+        seen.add(item_id)
+        text = row.get("question", row.get("prompt"))
+        if text is None:
+            raise ValueError(f"row {item_id!r} has neither 'question' nor 'prompt'")
+        images = row.get("images", [row["image"]] if row.get("image") is not None else [])
+        images = [_resolve(i, media_dir) for i in images]
+        media: list[Any] = list(images)
+        if row.get("video") is not None:
+            media.append(VideoSpec(_resolve(row["video"], media_dir)))
+        candidates = [_resolve(c, media_dir) for c in row.get("candidates", [])]
+        meta = {"images": images} if images else {}
+        items.append(
+            SiftItem(item_id, {"question": text, "prompt": text}, candidates, media, meta=meta, order=order)
+        )
+    return items
+
+
+def load_reward_model(args: argparse.Namespace) -> Any:
+    from .model import UnifiedReward
+
+    if args.reward_server:
+        return UnifiedReward.from_server(args.reward_server, model=args.reward_server_model)
+    return UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
+
+
+def candidate_source(args: argparse.Namespace) -> Any:
+    common = dict(
+        num_candidates=args.num_candidates,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    if args.policy_server:
+        if not args.policy_model:
+            raise SystemExit("--policy-server needs --policy-model")
+        return OpenAIPolicy(args.policy_server, args.policy_model, **common)
+    if args.policy:
+        return TransformersPolicy(args.policy, device=args.device, **common)
+    return None
+
+
+def shard_of(args: argparse.Namespace) -> tuple[int, int, Any]:
+    """(shard index, shard count, accelerate state or None): explicit flags win over ``accelerate launch``."""
+    if args.num_shards is not None:
+        return (args.shard_index or 0), args.num_shards, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        return state.process_index, state.num_processes, state
+    return 0, 1, None
+
+
+def merge_outputs(out_dir: Path) -> dict[str, Any]:
+    """Merge every shard's records into ``summary.json``, ``scores.png`` and the TRL dataset."""
+    records = read_records(sorted(out_dir.glob(RESULTS_GLOB)))
+    summary = write_summary(records, out_dir)
+    report: dict[str, Any] = {"summary": vars(summary), "output_dir": str(out_dir)}
+    kept = [r for r in records if r.status == "kept"]
+    if kept and all(isinstance(r.chosen, str) and isinstance(r.rejected, str) for r in kept):
+        rows = trl_preference_rows(records)
+        with open(out_dir / "pairs.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        report["pairs"] = str(out_dir / "pairs.jsonl")
+        report["dataset"] = save_hf_dataset(rows, out_dir / "dataset")
+    return report
+
+
+def save_hf_dataset(rows: list[dict[str, Any]], path: Path) -> str | None:
+    """TRL preference rows as a ``datasets`` folder (``images`` decoded as ``Image`` features)."""
+    try:
+        from datasets import Dataset, Image, Sequence
+    except ImportError:
+        logger.warning("`datasets` is not installed: wrote pairs.jsonl only")
+        return None
+    dataset = Dataset.from_list(rows)
+    if any(row["images"] for row in rows):
+        dataset = dataset.cast_column("images", Sequence(Image()))
+    dataset.save_to_disk(str(path))
+    return str(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.merge_only:
+        input_path = Path(args.input)
+        items = items_from_rows(read_rows(input_path), Path(args.media_dir or input_path.parent))
+        shard_index, num_shards, state = shard_of(args)
+        items = select_shard(items, shard_index, num_shards)
+        settings = SiftSettings(args.pair_template, args.point_template, args.mode, args.swap)
+        summary = run_sift(
+            load_reward_model(args),
+            items,
+            settings,
+            shard_path(out_dir, shard_index, num_shards),
+            candidate_source=candidate_source(args),
+            retry_failed=args.retry_failed,
+            progress=not args.no_progress,
+        )
+        logger.info("shard %d/%d: %s", shard_index, num_shards, summary)
+        if state is not None:
+            state.wait_for_everyone()
+            if not state.is_main_process:
+                return 0
+        if args.no_merge:
+            return 0
+    print(json.dumps(merge_outputs(out_dir), indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unifiedreward sift", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

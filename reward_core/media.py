@@ -1,0 +1,225 @@
+"""Media loading and the upstream (``inference_qwen``) chat-message layout.
+
+Images become RGB ``PIL.Image``; videos stay :class:`VideoSpec` until the backend decodes them
+with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match upstream.
+``VideoSpec(as_frames=True)`` instead feeds 8 frames per video as separate images, like the 2.0 /
+vLLM path and the benchmarks (``np.linspace(0, n - 1, 8)``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+FRAMES_PER_VIDEO = 8
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+
+
+class MediaError(ValueError):
+    """A media item that cannot be used; ``source`` names it, ``reason`` says why."""
+
+    def __init__(self, source: Any, reason: str):
+        self.source = describe(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """A video file and how to sample it (``None`` = qwen-vl-utils defaults, as upstream)."""
+
+    path: str
+    fps: float | None = None
+    nframes: int | None = None
+    max_pixels: int | None = None
+    as_frames: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", os.fspath(self.path))
+        if self.fps is not None and self.nframes is not None:
+            raise ValueError("VideoSpec takes fps or nframes, not both")
+
+
+def describe(source: Any) -> str:
+    """A short human-readable name for a media item (its path when it has one)."""
+    if isinstance(source, VideoSpec):
+        return source.path
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    shape = getattr(source, "shape", None) or getattr(source, "size", None)
+    return f"<{type(source).__name__} {tuple(shape) if shape is not None else ''}>".replace(" >", ">")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB like qwen-vl-utils: transparent pixels become white, everything else is converted."""
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.split()[3])
+        return background
+    return image.convert("RGB")
+
+
+def _open_image(data: str | bytes, source: Any) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
+            opened.load()
+            return to_rgb(opened)
+    except FileNotFoundError:
+        raise MediaError(source, "file not found") from None
+    except (OSError, SyntaxError, ValueError) as error:  # PIL reports corrupt data as OSError / SyntaxError
+        raise MediaError(source, f"cannot decode image ({error})") from None
+
+
+def _array_to_image(array: np.ndarray, source: Any) -> Image.Image:
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise MediaError(source, f"expected an HWC image array with 1, 3 or 4 channels, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise MediaError(source, f"expected uint8 or float pixels, got {array.dtype}")
+        if not np.isfinite(array).all():
+            raise MediaError(source, "image has NaN/inf pixels")
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+
+
+def load_image(source: Any) -> Image.Image:
+    """Any image input -> RGB PIL image.
+
+    Accepts a path (``str``/``Path``, optional ``file://``), encoded ``bytes``, a ``PIL.Image``,
+    a numpy array (HWC; uint8, or float in [0, 1]) or a torch tensor (CHW; uint8, or float in [0, 1]).
+    Raises :class:`MediaError` naming the item when it cannot be used.
+    """
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    if isinstance(source, (bytes, bytearray)):
+        return _open_image(bytes(source), source)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        path = path[len("file://"):] if path.startswith("file://") else path
+        if path.startswith(("http://", "https://")):
+            raise MediaError(source, "remote URLs are not fetched; download the image first")
+        if not Path(path).is_file():
+            raise MediaError(source, "file not found")
+        return _open_image(path, source)
+    if isinstance(source, np.ndarray):
+        return _array_to_image(source, source)
+    if type(source).__module__.startswith("torch"):
+        tensor = source.detach().cpu()
+        if tensor.ndim != 3:
+            raise MediaError(source, f"expected a CHW image tensor, got shape {tuple(tensor.shape)}")
+        tensor = tensor.float() if tensor.is_floating_point() else tensor
+        return _array_to_image(tensor.permute(1, 2, 0).numpy(), source)
+    raise MediaError(source, f"unsupported image type {type(source).__name__}")
+
+
+def as_video_spec(source: Any) -> VideoSpec:
+    """A path or :class:`VideoSpec` -> :class:`VideoSpec` (other types raise :class:`MediaError`)."""
+    if isinstance(source, VideoSpec):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return VideoSpec(os.fspath(source))
+    raise MediaError(source, f"a video must be a path or VideoSpec, got {type(source).__name__}")
+
+
+def _video_reader(spec: VideoSpec):
+    import decord
+
+    if not Path(spec.path).is_file():
+        raise MediaError(spec, "file not found")
+    try:
+        reader = decord.VideoReader(spec.path)
+    except Exception as error:  # decord raises its own DECORDError and RuntimeError
+        raise MediaError(spec, f"cannot decode video ({error})") from None
+    if len(reader) == 0:
+        raise MediaError(spec, "video has no frames")
+    return reader
+
+
+def frame_indices(total_frames: int, count: int = FRAMES_PER_VIDEO) -> list[int]:
+    """``count`` evenly spaced frame indices (``np.linspace(0, n - 1, count)``, as upstream's 8-frame path)."""
+    return np.linspace(0, total_frames - 1, count).astype(int).tolist()
+
+
+def load_video_frames(spec: VideoSpec | str, count: int | None = None) -> list[Image.Image]:
+    """Decode ``count`` (default ``spec.nframes`` or 8) evenly spaced RGB frames of a video."""
+    spec = as_video_spec(spec)
+    reader = _video_reader(spec)
+    indices = frame_indices(len(reader), count or spec.nframes or FRAMES_PER_VIDEO)
+    try:
+        frames = reader.get_batch(indices).asnumpy()
+    except Exception as error:
+        raise MediaError(spec, f"cannot decode frames ({error})") from None
+    images = [Image.fromarray(frame).convert("RGB") for frame in frames]
+    if spec.max_pixels:
+        images = [_limit_pixels(image, spec.max_pixels) for image in images]
+    return images
+
+
+def _limit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
+    width, height = image.size
+    if width * height <= max_pixels:
+        return image
+    scale = (max_pixels / (width * height)) ** 0.5
+    return image.resize((max(1, int(width * scale)), max(1, int(height * scale))))
+
+
+def check_video(spec: VideoSpec) -> int:
+    """Open a video to fail early on a missing/corrupt file; returns its frame count."""
+    return len(_video_reader(spec))
+
+
+def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image | VideoSpec]:
+    """Validate one item's media for a template: ``kind`` is ``"image"`` or ``"video"``, ``count`` how many.
+
+    Images are decoded to RGB PIL; videos are checked and kept as :class:`VideoSpec`.
+    Raises :class:`MediaError` for a wrong count or an unusable item.
+    """
+    entries = list(entries)
+    if len(entries) != count:
+        noun = "item" if count == 1 else "items"
+        raise MediaError(f"<{len(entries)} media>", f"this template takes {count} {kind} {noun}, got {len(entries)}")
+    if kind == "image":
+        return [load_image(entry) for entry in entries]
+    if kind == "video":
+        specs = [as_video_spec(entry) for entry in entries]
+        for spec in specs:
+            check_video(spec)
+        return specs
+    raise ValueError(f"unknown media kind {kind!r}")
+
+
+def _video_content(spec: VideoSpec) -> dict[str, Any]:
+    content: dict[str, Any] = {"type": "video", "video": spec.path}
+    for key in ("fps", "nframes", "max_pixels"):
+        if getattr(spec, key) is not None:
+            content[key] = getattr(spec, key)
+    return content
+
+
+def build_messages(media: list[Image.Image | VideoSpec], text: str) -> list[dict[str, Any]]:
+    """One user turn, media first then the prompt text (upstream ``inference_qwen`` order).
+
+    ``VideoSpec(as_frames=True)`` expands to its frames as separate image items.
+    """
+    content: list[dict[str, Any]] = []
+    for item in media:
+        if isinstance(item, VideoSpec) and item.as_frames:
+            content += [{"type": "image", "image": frame} for frame in load_video_frames(item)]
+        elif isinstance(item, VideoSpec):
+            content.append(_video_content(item))
+        else:
+            content.append({"type": "image", "image": load_image(item)})
+    content.append({"type": "text", "text": text})
+    return [{"role": "user", "content": content}]

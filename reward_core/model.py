@@ -1,0 +1,277 @@
+"""``UnifiedReward``: the one object users hold. Renders templates, validates media, calls a backend,
+and turns its text (``generate``) or answer log-probabilities (``logit``) into ``RewardResult``s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reward_core import logit
+from reward_core.backends.base import Backend, BackendRequest
+from reward_core.media import MediaError, prepare_media
+from reward_core.prompts import Template, get_template
+from reward_core.results import RewardResult, Status
+
+logger = logging.getLogger(__name__)
+
+MODES = ("generate", "logit")
+
+
+@dataclass
+class JudgeItem:
+    """One judge call: its media (in template order), template field values, and an optional id."""
+
+    media: list[Any]
+    fields: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+
+class BatchResults(list):
+    """Results in input order; swap-mode batches also carry ``position_consistency``
+    (the share of successfully judged pairs whose verdict survived swapping the order)."""
+
+    position_consistency: float | None = None
+
+
+def _as_list(media: Any) -> list[Any]:
+    return list(media) if isinstance(media, (list, tuple)) else [media]
+
+
+def _as_item(item: JudgeItem | Mapping[str, Any]) -> JudgeItem:
+    if isinstance(item, JudgeItem):
+        return item
+    return JudgeItem(media=_as_list(item["media"]), fields=dict(item.get("fields") or {}), id=item.get("id"))
+
+
+def _media_kind(template: Template) -> str:
+    return "video" if template.media.startswith("video") else "image"
+
+
+def _understanding(template: Template) -> bool:
+    return {"answer1", "answer2"} <= set(template.fields)
+
+
+def swapped(template: Template, item: JudgeItem) -> JudgeItem:
+    """The same pair in the other order: answers swapped for understanding templates, otherwise the
+    last two media (the candidates; an edit template's source image stays first)."""
+    if _understanding(template):
+        fields = dict(item.fields)
+        fields["answer1"], fields["answer2"] = item.fields.get("answer2"), item.fields.get("answer1")
+        return replace(item, fields=fields)
+    media = list(item.media)
+    if len(media) >= 2:
+        media[-2], media[-1] = media[-1], media[-2]
+    return replace(item, media=media)
+
+
+def _swap_key(key: str) -> str:
+    for a, b in (("1", "2"), ("2", "1")):
+        if key == a:
+            return b
+        if key.endswith("/" + a):
+            return key[: -len(a)] + b
+    return key
+
+
+def combine_swapped(original: RewardResult, swapped_result: RewardResult) -> RewardResult:
+    """One verdict from both orders. Logit: P(1) averaged over the orders, winner = argmax.
+    Generate: agreeing verdicts stand; disagreeing ones become a tie with consistency 0.0."""
+    for order, result in (("original", original), ("swapped", swapped_result)):
+        if not result.ok:
+            return RewardResult.failure(result.status, f"{order} order: {result.error}", text=result.text)
+    back = {1: 2, 2: 1, 0: 0, None: None}[swapped_result.winner]
+    agree = original.winner == back
+    text = None if original.text is None else f"{original.text}\n\n[swapped order]\n{swapped_result.text}"
+    probs = scores = None
+    winner = original.winner if agree else 0
+    if original.probs and swapped_result.probs:
+        p1 = (original.probs["1"] + swapped_result.probs["2"]) / 2
+        probs = {"1": p1, "2": 1.0 - p1}
+        winner = 1 if p1 > 0.5 else 2 if p1 < 0.5 else 0
+    if original.scores and swapped_result.scores:
+        mirrored = {_swap_key(k): v for k, v in swapped_result.scores.items()}
+        scores = {k: (v + mirrored[k]) / 2 if k in mirrored else v for k, v in original.scores.items()}
+    return RewardResult(
+        status=Status.OK, winner=winner, probs=probs, scores=scores, text=text, consistency=1.0 if agree else 0.0
+    )
+
+
+class UnifiedReward:
+    """A UnifiedReward judge over any :class:`~reward_core.backends.base.Backend`."""
+
+    def __init__(self, backend: Backend, batch_size: int = 8, max_new_tokens: int | None = None, chunk_size: int = 64):
+        self.backend = backend
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.chunk_size = max(chunk_size, batch_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str,
+        backend: str = "transformers",
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 8,
+        attn_implementation: str | None = None,
+        max_new_tokens: int | None = None,
+        **backend_kwargs: Any,
+    ) -> UnifiedReward:
+        """Load a Qwen2.5-VL / Qwen3-VL UnifiedReward checkpoint in-process."""
+        if backend != "transformers":
+            raise ValueError(f"unknown backend {backend!r}; in-process loading supports 'transformers' (use from_server for HTTP)")
+        from reward_core.backends.transformers_backend import TransformersBackend
+
+        runner = TransformersBackend.from_pretrained(
+            path, device=device, dtype=dtype, batch_size=batch_size, attn_implementation=attn_implementation, **backend_kwargs
+        )
+        return cls(runner, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+    @classmethod
+    def from_server(cls, base_url: str, model: str | None = None, concurrency: int = 16, **kwargs: Any) -> UnifiedReward:
+        """Judge through an OpenAI-compatible server (vLLM, SGLang, ``transformers serve``)."""
+        from reward_core.backends.openai_backend import OpenAIBackend
+
+        max_new_tokens = kwargs.pop("max_new_tokens", None)
+        return cls(OpenAIBackend(base_url, model=model, concurrency=concurrency, **kwargs), max_new_tokens=max_new_tokens)
+
+    # --- single items -------------------------------------------------------------------------
+
+    def judge(self, template: str | Template, media: Any, mode: str = "generate", **fields: Any) -> RewardResult:
+        """Run ``template`` on one item's ``media`` (one entry or a list, in template order)."""
+        max_new_tokens = fields.pop("max_new_tokens", None)
+        item = JudgeItem(media=_as_list(media), fields=fields)
+        return self.judge_batch(template, [item], mode=mode, max_new_tokens=max_new_tokens)[0]
+
+    def score(self, template: str | Template, media: Any, mode: str = "generate", **fields: Any) -> RewardResult:
+        """Pointwise verdict (``result.score`` on the template's scale)."""
+        template = self._template(template, pairwise=False)
+        return self.judge(template, media, mode=mode, **fields)
+
+    def compare(
+        self, template: str | Template, media1: Any, media2: Any = None, swap: bool = False, mode: str = "generate", **fields: Any
+    ) -> RewardResult:
+        """Pairwise verdict (``result.winner``: 1, 2 or 0 = tie).
+
+        Generation templates take the two candidates as ``media1``/``media2`` (an edit template's
+        source image first: ``media1=[source, edited1]``); understanding templates take one
+        ``media1`` and ``answer1``/``answer2`` fields. ``swap=True`` also judges the other order.
+        """
+        max_new_tokens = fields.pop("max_new_tokens", None)
+        media = _as_list(media1) + ([] if media2 is None else _as_list(media2))
+        item = JudgeItem(media=media, fields=fields)
+        return self.compare_batch(template, [item], swap=swap, mode=mode, max_new_tokens=max_new_tokens)[0]
+
+    # --- batches ------------------------------------------------------------------------------
+
+    def score_batch(
+        self, template: str | Template, items: Iterable[JudgeItem | Mapping[str, Any]], mode: str = "generate", **kwargs: Any
+    ) -> BatchResults:
+        return self.judge_batch(self._template(template, pairwise=False), items, mode=mode, **kwargs)
+
+    def compare_batch(
+        self,
+        template: str | Template,
+        items: Iterable[JudgeItem | Mapping[str, Any]],
+        swap: bool = False,
+        mode: str = "generate",
+        **kwargs: Any,
+    ) -> BatchResults:
+        """Pairwise verdicts; with ``swap=True`` each pair is judged in both orders and combined."""
+        template = self._template(template, pairwise=True)
+        items = [_as_item(item) for item in items]
+        if not swap:
+            return self.judge_batch(template, items, mode=mode, **kwargs)
+        both = self.judge_batch(template, items + [swapped(template, item) for item in items], mode=mode, **kwargs)
+        results = BatchResults(combine_swapped(a, b) for a, b in zip(both[: len(items)], both[len(items) :]))
+        judged = [r.consistency for r in results if r.consistency is not None]
+        results.position_consistency = sum(judged) / len(judged) if judged else None
+        logger.info("position consistency over %d pairs: %s", len(judged), results.position_consistency)
+        return results
+
+    def judge_batch(
+        self,
+        template: str | Template,
+        items: Iterable[JudgeItem | Mapping[str, Any]],
+        mode: str = "generate",
+        progress: bool = False,
+        max_new_tokens: int | None = None,
+    ) -> BatchResults:
+        """Judge many items; results keep the input order and a bad item fails alone."""
+        template = get_template(template)
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        candidates = logit.candidates_for(template) if mode == "logit" else None
+        items = [_as_item(item) for item in items]
+        budget = max_new_tokens or self.max_new_tokens or template.max_new_tokens
+        results = BatchResults([None] * len(items))
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(items), disable=not progress, desc=f"judge {template.key}", unit="item") as bar:
+            for start in range(0, len(items), self.chunk_size):
+                chunk = list(range(start, min(start + self.chunk_size, len(items))))
+                for index, result in zip(chunk, self._judge_chunk(template, [items[i] for i in chunk], candidates, budget)):
+                    results[index] = result
+                bar.update(len(chunk))
+        return results
+
+    # --- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _template(template: str | Template, pairwise: bool) -> Template:
+        template = get_template(template)
+        if template.pairwise != pairwise:
+            use = "compare" if template.pairwise else "score"
+            raise ValueError(f"template {template.key!r} is {'pairwise' if template.pairwise else 'pointwise'}: use {use}()")
+        return template
+
+    def _request(self, template: Template, item: JudgeItem) -> BackendRequest:
+        """Validated backend request; raises MediaError / ValueError for this item only."""
+        text = template.render(**item.fields)
+        media = prepare_media(item.media, _media_kind(template), template.media_count)
+        return BackendRequest(media=media, text=text, answer_prefix=template.answer_prefix)
+
+    def _judge_chunk(
+        self, template: Template, items: list[JudgeItem], candidates: list[str] | None, max_new_tokens: int
+    ) -> list[RewardResult]:
+        results: list[RewardResult | None] = [None] * len(items)
+        requests, positions = [], []
+        for i, item in enumerate(items):
+            try:
+                requests.append(self._request(template, item))
+                positions.append(i)
+            except MediaError as error:
+                results[i] = RewardResult.failure(Status.MEDIA_ERROR, str(error))
+            except ValueError as error:  # missing template fields: an input problem of this item
+                results[i] = RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {error}")
+        if requests:
+            for i, result in zip(positions, self._run(template, requests, candidates, max_new_tokens)):
+                results[i] = result
+        return results
+
+    def _run(
+        self, template: Template, requests: list[BackendRequest], candidates: list[str] | None, max_new_tokens: int
+    ) -> list[RewardResult]:
+        from reward_core.parsers import parse
+
+        try:
+            if candidates is not None:
+                answers = self.backend.answer_logprobs(requests, candidates)
+            else:
+                answers = self.backend.generate(requests, max_new_tokens)
+        except Exception as error:  # a backend should report per item; never lose the batch if it raises
+            logger.exception("backend failed on a batch of %d", len(requests))
+            return [RewardResult.failure(Status.BACKEND_ERROR, f"{type(error).__name__}: {error}") for _ in requests]
+        results = []
+        for answer in answers:
+            if answer.error is not None:
+                results.append(RewardResult.failure(Status.BACKEND_ERROR, answer.error))
+            elif candidates is not None:
+                results.append(logit.result_from_logprobs(template, answer.logprobs))
+            else:
+                result = parse(template.parser, answer.text)
+                result.text = answer.text if result.text is None else result.text
+                results.append(result)
+        return results

@@ -1,0 +1,303 @@
+"""Synthetic, seed-deterministic reward data on toy scenes.
+
+Every ``make_*`` function writes its media under ``data_dir`` and returns JSON-ready records whose
+media paths are relative to ``data_dir``. Records carry ``split`` ("train" or "test"); the last
+``held_out`` fraction of each file is "test".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .scenes import (
+    IMAGE_ATTRIBUTES,
+    VIDEO_ATTRIBUTES,
+    Scene,
+    article,
+    matching_attributes,
+    mutate,
+    random_scene,
+    render_image,
+    render_video,
+)
+
+DEFAULT_MISMATCH_WEIGHTS = {"colour": 1.0}
+
+
+@dataclass(frozen=True)
+class Question:
+    """An understanding question about some scene attributes and how a correct answer reads."""
+
+    text: str
+    attributes: tuple[str, ...]
+    answer_format: str
+
+    def answer(self, scene: Scene) -> str:
+        return self.answer_format.format(
+            colour=scene.colour, shape=scene.shape, place=scene.place, a_colour=f"{article(scene.colour)} {scene.colour}"
+        )
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("What colour is the shape?", ("colour",), "The shape is {colour}."),
+    Question("What shape is in the image?", ("shape",), "It is a {shape}."),
+    Question("Where is the shape?", ("position",), "The shape is {place}."),
+    Question("Describe the image.", IMAGE_ATTRIBUTES, "It is {a_colour} {shape} {place}."),
+)
+
+
+def _split(index: int, count: int, held_out: float) -> str:
+    return "test" if index >= round(count * (1.0 - held_out)) else "train"
+
+
+def _pick_mismatch(rng: random.Random, weights: dict[str, float]) -> tuple[str, ...]:
+    names = sorted(weights)
+    return (rng.choices(names, weights=[weights[name] for name in names])[0],)
+
+
+def _point_score(matches: int, total: int, low: float, high: float) -> int:
+    return round(low + (high - low) * matches / total)
+
+
+def _save_image(image: Image.Image, data_dir: Path, relative: str) -> str:
+    path = data_dir / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format="PNG")
+    return relative
+
+
+def write_video(frames: list[Image.Image], path: Path, fps: int = 4) -> None:
+    """Encode RGB frames as an MPEG-4 Part 2 ``.mp4`` (readable by decord, PyAV and torchvision)."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000
+        stream.thread_count = 1
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _save_video(frames: list[Image.Image], data_dir: Path, relative: str, fps: int) -> str:
+    write_video(frames, data_dir / relative, fps=fps)
+    return relative
+
+
+def make_image_pairs(
+    data_dir: Path,
+    num_items: int,
+    seed: int = 0,
+    held_out: float = 0.2,
+    mismatch_weights: dict[str, float] | None = None,
+    noise: float = 0.04,
+    size: int = 64,
+    name: str = "image_pairs",
+) -> list[dict]:
+    """Caption + two images; the winner matches the caption, the loser differs in one attribute.
+
+    ``mismatch_weights`` picks which attribute the loser gets wrong (colour only by default, the
+    easiest signal); raise ``noise`` or add shape/position weights to make the task harder.
+    """
+    rng = random.Random(f"{name}:{seed}")
+    weights = mismatch_weights or DEFAULT_MISMATCH_WEIGHTS
+    records = []
+    for index in range(num_items):
+        target = random_scene(rng)
+        loser = mutate(target, _pick_mismatch(rng, weights), rng)
+        winner = rng.choice((1, 2))
+        scenes = (target, loser) if winner == 1 else (loser, target)
+        images = [
+            _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}_{slot}.png")
+            for slot, scene in enumerate(scenes, start=1)
+        ]
+        records.append(
+            {"id": f"{name}-{index:05d}", "prompt": target.caption(), "images": images, "winner": winner,
+             "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_image_points(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
+    name: str = "image_points",
+) -> list[dict]:
+    """Caption + one image scored 1-5 by how many of colour/shape/position match the caption."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        target = random_scene(rng)
+        wrong = tuple(rng.sample(IMAGE_ATTRIBUTES, rng.randint(0, len(IMAGE_ATTRIBUTES))))
+        shown = mutate(target, wrong, rng)
+        matches = matching_attributes(shown, target, IMAGE_ATTRIBUTES)
+        image = _save_image(render_image(shown, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
+        records.append(
+            {"id": f"{name}-{index:05d}", "prompt": target.caption(), "image": image,
+             "score": _point_score(matches, len(IMAGE_ATTRIBUTES), 1, 5), "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_video_pairs(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2,
+    mismatch_weights: dict[str, float] | None = None, num_frames: int = 8, fps: int = 4, size: int = 64,
+    name: str = "video_pairs",
+) -> list[dict]:
+    """Caption ("a red circle moving left") + two videos; the loser differs in one attribute."""
+    rng = random.Random(f"{name}:{seed}")
+    weights = mismatch_weights or DEFAULT_MISMATCH_WEIGHTS
+    records = []
+    for index in range(num_items):
+        target = random_scene(rng)
+        loser = mutate(target, _pick_mismatch(rng, weights), rng)
+        winner = rng.choice((1, 2))
+        scenes = (target, loser) if winner == 1 else (loser, target)
+        videos = [
+            _save_video(render_video(scene, rng, num_frames, size), data_dir, f"{name}/{index:05d}_{slot}.mp4", fps)
+            for slot, scene in enumerate(scenes, start=1)
+        ]
+        records.append(
+            {"id": f"{name}-{index:05d}", "prompt": target.video_caption(), "videos": videos, "winner": winner,
+             "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_video_points(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, num_frames: int = 8, fps: int = 4,
+    size: int = 64, name: str = "video_points",
+) -> list[dict]:
+    """Caption + one video scored 1-5 by how many of colour/shape/direction match."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        target = random_scene(rng)
+        wrong = tuple(rng.sample(VIDEO_ATTRIBUTES, rng.randint(0, len(VIDEO_ATTRIBUTES))))
+        shown = mutate(target, wrong, rng)
+        matches = matching_attributes(shown, target, VIDEO_ATTRIBUTES)
+        video = _save_video(render_video(shown, rng, num_frames, size), data_dir, f"{name}/{index:05d}.mp4", fps)
+        records.append(
+            {"id": f"{name}-{index:05d}", "prompt": target.video_caption(), "video": video,
+             "score": _point_score(matches, len(VIDEO_ATTRIBUTES), 1, 5), "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_und_pairs(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
+    name: str = "und_pairs",
+) -> list[dict]:
+    """Image + question + a correct and a wrong answer (the wrong one describes a mutated scene)."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        scene = random_scene(rng)
+        question = rng.choice(QUESTIONS)
+        wrong = mutate(scene, (rng.choice(question.attributes),), rng)
+        winner = rng.choice((1, 2))
+        good, bad = question.answer(scene), question.answer(wrong)
+        answer1, answer2 = (good, bad) if winner == 1 else (bad, good)
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
+        records.append(
+            {"id": f"{name}-{index:05d}", "image": image, "question": question.text, "answer1": answer1,
+             "answer2": answer2, "winner": winner, "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_und_points(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
+    name: str = "und_points",
+) -> list[dict]:
+    """Image + question + response scored 0-100 by the share of asked-about attributes it gets right."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        scene = random_scene(rng)
+        question = rng.choice(QUESTIONS)
+        wrong = tuple(rng.sample(question.attributes, rng.randint(0, len(question.attributes))))
+        claimed = mutate(scene, wrong, rng)
+        matches = matching_attributes(claimed, scene, question.attributes)
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
+        records.append(
+            {"id": f"{name}-{index:05d}", "image": image, "question": question.text,
+             "response": question.answer(claimed), "score": _point_score(matches, len(question.attributes), 0, 100),
+             "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_gen_prompts(num_items: int, seed: int = 0, held_out: float = 0.2, name: str = "gen_prompts") -> list[dict]:
+    """Captions for text-to-image generation (no media)."""
+    rng = random.Random(f"{name}:{seed}")
+    return [
+        {"id": f"{name}-{index:05d}", "prompt": random_scene(rng).caption(), "split": _split(index, num_items, held_out)}
+        for index in range(num_items)
+    ]
+
+
+def make_und_prompts(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
+    name: str = "und_prompts",
+) -> list[dict]:
+    """Image + question for a policy VLM; ``answer`` is the reference answer."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        scene = random_scene(rng)
+        question = rng.choice(QUESTIONS)
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
+        records.append(
+            {"id": f"{name}-{index:05d}", "image": image, "question": question.text,
+             "answer": question.answer(scene), "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def default_counts(num_items: int) -> dict[str, int]:
+    """Records per file for a world of ``num_items``: videos are ten times fewer (at least 2)."""
+    videos = max(2, num_items // 10)
+    return {
+        "image_pairs": num_items, "image_points": num_items, "und_pairs": num_items, "und_points": num_items,
+        "und_prompts": num_items, "gen_prompts": num_items, "video_pairs": videos, "video_points": videos,
+    }
+
+
+def build_data(data_dir: Path, seed: int = 0, counts: dict[str, int] | None = None) -> dict[str, Path]:
+    """Write every toy JSONL file (and its media) into ``data_dir``; returns name -> JSONL path."""
+    data_dir = Path(data_dir)
+    counts = {**default_counts(100), **(counts or {})}
+    makers = {
+        "image_pairs": lambda n: make_image_pairs(data_dir, n, seed),
+        "image_points": lambda n: make_image_points(data_dir, n, seed),
+        "video_pairs": lambda n: make_video_pairs(data_dir, n, seed),
+        "video_points": lambda n: make_video_points(data_dir, n, seed),
+        "und_pairs": lambda n: make_und_pairs(data_dir, n, seed),
+        "und_points": lambda n: make_und_points(data_dir, n, seed),
+        "und_prompts": lambda n: make_und_prompts(data_dir, n, seed),
+        "gen_prompts": lambda n: make_gen_prompts(n, seed),
+    }
+    return {name: write_jsonl(data_dir / f"{name}.jsonl", make(counts[name])) for name, make in makers.items()}

@@ -1,0 +1,90 @@
+"""A toy reward task that a tiny Qwen2.5-VL can learn in minutes on a CPU: visual *quality*.
+
+Each image is a toy scene (``scenes.py``) drawn clean and then corrupted by a fixed high-frequency
+stripe artifact blended in with strength ``(5 - quality) / 4``: quality 5 is clean, quality 1 is
+fully striped. The artifact is the same for every scene, so quality is one linear feature of the
+pixels, independent of colour, shape and background.
+
+* ``quality_points``: caption + one image, target score = quality (1-5).
+* ``quality_pairs``: caption + two images of the caption's scene whose qualities differ by at
+  least ``min_gap``; the winner is the higher-quality image. Training pairs are written in both
+  orders (``(A, B) -> 1`` and ``(B, A) -> 2``) so that the only way to fit them is to tell the
+  first image from the second, the skill the caption-matching toy task failed to teach.
+
+Records use the same schema as ``data.py`` (``image_pairs``/``image_points``), so the toy-judge
+converter turns them into UnifiedReward SFT data unchanged.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import _save_image, _split
+from .scenes import random_scene, render_image
+
+QUALITIES = (1, 2, 3, 4, 5)
+
+
+def stripe_artifact(size: int) -> np.ndarray:
+    """Magenta/green vertical stripes, two pixels wide: far from any toy scene's colours."""
+    columns = (np.arange(size) // 2) % 2
+    row = np.where(columns[:, None] == 0, (255, 0, 255), (0, 255, 0)).astype(np.float32)
+    return np.broadcast_to(row[None, :, :], (size, size, 3))
+
+
+def render_quality_image(scene, quality: int, rng: random.Random, size: int = 56) -> Image.Image:
+    """The scene drawn cleanly, blended with the stripe artifact for qualities below 5."""
+    clean = np.asarray(render_image(scene, rng, size, noise=0.02), dtype=np.float32)
+    strength = (5 - quality) / 4
+    pixels = (1 - strength) * clean + strength * stripe_artifact(size)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def make_quality_points(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56,
+    name: str = "quality_points",
+) -> list[dict]:
+    """Caption + one image scored 1-5 by its quality (qualities are balanced)."""
+    rng = random.Random(f"{name}:{seed}")
+    records = []
+    for index in range(num_items):
+        scene = random_scene(rng)
+        quality = QUALITIES[index % len(QUALITIES)]
+        image = _save_image(render_quality_image(scene, quality, rng, size), data_dir, f"{name}/{index:05d}.png")
+        records.append(
+            {"id": f"{name}-{index:05d}", "prompt": scene.caption(), "image": image, "score": quality,
+             "split": _split(index, num_items, held_out)}
+        )
+    return records
+
+
+def make_quality_pairs(
+    data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56, min_gap: int = 2,
+    name: str = "quality_pairs",
+) -> list[dict]:
+    """Caption + two renderings of its scene; the higher quality wins.
+
+    Train pairs appear in both orders (two records each); test pairs once, in a random order.
+    """
+    rng = random.Random(f"{name}:{seed}")
+    options = [(a, b) for a in QUALITIES for b in QUALITIES if a - b >= min_gap]
+    records = []
+    for index in range(num_items):
+        scene = random_scene(rng)
+        better, worse = rng.choice(options)
+        split = _split(index, num_items, held_out)
+        paths = [
+            _save_image(render_quality_image(scene, quality, rng, size), data_dir, f"{name}/{index:05d}_{slot}.png")
+            for slot, quality in (("a", better), ("b", worse))
+        ]
+        orders = [(paths, 1), (paths[::-1], 2)] if split == "train" else [rng.choice([(paths, 1), (paths[::-1], 2)])]
+        for images, winner in orders:
+            records.append(
+                {"id": f"{name}-{index:05d}-{winner}", "prompt": scene.caption(), "images": images,
+                 "winner": winner, "split": split}
+            )
+    return records

@@ -1,0 +1,217 @@
+"""Test servers: a real ``transformers serve`` process on a free 127.0.0.1 port, and a tiny stub.
+
+The stub is only for behaviour a real local server cannot show on demand (HTTP 500s, hanging,
+vLLM's logprobs answers); everything else is tested against ``transformers serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def transformers_cli() -> str:
+    """The ``transformers`` console script of the running interpreter's environment."""
+    script = Path(sys.executable).with_name("transformers")
+    return str(script) if script.exists() else shutil.which("transformers") or "transformers"
+
+
+class TransformersServer:
+    """``transformers serve MODEL`` (model pinned, CPU, float32) that can be killed and restarted."""
+
+    def __init__(self, model_path: str | os.PathLike, port: int | None = None, startup_timeout: float = 120.0):
+        self.model_path = str(model_path)
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen | None = None
+        self._home = tempfile.mkdtemp(prefix="ur-serve-home-")
+        Path(self._home, "hub").mkdir()
+        self._log = Path(self._home) / "server.log"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            transformers_cli(), "serve", self.model_path, "--host", "127.0.0.1", "--port", str(self.port),
+            "--device", "cpu", "--dtype", "float32", "--log-level", "warning",
+        ]  # fmt: skip
+
+    def start(self) -> TransformersServer:
+        env = {
+            **os.environ,
+            "HF_HOME": self._home,  # /v1/models scans this (empty) cache, not the user's
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        log = open(self._log, "ab")
+        self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self) -> None:
+        """Poll ``/health`` until it answers 200; fail with the server log if it exits or times out."""
+        stop_at = time.monotonic() + self.startup_timeout
+        while time.monotonic() < stop_at:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"transformers serve exited during startup:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"transformers serve not ready after {self.startup_timeout}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL, like a crashed or OOM-killed server."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self._log.read_text(errors="replace")[-chars:] if self._log.exists() else ""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def toy_server(toy_world):
+    """One ``transformers serve`` of the toy reward model for the whole session (import it into a test module)."""
+    server = TransformersServer(toy_world["reward_model"]).start()
+    yield server
+    server.close()
+
+
+def vllm_logprobs_response(top: dict[str, float], model: str = "UnifiedReward") -> dict:
+    """A chat completion in the response shape vLLM documents for ``logprobs: true, top_logprobs: k``.
+
+    OpenAI's schema (``choices[0].logprobs.content[i].top_logprobs``), written by hand in that shape,
+    NOT captured from a live vLLM: vLLM cannot run on these machines and ``transformers serve``
+    rejects logprobs requests.
+    """
+    tokens = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top.items()]
+    best = max(tokens, key=lambda entry: entry["logprob"])
+    return {
+        "id": "chatcmpl-0d5b7c1e9a2f4c7d8e1b3a5f6c9d0e2f",
+        "object": "chat.completion",
+        "created": 1760000000,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": best["token"], "refusal": None, "tool_calls": []},
+                "logprobs": {"content": [{**best, "top_logprobs": tokens}]},
+                "finish_reason": "length",
+                "stop_reason": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 412, "total_tokens": 413, "completion_tokens": 1, "prompt_tokens_details": None},
+        "prompt_logprobs": None,
+    }
+
+
+def chat_response(text: str, model: str = "UnifiedReward") -> dict:
+    """A plain chat completion (OpenAI shape)."""
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1760000000,
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+    }
+
+
+Responder = Callable[[str, dict], "tuple[int, dict] | None"]
+
+
+class StubServer:
+    """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``, or ``None`` to hang.
+
+    Only for faults a real server cannot produce on demand; every request body is kept in ``received``.
+    """
+
+    def __init__(self, respond: Responder, models: list[str] | None = None):
+        self.respond = respond
+        self.models = ["UnifiedReward"] if models is None else models
+        self.received: list[dict] = []
+        self.release = threading.Event()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def _send(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.received.append(body)
+                answer = stub.respond(self.path, body)
+                if answer is None:
+                    stub.release.wait(60)
+                    return
+                self._send(*answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> StubServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

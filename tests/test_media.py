@@ -1,0 +1,140 @@
+"""Media loading, validation and the upstream message layout (no model needed)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reward_core.media import (
+    FRAMES_PER_VIDEO,
+    MediaError,
+    VideoSpec,
+    build_messages,
+    frame_indices,
+    load_image,
+    load_video_frames,
+    prepare_media,
+)
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory):
+    from reward_core.toy.data import write_video
+
+    root = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(root / "image.png")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n but not really")
+    frames = [Image.fromarray(np.full((32, 32, 3), 20 * i, dtype=np.uint8)) for i in range(10)]
+    write_video(frames, root / "video.mp4", fps=5)
+    (root / "corrupt.mp4").write_bytes(b"definitely not a video")
+    return root, pixels
+
+
+def test_every_image_input_gives_the_same_rgb_image(media_dir):
+    root, pixels = media_dir
+    path = root / "image.png"
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    inputs = [
+        str(path),
+        path,
+        f"file://{path}",
+        path.read_bytes(),
+        Image.open(path),
+        pixels,
+        pixels.astype(np.float32) / 255.0,
+        torch.from_numpy(pixels).permute(2, 0, 1),
+        torch.from_numpy(pixels).permute(2, 0, 1).float() / 255.0,
+    ]
+    for source in inputs:
+        image = load_image(source)
+        assert image.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(image), expected, err_msg=f"input type {type(source).__name__}")
+
+
+def test_grayscale_and_rgba_become_rgb_like_qwen_vl_utils():
+    gray = load_image(np.full((8, 8), 7, dtype=np.uint8))
+    assert gray.mode == "RGB" and gray.getpixel((0, 0)) == (7, 7, 7)
+    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red -> white background
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    png = io.BytesIO()
+    Image.new("P", (4, 4)).save(png, format="PNG")
+    assert load_image(png.getvalue()).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ("/nonexistent/dir/missing.png", "file not found"),
+        (b"garbage", "cannot decode image"),
+        (np.zeros((4, 4, 5), dtype=np.uint8), "channels"),
+        (np.zeros((4, 4, 3), dtype=np.int64), "uint8 or float"),
+        (np.full((4, 4, 3), np.nan, dtype=np.float32), "NaN"),
+        (torch.zeros(2, 3, 4, 4), "CHW"),
+        (12345, "unsupported image type"),
+    ],
+)
+def test_bad_images_raise_media_error_naming_the_item(source, reason):
+    with pytest.raises(MediaError) as caught:
+        load_image(source)
+    assert reason in str(caught.value)
+
+
+def test_corrupt_file_names_its_path(media_dir):
+    root, _ = media_dir
+    with pytest.raises(MediaError, match="corrupt.png: cannot decode image"):
+        load_image(root / "corrupt.png")
+
+
+def test_video_frames_use_upstream_linspace(media_dir):
+    root, _ = media_dir
+    assert frame_indices(10, 8) == [0, 1, 2, 3, 5, 6, 7, 9]
+    assert frame_indices(10, 8) == np.linspace(0, 9, 8, dtype=int).tolist()
+    frames = load_video_frames(VideoSpec(str(root / "video.mp4")))
+    assert len(frames) == FRAMES_PER_VIDEO and all(f.mode == "RGB" for f in frames)
+    brightness = [int(np.asarray(f).mean()) for f in frames]
+    assert brightness == sorted(brightness) and brightness[0] < 10 < 150 < brightness[-1]  # frames 0 ... 9
+    assert len(load_video_frames(root / "video.mp4", count=4)) == 4
+
+
+@pytest.mark.parametrize("name, reason", [("missing.mp4", "file not found"), ("corrupt.mp4", "cannot decode video")])
+def test_bad_videos_raise_media_error(media_dir, name, reason):
+    root, _ = media_dir
+    with pytest.raises(MediaError, match=reason):
+        prepare_media([root / name], "video", 1)
+
+
+def test_prepare_media_checks_the_count_and_kind(media_dir):
+    root, _ = media_dir
+    image = root / "image.png"
+    with pytest.raises(MediaError, match="takes 2 image items, got 1"):
+        prepare_media([image], "image", 2)
+    with pytest.raises(MediaError, match="a video must be a path or VideoSpec"):
+        prepare_media([Image.open(image)], "video", 1)
+    loaded = prepare_media([image, str(image)], "image", 2)
+    assert all(isinstance(item, Image.Image) for item in loaded)
+    (spec,) = prepare_media([root / "video.mp4"], "video", 1)
+    assert spec == VideoSpec(str(root / "video.mp4"))
+
+
+def test_messages_follow_upstream_layout(media_dir):
+    root, _ = media_dir
+    image = load_image(root / "image.png")
+    video = VideoSpec(str(root / "video.mp4"), fps=1.0, max_pixels=4096)
+    (message,) = build_messages([image, video], "Judge this.")
+    assert message["role"] == "user"
+    assert [c["type"] for c in message["content"]] == ["image", "video", "text"]
+    assert message["content"][1] == {"type": "video", "video": video.path, "fps": 1.0, "max_pixels": 4096}
+    assert message["content"][-1] == {"type": "text", "text": "Judge this."}
+    frames = build_messages([VideoSpec(video.path, as_frames=True)] * 2, "t")[0]["content"]
+    assert [c["type"] for c in frames] == ["image"] * (2 * FRAMES_PER_VIDEO) + ["text"]
+
+
+def test_video_spec_rejects_fps_with_nframes():
+    with pytest.raises(ValueError, match="fps or nframes"):
+        VideoSpec("v.mp4", fps=2.0, nframes=8)

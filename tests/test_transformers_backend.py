@@ -1,0 +1,180 @@
+"""Transformers backend on the toy Qwen2.5-VL: upstream-identical inputs, batching, per-item errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from reward_core.backends.base import BackendRequest
+from reward_core.backends.transformers_backend import TransformersBackend, collate
+from reward_core.media import VideoSpec, load_image
+from reward_core.prompts import get_template
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def rows(toy_world, name: str, count: int) -> list[dict]:
+    lines = Path(toy_world["data"][name]).read_text().splitlines()[:count]
+    return [json.loads(line) for line in lines]
+
+
+def media_path(toy_world, relative: str) -> str:
+    return str(Path(toy_world["data_dir"]) / relative)
+
+
+@pytest.fixture(scope="module")
+def backend(toy_world):
+    torch.manual_seed(0)
+    return TransformersBackend.from_pretrained(toy_world["reward_model"], device="cpu", batch_size=4)
+
+
+def upstream_inputs(processor, content: list[dict], text: str) -> dict:
+    """What upstream's inference_qwen scripts build (transformers 5 processors take the video metadata
+    instead of the per-video ``fps`` list that qwen-vl-utils' ``video_kwargs`` used to carry)."""
+    from qwen_vl_utils import process_vision_info
+
+    messages = [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
+    prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    images, videos, video_kwargs = process_vision_info(messages, return_video_kwargs=True, return_video_metadata=True)
+    kwargs = {}
+    if videos is not None:
+        frames, metadata = zip(*videos)
+        kwargs = {"videos": list(frames), "video_metadata": list(metadata), **video_kwargs}
+    return dict(processor(text=[prompt], images=images, padding=True, return_tensors="pt", **kwargs))
+
+
+def assert_same_inputs(ours: dict, reference: dict) -> None:
+    assert set(ours) == set(reference)
+    for key, value in reference.items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(ours[key], value, rtol=0, atol=0, msg=f"{key} differs")
+        else:
+            assert ours[key] == value, key
+
+
+def test_image_pair_inputs_match_upstream(backend, toy_world):
+    row = rows(toy_world, "image_pairs", 1)[0]
+    paths = [media_path(toy_world, p) for p in row["images"]]
+    text = get_template("image_generation.pair_rank.v1").render(prompt=row["prompt"])
+    ours = backend.encode(BackendRequest(media=paths, text=text)).inputs
+    reference = upstream_inputs(backend.processor, [{"type": "image", "image": Image.open(p)} for p in paths], text)
+    assert_same_inputs(ours, reference)
+    assert ours["image_grid_thw"].shape[0] == 2
+    vision_start = backend.tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    assert int((ours["input_ids"] == vision_start).sum()) == 2
+
+
+def test_single_image_inputs_match_upstream(backend, toy_world):
+    row = rows(toy_world, "image_points", 1)[0]
+    path = media_path(toy_world, row["image"])
+    text = get_template("image_generation.point_score.v1").render(prompt=row["prompt"])
+    ours = backend.encode(BackendRequest(media=[load_image(path)], text=text)).inputs
+    assert_same_inputs(ours, upstream_inputs(backend.processor, [{"type": "image", "image": Image.open(path)}], text))
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_video_inputs_match_upstream(backend, toy_world, count):
+    row = rows(toy_world, "video_pairs", 1)[0]
+    paths = [media_path(toy_world, p) for p in row["videos"]][:count]
+    key = "video_generation.point_score.v1" if count == 1 else "video_generation.pair_rank.v1"
+    text = get_template(key).render(prompt=row["prompt"])
+    ours = backend.encode(BackendRequest(media=[VideoSpec(p) for p in paths], text=text)).inputs
+    reference = upstream_inputs(backend.processor, [{"type": "video", "video": p} for p in paths], text)
+    assert_same_inputs(ours, reference)
+    assert ours["video_grid_thw"].shape[0] == count and "pixel_values" not in ours
+
+
+def test_frames_as_images_feed_eight_images_per_video(backend, toy_world):
+    row = rows(toy_world, "video_pairs", 1)[0]
+    spec = VideoSpec(media_path(toy_world, row["videos"][0]), as_frames=True)
+    inputs = backend.encode(BackendRequest(media=[spec], text="Rate it.")).inputs
+    assert inputs["image_grid_thw"].shape[0] == 8 and "pixel_values_videos" not in inputs
+
+
+def test_collate_equals_the_processor_batch(backend, toy_world):
+    pairs = rows(toy_world, "image_pairs", 2)
+    template = get_template("image_generation.pair_rank.v1")
+    requests, contents, texts = [], [], []
+    for i, row in enumerate(pairs):
+        images = [load_image(media_path(toy_world, p)) for p in row["images"]]
+        if i == 0:  # different sizes -> different prompt lengths -> padding is exercised
+            images = [image.resize((112, 84)) for image in images]
+        requests.append(BackendRequest(media=images, text=template.render(prompt=row["prompt"])))
+    encoded = [backend.encode(r) for r in requests]
+    assert encoded[0].length != encoded[1].length
+    processor = backend.processor
+    for request in requests:
+        messages = [{"role": "user", "content": [{"type": "image", "image": im} for im in request.media] + [{"type": "text", "text": request.text}]}]
+        texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        contents += list(request.media)
+    from qwen_vl_utils import fetch_image
+
+    images = [fetch_image({"image": image}) for image in contents]
+    processor.tokenizer.padding_side = "left"
+    reference = dict(processor(text=texts, images=images, padding=True, return_tensors="pt"))
+    assert_same_inputs(collate(encoded, backend.pad_token_id), reference)
+
+
+def test_batched_generation_equals_one_at_a_time(backend, toy_world):
+    template = get_template("image_generation.pair_rank.v1")
+    requests = []
+    for i, row in enumerate(rows(toy_world, "image_pairs", 4)):
+        images = [load_image(media_path(toy_world, p)) for p in row["images"]]
+        images = [im.resize((56 + 28 * (i % 3), 56)) for im in images]  # mixed lengths within a batch
+        requests.append(BackendRequest(media=images, text=template.render(prompt=row["prompt"])))
+    batched = backend.generate(requests, max_new_tokens=6)
+    single = [backend.generate([r], max_new_tokens=6)[0] for r in requests]
+    assert all(g.error is None and g.text for g in batched)
+    assert [g.text for g in batched] == [g.text for g in single]
+
+
+def test_bad_items_fail_alone(backend, toy_world, tmp_path):
+    row = rows(toy_world, "image_pairs", 1)[0]
+    good = [media_path(toy_world, p) for p in row["images"]]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not an image")
+    requests = [
+        BackendRequest(media=good, text="Compare."),
+        BackendRequest(media=[str(tmp_path / "missing.png"), good[1]], text="Compare."),
+        BackendRequest(media=[str(corrupt), good[1]], text="Compare."),
+        BackendRequest(media=[VideoSpec(str(corrupt))], text="Rate."),
+        BackendRequest(media=good, text="Compare."),
+    ]
+    results = backend.generate(requests, max_new_tokens=3)
+    assert results[0].error is None and results[4].error is None and results[0].text == results[4].text
+    assert "missing.png: file not found" in results[1].error
+    assert "corrupt.png: cannot decode image" in results[2].error
+    assert "corrupt.png" in results[3].error
+    assert all(r.text is None for r in results[1:4])
+
+
+def test_out_of_memory_batch_is_retried_item_by_item(backend, toy_world, monkeypatch):
+    row = rows(toy_world, "image_pairs", 1)[0]
+    request = BackendRequest(media=[media_path(toy_world, p) for p in row["images"]], text="Compare.")
+    expected = backend.generate([request], max_new_tokens=3)[0].text
+    real = backend._generate_batch
+    sizes = []
+
+    def flaky(batch, max_new_tokens):
+        sizes.append(batch["input_ids"].shape[0])
+        if batch["input_ids"].shape[0] > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(batch, max_new_tokens)
+
+    monkeypatch.setattr(backend, "_generate_batch", flaky)
+    results = backend.generate([request] * 3, max_new_tokens=3)
+    assert sizes == [3, 1, 1, 1]
+    assert [r.text for r in results] == [expected] * 3
+
+
+def test_generation_is_greedy_and_stops_at_max_new_tokens(backend, toy_world):
+    row = rows(toy_world, "image_points", 1)[0]
+    request = BackendRequest(media=[media_path(toy_world, row["image"])], text="Rate.")
+    short, again, longer = (backend.generate([request], n)[0].text for n in (3, 3, 8))
+    assert short == again  # deterministic
+    assert longer.startswith(short) and len(longer) > len(short)  # same greedy path, cut at the budget
