@@ -9,24 +9,22 @@ from typing import Any
 from .writers import write_json_atomic
 
 # OpenAI-style role/content tags, as in LLaMA-Factory's shipped ``mllm_demo`` entry.
-MESSAGE_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+MESSAGE_TAGS = {
+    "role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system",
+}
 
 
 def dataset_info_entry(
     file_name: str,
     *,
     ranking: bool = False,
-    has_system: bool = False,
 ) -> dict[str, Any]:
     """The ``dataset_info.json`` entry for a file written by this package's converters.
 
-    Converter records always carry ``images`` and ``videos`` lists (possibly empty).
+    Converter records always carry ``images`` and ``videos`` lists (possibly empty); a per-row
+    system prompt is a leading ``system`` message (``system_tag``).
     """
-    columns: dict[str, str] = {"messages": "messages"}
-    if has_system:
-        columns["system"] = "system"
-    columns["images"] = "images"
-    columns["videos"] = "videos"
+    columns: dict[str, str] = {"messages": "messages", "images": "images", "videos": "videos"}
     if ranking:
         columns["chosen"] = "chosen"
         columns["rejected"] = "rejected"
@@ -34,7 +32,7 @@ def dataset_info_entry(
     if ranking:
         entry["ranking"] = True
     entry["columns"] = columns
-    entry["tags"] = dict(MESSAGE_TAGS, system_tag="system")
+    entry["tags"] = dict(MESSAGE_TAGS)
     return entry
 
 

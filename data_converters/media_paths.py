@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -47,8 +48,6 @@ def store_media_bytes(blob: bytes, media_dir: str, subdir: str, name_hint: str |
     The file name is the content hash (plus the hint's extension), so reruns and duplicates reuse
     one file. Returns the path relative to ``media_dir``.
     """
-    import hashlib
-
     extension = os.path.splitext(name_hint or "")[1].lower() or ".png"
     relative = os.path.join(subdir, hashlib.sha1(blob).hexdigest()[:20] + extension)
     target = os.path.join(media_dir, relative)

@@ -9,12 +9,13 @@ from .report import RowError
 
 IMAGE_PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
-_PLACEHOLDER = re.compile(r"[ \t]*<(?:image|video)>[ \t]*\n?")
+_INLINE_PLACEHOLDER = re.compile(r" <(?:image|video)>(?= )")  # "rate <image> it" -> "rate it"
+_PLACEHOLDER = re.compile(r"<(?:image|video)>\n?")
 
 
 def strip_placeholders(text: str) -> str:
     """Remove every ``<image>``/``<video>`` token (and the newline LLaVA puts after it)."""
-    return _PLACEHOLDER.sub("", text)
+    return _PLACEHOLDER.sub("", _INLINE_PLACEHOLDER.sub("", text))
 
 
 def user_content(text: str, num_images: int = 0, num_videos: int = 0) -> str:
@@ -28,16 +29,14 @@ def count_placeholders(messages: list[dict[str, str]]) -> tuple[int, int]:
     return text.count(IMAGE_PLACEHOLDER), text.count(VIDEO_PLACEHOLDER)
 
 
-def sft_record(
-    messages: list[dict[str, str]], images: list[str], videos: list[str], system: str | None = None
-) -> dict[str, Any]:
-    """A checked SFT record: user/assistant turns alternate and placeholders match the media."""
+def sft_record(messages: list[dict[str, str]], images: list[str], videos: list[str]) -> dict[str, Any]:
+    """A checked SFT record: user/assistant turns alternate and placeholders match the media.
+
+    A leading ``{"role": "system"}`` message is LLaMA-Factory's per-row system prompt.
+    """
     check_turns(messages, final_role="assistant")
     _check_counts(messages, images, videos)
-    record: dict[str, Any] = {"messages": messages, "images": images, "videos": videos}
-    if system:
-        record["system"] = system
-    return record
+    return {"messages": messages, "images": images, "videos": videos}
 
 
 def pairwise_record(
@@ -63,10 +62,12 @@ def pairwise_record(
 
 
 def check_turns(messages: list[dict[str, str]], final_role: str) -> None:
-    if not messages:
+    """Optional system message, then user/assistant alternating, ending with ``final_role``."""
+    offset = 1 if messages and messages[0]["role"] == "system" else 0
+    if len(messages) == offset:
         raise RowError("no conversation turns")
     for index, message in enumerate(messages):
-        expected = "user" if index % 2 == 0 else "assistant"
+        expected = "system" if index < offset else ("user" if (index - offset) % 2 == 0 else "assistant")
         if message["role"] != expected:
             raise RowError(f"turn {index} has role {message['role']!r}, expected {expected!r}")
         if not isinstance(message["content"], str):

@@ -25,20 +25,14 @@ _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "ass
 
 def convert_unifiedreward_row(row: dict[str, Any], resolver: MediaResolver) -> dict[str, Any]:
     media = row_media(row, resolver)
-    turns = _turns(row)
-    system = None
-    if turns and turns[0][0] == "system":
-        system = turns.pop(0)[1]
     messages = []
-    for index, (role, text) in enumerate(turns):
-        if role == "system":
-            raise RowError(f"turn {index}: a system turn is only allowed first")
-        if index == 0:
+    for role, text in _turns(row):
+        if role == "user" and not any(message["role"] == "user" for message in messages):
             text = user_content(text, len(media.images), len(media.videos))
         else:
             text = strip_placeholders(text)
         messages.append({"role": role, "content": text})
-    return sft_record(messages, media.images, media.videos, system=system)
+    return sft_record(messages, media.images, media.videos)
 
 
 def _turns(row: dict[str, Any]) -> list[tuple[str, str]]:

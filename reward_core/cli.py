@@ -16,8 +16,13 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "prompt": "reward_core.cli_prompt",
     "parse": "reward_core.cli_parse",
-    "toy": "reward_core.toy.cli",
+    "score": "reward_core.cli_score:add_score_parser",
+    "compare": "reward_core.cli_score:add_compare_parser",
+    "sift": "reward_core.cli_sift",
+    "bench": "reward_core.cli_bench",
     "convert": "reward_core.cli_convert:add_convert_parser",
+    "toy": "reward_core.toy.cli",
+    "serve-cmd": "reward_core.cli_serve",
 }
 
 

@@ -41,5 +41,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"unifiedreward parse: {exc.args[0]}", file=sys.stderr)
         return 2
     text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
-    print(json.dumps(parse(parser_name, text).to_dict(), ensure_ascii=False))
+    print(json.dumps(parse(parser_name, text).to_dict()))  # ASCII-escaped: safe in any locale
     return 0

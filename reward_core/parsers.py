@@ -30,7 +30,7 @@ def _ok(text: str, **values: Any) -> RewardResult:
     return RewardResult(status=Status.OK, text=text, **values)
 
 
-def _fail(text: str, error: str, **values: Any) -> RewardResult:
+def _fail(text: str | None, error: str, **values: Any) -> RewardResult:
     return RewardResult(status=Status.PARSE_ERROR, text=text, error=error, **values)
 
 
@@ -61,15 +61,16 @@ _PLURALS = {
 _ADVERBS = r"(?:(?:clearly|slightly|much|significantly|overall|definitely|generally|marginally|somewhat)\s+)*"
 # Two verdicts separated only by quotes/commas/"and"/"or" are an enumeration (an echo of the
 # prompt's 'such as "Image 1 is better.", "Image 2 is better."'), not a decision.
-_ENUMERATION_GAP = re.compile(r"[\s\"'`*,.;:/()\[\]\u201c\u201d\u2018\u2019-]*(?:(?:and|or)\b[\s\"'`*,.;:/()\[\]\u201c\u201d\u2018\u2019-]*)?", re.IGNORECASE)
-
+_GAP_CHARS = r"[\s\"'`*,.;:/()\[\]\u201c\u201d\u2018\u2019-]*"
+_ENUMERATION_GAP = re.compile(rf"{_GAP_CHARS}(?:(?:and|or)\b{_GAP_CHARS})?", re.IGNORECASE)
 _ENUMERATION_MARK = re.compile(r"[\"'`,/\u201c\u201d\u2018\u2019]|\b(?:and|or)\b", re.IGNORECASE)
 
 
 def _conclusion_pattern(subject_key: str) -> re.Pattern[str]:
     subject = _SUBJECTS[subject_key]
     win = (
-        rf"\b(?:{subject})\s*(?P<n>[12])\b\**\s*(?:is|was)\s+{_ADVERBS}(?:the\s+)?(?:better|superior|preferred|preferable)"
+        rf"\b(?:{subject})\s*(?P<n>[12])\b\**\s*(?:is|was)\s+{_ADVERBS}"
+        r"(?:the\s+)?(?:better|superior|preferred|preferable)"
         rf"(?:\s+(?:one|choice|option))?(?:\s+than\s+(?:the\s+)?(?:{subject})\s*(?P<other>[12])\b)?"
     )
     tie = rf"\bboth\s+(?:{_PLURALS[subject_key]})\s+are\s+(?P<tie>equally\s+good|equally\s+(?:strong|matched)|equal)"
@@ -81,8 +82,8 @@ def _conclusion_pattern(subject_key: str) -> re.Pattern[str]:
 
 _CONCLUSIONS = {key: _conclusion_pattern(key) for key in _SUBJECTS}
 _OVERALL_JUDGMENT = re.compile(r"overall\s+judge?ment", re.IGNORECASE)
-_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile(r"</answer>", re.IGNORECASE)
 
 
 def _verdict(match: re.Match[str]) -> int | None:
@@ -116,11 +117,17 @@ def _decide(region: str, subject_key: str, pick_first: bool = False) -> tuple[in
 
 def _answer_content(text: str) -> str | None:
     """Content of the last <answer> block; an unclosed final <answer> counts (output cut after it)."""
-    blocks = _ANSWER_BLOCK.findall(text)
-    if blocks:
-        return blocks[-1]
+    # Linear scans (a lazy <answer>(.*?)</answer> regex is quadratic on unclosed tags).
     opens = list(_ANSWER_OPEN.finditer(text))
-    return text[opens[-1].end() :] if opens else None
+    if not opens:
+        return None
+    last_close = None
+    for last_close in _ANSWER_CLOSE.finditer(text):
+        pass
+    if last_close is None or opens[-1].start() > last_close.start():
+        return text[opens[-1].end() :]
+    before_close = [m for m in opens if m.end() <= last_close.start()]
+    return text[before_close[-1].end() : last_close.start()] if before_close else text[opens[-1].end() :]
 
 
 def _pair_rank(subject_key: str) -> Parser:
@@ -160,7 +167,7 @@ def _think(subject_key: str) -> Parser:
 
 # --------------------------------------------------------------------------- point scores
 _FINAL_SCORE = re.compile(
-    r"final\s*score\s*(?:\([^)\n]{0,20}\))?\s*(?:[:\uff1a=]|is)\s*[*_\[(\s]*(" + _NUMBER + r")(?![\d])",
+    r"final\s*score[\s*_]*(?:\([^)\n]{0,20}\)[\s*_]*)?(?:[:\uff1a=]|is\b)[\s*_\[(]*(" + _NUMBER + r")(?![\d])",
     re.IGNORECASE,
 )
 _FINAL_SCORE_MENTION = re.compile(r"final\s*score", re.IGNORECASE)
@@ -188,7 +195,7 @@ def _final_score(low: float, high: float) -> Parser:
 
 
 _DIMENSION_SCORE = re.compile(
-    r"\b(alignment|coherence|style|physics)\s+score\s*(?:\(\s*1\s*-\s*5\s*\))?\s*[:\uff1a]\s*[*_\s]*("
+    r"\b(alignment|coherence|style|physics)\s+score[\s*_]*(?:\(\s*1\s*-\s*5\s*\)[\s*_]*)?[:\uff1a][\s*_]*("
     + _NUMBER
     + r"|nan)(?![\d])",
     re.IGNORECASE,
@@ -222,7 +229,7 @@ def _multi_score(dimensions: tuple[str, ...], low: float = 1.0, high: float = 5.
 
 
 # --------------------------------------------------------------------------- 2.0 pair scores
-_PAIR_SCORE_HEADER = re.compile(r"\b(alignment|coherence|style|physics)\s+score\s*[:\uff1a]", re.IGNORECASE)
+_PAIR_SCORE_HEADER = re.compile(r"\b(alignment|coherence|style|physics)\s+score[\s*_]*[:\uff1a]", re.IGNORECASE)
 _PAIR_SCORE_DIMENSIONS = ("alignment", "coherence", "style")
 
 
@@ -233,7 +240,7 @@ def _pair_score(subject: str) -> Parser:
     least one dimension is valid: ``winner`` compares the sums over the valid dimensions and
     ``error`` names the dropped ones (a warning); with no valid dimension it is a parse_error.
     """
-    value_pattern = re.compile(rf"\b{subject}\s*([12])\s*[:\uff1a]\s*[*_\s]*({_NUMBER}|nan)(?![\d])", re.IGNORECASE)
+    value_pattern = re.compile(rf"\b{subject}\s*([12])[\s*_]*[:\uff1a][\s*_]*({_NUMBER}|nan)(?![\d])", re.IGNORECASE)
 
     def parse_pair_score(text: str) -> RewardResult:
         headers = list(_PAIR_SCORE_HEADER.finditer(text))
@@ -380,7 +387,7 @@ def _edit_point(dimensions: tuple[str, str], low: float = 0.0, high: float = 25.
 
 
 _EDIT_PAIR_VALUE = re.compile(
-    r"\b(?:edited\s+)?image\s*([12])\b\s*\**\s*(?:'s\s+)?(?:final\s+)?(?:score)?\s*\**\s*(?:[:\uff1a=]|is)\s*\**\s*("
+    r"\b(?:edited\s+)?image\s*([12])\b[\s*]*(?:'s\s+)?(?:(?:final\s+)?score[\s*]*)?(?:[:\uff1a=]|is\b)[\s*]*("
     + _NUMBER
     + r")(?![\d])",
     re.IGNORECASE,
@@ -441,7 +448,7 @@ def parse(parser_name: str, text: str | None) -> RewardResult:
     if parser_name not in PARSERS:
         raise KeyError(f"unknown parser {parser_name!r}; known: {', '.join(sorted(PARSERS))}")
     if not isinstance(text, str) or not text.strip():
-        return RewardResult(status=Status.PARSE_ERROR, text=text if isinstance(text, str) else None, error="empty output")
+        return _fail(text if isinstance(text, str) else None, "empty output")
     try:
         return PARSERS[parser_name](text)
     except Exception as exc:  # a parser bug must not sink the batch

@@ -115,7 +115,7 @@ _METADATA: dict[str, _Meta] = {
     "image_generation.pair_rank.v1": _m(_IG, "pair_rank", "pair_rank_image", _QWEN_IMAGE_GEN, prefix="Image", label="Image"),
     "image_generation.pair_rank.v1.llava": _m(_IG, "pair_rank", "pair_rank_image", _LONG, prefix="Image", label="Image"),
     "image_generation.pair_score.v2": _m(_IG, "pair_score", "pair_score_image", _LONG, label="Image"),
-    # SGLang client sets no max_tokens; 4096 matches the rest of the server path.
+    # The reference records no max_tokens for the SGLang client: use the server paths' 4096.
     "image_generation.point_score.sglang_v1.5": _m(_IG, "point_score", "final_score_1_5", _LONG, scale=_S5, prefix=_FINAL),
     "image_generation.point_score.v1": _m(_IG, "point_score", "final_score_1_5", _QWEN_IMAGE_GEN, scale=_S5, prefix=_FINAL),
     "image_generation.point_score.v1.llava": _m(_IG, "point_score", "final_score_1_5", _LONG, scale=_S5, prefix=_FINAL),
@@ -141,9 +141,9 @@ _METADATA: dict[str, _Meta] = {
     "video_understanding.point_score.v1": _m(_VU, "point_score", "final_score_1_5", _QWEN_VIDEO, scale=_S5, prefix=_FINAL),
     "video_understanding.point_score.v1.llava": _m(_VU, "point_score", "final_score_1_5", _LONG, scale=_S5, prefix=_FINAL),
     # --- Think (CoT) ---
-    # The gradio demo script sets no budget of its own worth copying; use the long one.
+    # The reference records no budget for the gradio demo: use the long one.
     "think.gradio.image_generation.pair_rank": _m(_IG, "cot_pair_rank", "think_image", _LONG, label="Image"),
-    "think.grpo.system_prompt": _m("system", "system", "think", _LONG),
+    "think.grpo.system_prompt": _m("system", "system", "think", _LONG),  # GRPO max_completion_length
     "think.image_generation.pair_rank": _m(_IG, "cot_pair_rank", "think_image", _THINK_QWEN_IMAGE_GEN, label="Image"),
     "think.image_generation.pair_rank.llava": _m(_IG, "cot_pair_rank", "think_image", _LONG, label="Image"),
     "think.image_understanding.pair_rank": _m(_IU, "cot_pair_rank", "think_answer", _LONG, label="Answer"),

@@ -109,9 +109,9 @@ class TransformersServer:
         shutil.rmtree(self._home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def toy_server(toy_world):
-    """One ``transformers serve`` of the toy reward model for the whole session (import it into a test module)."""
+    """One ``transformers serve`` of the toy reward model per test module (import it into the module)."""
     server = TransformersServer(toy_world["reward_model"]).start()
     yield server
     server.close()

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from reward_core.cli_bench import main
-
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 VOTES = {1: "leftvote", 2: "rightvote"}
 

@@ -211,3 +211,23 @@ def test_trie_helpers():
     assert logprobs == {"1": -0.5, "2": -math.inf}
     with pytest.raises(ValueError, match="no logprobs"):
         first_token_logprobs({"choices": [{"message": {"content": "1"}}]})
+
+
+# ----- serve-cmd -------------------------------------------------------------------------------------
+
+
+def test_serve_cmd_uses_replicas_for_small_judges(capsys):
+    from reward_core.cli_serve import main, params_from_name, plan
+
+    assert main(["CodeGoat24/UnifiedReward-2.0-qwen3vl-8b", "--gpus", "8"]) == 0
+    command = capsys.readouterr().out
+    for flag in ("--served-model-name UnifiedReward", "--tensor-parallel-size 1", "--data-parallel-size 8",
+                 "--max-model-len 16384", "--enable-prefix-caching", """'{"image": 32, "video": 0}'"""):  # fmt: skip
+        assert flag in command
+    assert (plan("UnifiedReward-2.0-qwen3vl-32b", 8).tp, plan("UnifiedReward-2.0-qwen3vl-32b", 8).dp) == (2, 4)
+    assert params_from_name("CodeGoat24/UnifiedReward-7b-v1.5") == 7.0
+    assert main(["CodeGoat24/UnifiedReward-7b-v1.5", "--engine", "sglang", "--gpus", "2"]) == 0
+    sglang = capsys.readouterr().out
+    assert "sglang.launch_server" in sglang and "--dp-size 2" in sglang and "--chat-template chatml-llava" in sglang
+    assert main(["CodeGoat24/UnifiedReward-Think-qwen35-9b"]) == 0
+    assert "enable_thinking" in capsys.readouterr().out

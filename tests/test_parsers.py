@@ -154,6 +154,9 @@ Final Score: 7"""
         ("final_score_1_5", "Final Score: 5", 5.0),
         ("final_score_1_5", "Final Score:4", 4.0),
         ("final_score_1_5", "Final Score: **3**", 3.0),
+        ("final_score_1_5", "**Final Score**: 3", 3.0),
+        ("final_score_1_5", "**Final Score:** 4.5 out of 5", 4.5),
+        ("final_score_1_5", "Final Score (1-5): 2", 2.0),
         ("final_score_1_5", "Final Score: 4/5", 4.0),
         ("final_score_1_5", "I would give a Final Score: 2 at first.\nAfter checking again:\nFinal Score: 3", 3.0),
         ("final_score_1_10", VIDEO_POINT, 7.0),
@@ -208,6 +211,11 @@ def test_acs_v15_and_v2():
     assert result.score == pytest.approx((2.6947 + 3.1021 + 2.9913) / 3)
 
 
+def test_multi_score_markdown():
+    text = "**Alignment Score**: 3\n**Coherence Score (1-5):** 4\n- Style Score (1-5): 5"
+    assert ok("acs", text).scores == {"alignment": 3.0, "coherence": 4.0, "style": 5.0}
+
+
 def test_aps():
     result = ok("aps", APS_V2)
     assert result.scores == {"alignment": 2.4036, "physics": 3.0, "style": 3.5}
@@ -253,6 +261,12 @@ def test_pair_score():
     assert result.error is None
     video = ok("pair_score_video", PAIR_SCORE.replace("Image", "Video"))
     assert video.scores == result.scores and video.winner == 2
+
+
+def test_pair_score_markdown():
+    text = "**Alignment Score**:\n- **Image 1**: 0.8\n- **Image 2**: 0.2\n"
+    result = ok("pair_score_image", text)
+    assert result.scores == {"alignment/1": 0.8, "alignment/2": 0.2} and result.winner == 1
 
 
 def test_pair_score_nan_dimension_is_dropped_and_named():

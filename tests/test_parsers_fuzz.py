@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -78,3 +79,20 @@ def test_final_score_round_trip_and_scale(prose, value):
     assert result.ok and result.score == pytest.approx(float(value))
     on_five = parse("final_score_1_5", text)
     assert on_five.ok == (1 <= value <= 5)
+
+
+PATHOLOGICAL = [
+    "Image 1 ", "both images are ", "{", "```", "Final Score" + " " * 5, "<answer>", "</answer>", '"score": [1, ', "[",
+    "Alignment Score: Image 1: ", "Image 1 is better, ", "Alignment Score (1-5)" + " " * 10,
+    "edited image 1 score" + " " * 10, ",", "final score (1-5)", '{"winner": "Image 1/2",',
+]
+
+
+@pytest.mark.parametrize("fragment", PATHOLOGICAL)
+def test_long_repetitive_output_is_parsed_in_linear_time(fragment):
+    """A runaway generation (60 kB of one fragment) must not hang a batch (no regex backtracking blow-up)."""
+    text = fragment * (60_000 // len(fragment))
+    start = time.perf_counter()
+    for parser in PARSERS.values():
+        check_result(parser(text), text)
+    assert time.perf_counter() - start < 5.0  # about 0.1 s when linear; minutes when quadratic

@@ -54,8 +54,9 @@ def test_reward_model_generates_from_a_chat_with_two_images(toy_world, reward_mo
     processor, model = reward_model
     record = _records(toy_world, "image_pairs")[0]
     images = [Image.open(_media(toy_world, path)).convert("RGB") for path in record["images"]]
-    messages = [{"role": "user", "content": [{"type": "image", "image": images[0]}, {"type": "image", "image": images[1]},
-                                             {"type": "text", "text": f"Text Caption: [{record['prompt']}]"}]}]
+    content = [{"type": "image", "image": image} for image in images]
+    content.append({"type": "text", "text": f"Text Caption: [{record['prompt']}]"})
+    messages = [{"role": "user", "content": content}]
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
@@ -99,7 +100,7 @@ def test_tokenizer_is_qwen2_with_every_special_token_round_tripping(toy_world):
         assert tokenizer.decode([token_id]) == token
     text = "<|im_start|>assistant\nFinal Score: 4.25 Image 1 is better.<|im_end|>"
     assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
-    assert tokenizer.tokenize("Score: 2025") == ["Score", ":", "Ġ", "2", "0", "2", "5"]  # digits split like Qwen
+    assert tokenizer.tokenize(" Final Score: 2025") == ["ĠFinal", "ĠScore", ":", "Ġ", "2", "0", "2", "5"]
 
 
 def test_policy_model_shares_the_tokenizer_but_not_the_weights(toy_world):
@@ -141,7 +142,8 @@ def test_stable_diffusion_pipeline_runs_two_steps(toy_world):
     assert pipeline.safety_checker is None
     tokens = pipeline.tokenizer.tokenize("a red circle on the left")
     assert tokens == ["a</w>", "red</w>", "circle</w>", "on</w>", "the</w>", "left</w>"]
-    image = pipeline("a red circle on the left", num_inference_steps=2, generator=torch.Generator().manual_seed(0)).images[0]
+    generator = torch.Generator().manual_seed(0)
+    image = pipeline("a red circle on the left", num_inference_steps=2, generator=generator).images[0]
     assert image.size == (64, 64)
     assert np.asarray(image).std() > 0
 
@@ -174,37 +176,55 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_same_seed_rebuilds_identical_files(toy_world, tmp_path):
-    if toy_world["seed"] != 0:
-        pytest.skip("the shared world was not built with seed 0")
-    small = build_world(tmp_path / "again", seed=0, num_items=4)
-    first, second = Path(toy_world["root"]), Path(small["root"])
-    model_files = [
-        "reward-qwen2_5_vl/model.safetensors", "reward-qwen2_5_vl/tokenizer.json", "reward-qwen2_5_vl/config.json",
-        "policy-qwen2_5_vl/model.safetensors", "sd/unet/diffusion_pytorch_model.safetensors",
-        "sd/vae/diffusion_pytorch_model.safetensors", "sd/text_encoder/model.safetensors", "sd/tokenizer/vocab.json",
-        "sd/tokenizer/merges.txt",
-    ]
-    for relative in model_files:
+MODEL_FILES = (
+    "reward-qwen2_5_vl/model.safetensors", "reward-qwen2_5_vl/tokenizer.json", "reward-qwen2_5_vl/config.json",
+    "reward-qwen2_5_vl/processor_config.json", "policy-qwen2_5_vl/model.safetensors",
+    "sd/unet/diffusion_pytorch_model.safetensors", "sd/vae/diffusion_pytorch_model.safetensors",
+    "sd/text_encoder/model.safetensors", "sd/tokenizer/vocab.json", "sd/tokenizer/merges.txt",
+)
+
+
+def _assert_same_world(first: Path, second: Path, first_data: dict, second_data: dict) -> None:
+    for relative in MODEL_FILES:
         assert _digest(first / relative) == _digest(second / relative), relative
-    # Every generator draws items in sequence, so a smaller world is a prefix of a larger one.
-    for name in small["data"]:
-        again = read_jsonl(Path(small["data"][name]))
-        original = read_jsonl(Path(toy_world["data"][name]))[: len(again)]
-        strip = lambda records: [{k: v for k, v in r.items() if k != "split"} for r in records]  # noqa: E731
-        assert strip(again) == strip(original), name
-    media = [path.relative_to(second / "data") for path in (second / "data").rglob("*") if path.suffix in (".png", ".mp4")]
-    assert media
+    # Every generator draws its items in sequence, so a smaller world is a prefix of a larger one.
+    for name, path in second_data.items():
+        again = read_jsonl(Path(path))
+        original = read_jsonl(Path(first_data[name]))[: len(again)]
+        assert [{**r, "split": None} for r in again] == [{**r, "split": None} for r in original], name
+    media = [p.relative_to(second / "data") for p in (second / "data").rglob("*") if p.suffix in (".png", ".mp4")]
+    assert any(p.suffix == ".mp4" for p in media) and any(p.suffix == ".png" for p in media)
     for relative in media:
         assert _digest(first / "data" / relative) == _digest(second / "data" / relative), relative
 
 
-def test_cli_prints_only_the_manifest(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "reward_core.toy", "build", str(tmp_path / "cli"), "--seed", "3", "--num-items", "3"],
-        capture_output=True, text=True, check=True, timeout=300,
-    )
-    manifest = json.loads(out.stdout)
-    assert manifest["seed"] == 3
+def test_same_seed_rebuilds_identical_files_in_process(toy_world, tmp_path):
+    build_world(tmp_path / "again", seed=toy_world["seed"] + 1, num_items=6)
+    small = build_world(tmp_path / "again", seed=toy_world["seed"], num_items=4)  # leaves nothing of the first
+    assert len(list((tmp_path / "again" / "data" / "image_pairs").glob("*.png"))) == 2 * 4
+    _assert_same_world(Path(toy_world["root"]), Path(small["root"]), toy_world["data"], small["data"])
+
+
+def test_cli_prints_only_the_manifest_and_rebuilds_the_same_world(toy_world, tmp_path):
+    """A second process too: BPE training must not depend on hash seeds."""
+    out_dir = tmp_path / "cli"
+    command = [sys.executable, "-m", "reward_core.toy", "build", str(out_dir), "--seed", str(toy_world["seed"]),
+               "--num-items", "3"]
+    manifest = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout)
+    assert manifest["seed"] == toy_world["seed"]
     assert manifest["counts"]["image_pairs"] == {"train": 2, "test": 1}
-    assert json.loads((tmp_path / "cli" / "manifest.json").read_text()) == manifest
+    assert json.loads((out_dir / "manifest.json").read_text()) == manifest
+    _assert_same_world(Path(toy_world["root"]), out_dir, toy_world["data"], manifest["data"])
+
+
+def test_make_api_takes_seed_size_and_difficulty(tmp_path):
+    from reward_core.toy.data import make_image_pairs
+
+    first = make_image_pairs(tmp_path / "a", 6, seed=0)
+    assert [r["prompt"] for r in first] != [r["prompt"] for r in make_image_pairs(tmp_path / "b", 6, seed=1)]
+    shape_only = make_image_pairs(tmp_path / "c", 6, seed=0, mismatch_weights={"shape": 1.0}, size=96)
+    for record in shape_only:
+        colour = next(name for name in COLOURS if f" {name} " in record["prompt"])
+        images = [Image.open(tmp_path / "c" / path) for path in record["images"]]
+        assert all(image.size == (96, 96) for image in images)
+        assert all(_colour_pixels(image, colour) > 50 for image in images)  # both show the colour: harder task

@@ -25,7 +25,6 @@ def register_dataset(
     data_file: str | os.PathLike[str],
     *,
     ranking: bool = False,
-    has_system: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Add ``name`` -> ``data_file`` to LLaMA-Factory's ``dataset_info.json`` and return the entry.
@@ -41,7 +40,7 @@ def register_dataset(
     data_file = os.path.abspath(data_file)
     inside = os.path.commonpath([data_file, dataset_dir]) == dataset_dir
     file_name = os.path.relpath(data_file, dataset_dir) if inside else data_file
-    entry = dataset_info_entry(file_name, ranking=ranking, has_system=has_system)
+    entry = dataset_info_entry(file_name, ranking=ranking)
     merge_dataset_info(dataset_info, {name: entry}, overwrite=overwrite)
     return entry
 

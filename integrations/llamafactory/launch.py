@@ -37,9 +37,15 @@ class TrainRun:
         return self.returncode == 0
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 def find_llamafactory_cli(env_dir: str | os.PathLike[str] | None = None) -> str | None:
-    """``llamafactory-cli`` in ``env_dir``/bin (default: ``$LLAMAFACTORY_ENV`` or ``./.venv-llamafactory``), else PATH."""
-    env_dir = env_dir or os.environ.get("LLAMAFACTORY_ENV") or ".venv-llamafactory"
+    """``llamafactory-cli`` of the LLaMA-Factory env, else the one on PATH.
+
+    The env is ``env_dir``, else ``$LLAMAFACTORY_ENV``, else the checkout's ``.venv-llamafactory``.
+    """
+    env_dir = env_dir or os.environ.get("LLAMAFACTORY_ENV") or REPO_ROOT / ".venv-llamafactory"
     candidate = Path(env_dir) / "bin" / "llamafactory-cli"
     if candidate.is_file():
         return str(candidate)

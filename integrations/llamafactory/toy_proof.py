@@ -101,13 +101,14 @@ def toy_overrides(model_dir: Path, data: ToyData, output_dir: Path, setup: ToyTr
         "freeze_vision_tower": False,
         "freeze_multi_modal_projector": False,
         "cutoff_len": 512,
+        "disable_gradient_checkpointing": True,  # a toy model needs no memory savings; checkpointing costs time
         "per_device_train_batch_size": setup.batch_size,
         "gradient_accumulation_steps": 1,
         "learning_rate": setup.learning_rate,
         "num_train_epochs": setup.epochs,
         "max_steps": setup.max_steps,
         "warmup_ratio": 0.05,
-        "logging_steps": 10,
+        "logging_steps": 5,
         "save_steps": 1_000_000,  # no intermediate checkpoints (OmegaConf would read save_strategy=no as False)
         "plot_loss": False,
         "overwrite_cache": True,

@@ -39,7 +39,7 @@ class RequestFailed(Exception):
 class RetryPolicy:
     """How many attempts to make and how long to wait between them (`base * 2**k` plus jitter, capped)."""
 
-    max_attempts: int = 5
+    max_attempts: int = 10
     backoff_base: float = 0.5
     backoff_max: float = 10.0
 

@@ -51,7 +51,8 @@ class OpenAIBackend:
         concurrency: requests in flight at once.
         timeout: seconds per HTTP attempt.
         deadline: seconds for a whole `generate` / `answer_logprobs` call; unfinished items fail.
-        max_attempts: attempts per request (the first one included).
+        max_attempts: attempts per request (the first one included); with the default backoff the
+            retries span about 30-55 s, enough to ride out a server restart.
         image_format: "jpeg" (q95, like upstream) or "png" (lossless).
         video_mode: "frames" (8 frames per video as images, like upstream's vLLM path) or "video_url".
         temperature, top_p: sampling parameters sent with every request.
@@ -68,7 +69,7 @@ class OpenAIBackend:
         concurrency: int = 16,
         timeout: float = 120.0,
         deadline: float | None = 600.0,
-        max_attempts: int = 5,
+        max_attempts: int = 10,
         backoff_base: float = 0.5,
         backoff_max: float = 10.0,
         image_format: str = "jpeg",

@@ -38,9 +38,8 @@ class Question:
     answer_format: str
 
     def answer(self, scene: Scene) -> str:
-        return self.answer_format.format(
-            colour=scene.colour, shape=scene.shape, place=scene.place, a_colour=f"{article(scene.colour)} {scene.colour}"
-        )
+        a_colour = f"{article(scene.colour)} {scene.colour}"
+        return self.answer_format.format(colour=scene.colour, shape=scene.shape, place=scene.place, a_colour=a_colour)
 
 
 QUESTIONS: tuple[Question, ...] = (
@@ -241,7 +240,8 @@ def make_gen_prompts(num_items: int, seed: int = 0, held_out: float = 0.2, name:
     """Captions for text-to-image generation (no media)."""
     rng = random.Random(f"{name}:{seed}")
     return [
-        {"id": f"{name}-{index:05d}", "prompt": random_scene(rng).caption(), "split": _split(index, num_items, held_out)}
+        {"id": f"{name}-{index:05d}", "prompt": random_scene(rng).caption(),
+         "split": _split(index, num_items, held_out)}
         for index in range(num_items)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,9 @@ def qwen_config(tokenizer: Tokenizer, size: QwenSize):
             "num_key_value_heads": size.num_kv_heads,
             "max_position_embeddings": 4096,
             "max_window_layers": size.num_layers,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section(head_dim)},
+            "rope_parameters": {
+                "rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section(head_dim)
+            },
             "bos_token_id": token_id("<|endoftext|>"),
             "eos_token_id": token_id("<|im_end|>"),
             "pad_token_id": token_id("<|endoftext|>"),
@@ -108,11 +111,20 @@ def save_qwen_processor(tokenizer: Tokenizer, out_dir: Path, pixels: PixelLimits
     save_qwen_tokenizer(tokenizer, out_dir, QWEN2_5_VL_CHAT_TEMPLATE)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=pixels.image_min_pixels, max_pixels=pixels.image_max_pixels),
-        video_processor=Qwen2VLVideoProcessor(min_pixels=pixels.video_min_pixels, max_pixels=pixels.video_max_pixels),
+        video_processor=Qwen2VLVideoProcessor(
+            min_pixels=pixels.video_min_pixels, max_pixels=pixels.video_max_pixels, cap_pixels_per_frame=True
+        ),
         tokenizer=AutoTokenizer.from_pretrained(out_dir),
         chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
     )
     processor.save_pretrained(out_dir)
+
+
+def _drop_vision_rope_parameters(config_path: Path) -> None:
+    """Hub Qwen2.5-VL configs carry no vision ``rope_parameters``; older transformers (5.6) warn on the default one."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["vision_config"].pop("rope_parameters", None)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def build_qwen2_5_vl(
@@ -137,6 +149,7 @@ def build_qwen2_5_vl(
         do_sample=False,
     )
     model.save_pretrained(out_dir, safe_serialization=True)
+    _drop_vision_rope_parameters(out_dir / "config.json")
     save_qwen_processor(tokenizer, out_dir, pixels)
     logger.info("toy Qwen2.5-VL (%d params) written to %s", model.num_parameters(), out_dir)
     return out_dir

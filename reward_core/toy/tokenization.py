@@ -20,7 +20,8 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
 )
 # Qwen2's pre-tokenizer: digits are split one per token.
 QWEN_SPLIT_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 CLIP_SPLIT_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 CLIP_BOS, CLIP_EOS = "<|startoftext|>", "<|endoftext|>"
@@ -58,7 +59,8 @@ def _render_upstream_templates() -> list[str]:
     return texts
 
 
-def _scene_texts() -> list[str]:
+def scene_texts() -> list[str]:
+    """Every toy caption (image and video) and every question with its answer, for tokenizer training."""
     texts = []
     for colour in COLOURS:
         for shape in SHAPES:
@@ -74,7 +76,7 @@ def _scene_texts() -> list[str]:
 
 def training_corpus() -> list[str]:
     """Templates rendered with toy values, toy captions/questions/answers and typical judge outputs."""
-    return _render_upstream_templates() + _scene_texts() + list(JUDGE_OUTPUTS) + ["You are a helpful assistant."]
+    return _render_upstream_templates() + scene_texts() + list(JUDGE_OUTPUTS) + ["You are a helpful assistant."]
 
 
 # Training runs until no pair is left to merge: a vocabulary cut-off would break ties between equally
@@ -137,27 +139,26 @@ def save_qwen_tokenizer(tokenizer: Tokenizer, out_dir: Path, chat_template: str)
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def _bytes_to_unicode() -> list[str]:
-    """GPT-2/CLIP's printable stand-ins for the 256 byte values, in CLIP's vocabulary order."""
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's printable stand-in for each byte value; iteration order is CLIP's vocabulary order."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
         range(ord("®"), ord("ÿ") + 1)
     )
-    codes, extra = list(printable), 0
+    mapping, extra = {byte: chr(byte) for byte in printable}, 0
     for byte in range(256):
-        if byte not in printable:
-            codes.append(256 + extra)
+        if byte not in mapping:
+            mapping[byte] = chr(256 + extra)
             extra += 1
-    return [chr(code) for code in codes]
+    return mapping
 
 
-def _clip_words(texts: list[str], byte_symbols: list[str], final_symbols: list[str]) -> list[str]:
+def _clip_words(texts: list[str], byte_symbols: dict[int, str], final_symbols: dict[int, str]) -> list[str]:
     """CLIP pre-tokenization (lower-case, regex split, byte symbols) with each word's last symbol marked final."""
     words = []
     for text in texts:
         for word in regex.findall(CLIP_SPLIT_REGEX, text.lower()):
-            symbols = [byte_symbols[byte] for byte in word.encode("utf-8")]
-            symbols[-1] = final_symbols[byte_symbols.index(symbols[-1])]
-            words.append("".join(symbols))
+            encoded = word.encode("utf-8")
+            words.append("".join(byte_symbols[byte] for byte in encoded[:-1]) + final_symbols[encoded[-1]])
     return words
 
 
@@ -168,13 +169,14 @@ def build_clip_vocab(texts: list[str]) -> tuple[dict[str, int], list[str]]:
     ``symbol</w>``, so the whole alphabet is known up front and training is deterministic.
     """
     byte_symbols = _bytes_to_unicode()
-    final_symbols = [chr(0xE000 + index) for index in range(len(byte_symbols))]
-    restore = {final: symbol + "</w>" for final, symbol in zip(final_symbols, byte_symbols)}
+    final_symbols = {byte: chr(0xE000 + byte) for byte in byte_symbols}
+    restore = {final_symbols[byte]: symbol + "</w>" for byte, symbol in byte_symbols.items()}
 
     trainer_tokenizer = Tokenizer(models.BPE())
     trainer_tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     trainer = trainers.BpeTrainer(
-        vocab_size=_EXHAUSTIVE_VOCAB, min_frequency=1, initial_alphabet=byte_symbols + final_symbols,
+        vocab_size=_EXHAUSTIVE_VOCAB, min_frequency=1,
+        initial_alphabet=list(byte_symbols.values()) + list(final_symbols.values()),
         show_progress=False,
     )
     trainer_tokenizer.train_from_iterator(_clip_words(texts, byte_symbols, final_symbols), trainer=trainer)
@@ -185,7 +187,7 @@ def build_clip_vocab(texts: list[str]) -> tuple[dict[str, int], list[str]]:
     learned = json.loads(trainer_tokenizer.to_str())["model"]["merges"]
     pairs = [pair if isinstance(pair, list) else pair.split(" ") for pair in learned]
     merges = [f"{to_clip(left)} {to_clip(right)}" for left, right in pairs]
-    vocab_tokens = byte_symbols + [symbol + "</w>" for symbol in byte_symbols]
+    vocab_tokens = list(byte_symbols.values()) + [symbol + "</w>" for symbol in byte_symbols.values()]
     vocab_tokens += [to_clip(left + right) for left, right in pairs] + [CLIP_BOS, CLIP_EOS]
     return {token: index for index, token in enumerate(vocab_tokens)}, merges
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from .data import build_data, default_counts, read_jsonl
 from .qwen import PixelLimits, QwenSize, build_qwen2_5_vl
 from .sd import SDSize, build_stable_diffusion
-from .tokenization import QWEN_SPECIAL_TOKENS, _scene_texts, train_qwen_tokenizer
+from .tokenization import QWEN_SPECIAL_TOKENS, scene_texts, train_qwen_tokenizer
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 DEFAULT_NUM_ITEMS = 100
+WORLD_PARTS = ("reward-qwen2_5_vl", "policy-qwen2_5_vl", "sd", "data")
 
 
 def build_world(
@@ -37,15 +39,17 @@ def build_world(
     """
     started = time.perf_counter()
     root = Path(out_dir).resolve()
+    for part in WORLD_PARTS:  # a rebuild must not keep files of an earlier, larger world
+        shutil.rmtree(root / part, ignore_errors=True)
+    (root / MANIFEST_NAME).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
 
     tokenizer = train_qwen_tokenizer()
-    reward_dir = build_qwen2_5_vl(root / "reward-qwen2_5_vl", tokenizer, seed=seed, size=reward_size, pixels=pixels)
-    policy_dir = build_qwen2_5_vl(
-        root / "policy-qwen2_5_vl", tokenizer, seed=seed + 1, size=policy_size, pixels=pixels
-    )
-    sd_dir = build_stable_diffusion(root / "sd", _scene_texts(), seed=seed, size=sd_size)
-    data_files = build_data(root / "data", seed=seed, counts={**default_counts(num_items), **(counts or {})})
+    reward_name, policy_name, sd_name, data_name = WORLD_PARTS
+    reward_dir = build_qwen2_5_vl(root / reward_name, tokenizer, seed=seed, size=reward_size, pixels=pixels)
+    policy_dir = build_qwen2_5_vl(root / policy_name, tokenizer, seed=seed + 1, size=policy_size, pixels=pixels)
+    sd_dir = build_stable_diffusion(root / sd_name, scene_texts(), seed=seed, size=sd_size)
+    data_files = build_data(root / data_name, seed=seed, counts={**default_counts(num_items), **(counts or {})})
 
     manifest = {
         "version": MANIFEST_VERSION,
@@ -54,7 +58,7 @@ def build_world(
         "reward_model": str(reward_dir),
         "policy_model": str(policy_dir),
         "sd_model": str(sd_dir),
-        "data_dir": str(root / "data"),
+        "data_dir": str(root / data_name),
         "data": {name: str(path) for name, path in data_files.items()},
         "counts": {name: _split_counts(path) for name, path in data_files.items()},
         "special_tokens": {token: tokenizer.token_to_id(token) for token in QWEN_SPECIAL_TOKENS},

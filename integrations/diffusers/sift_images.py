@@ -1,0 +1,178 @@
+"""Sift generated candidates with a UnifiedReward judge into a Diffusion-DPO dataset (Pick-a-Pic layout).
+
+    python -m integrations.diffusers.sift_images --candidates_dir candidates \\
+        --reward_model CodeGoat24/UnifiedReward-qwen-7b --output_dir dpo_data
+
+Uses the shared pair-rank + point-sift algorithm (:mod:`reward_core.sift`): candidates are ranked in disjoint pairs,
+all are point-scored, and the best-scored winner vs the worst-scored loser is kept only when strictly better. Ties and
+failed judgements never become preferences. Output (``load_from_disk``-able, so ``--dataset_name output_dir`` works
+with ``train_diffusion_dpo.py``)::
+
+    output_dir/dataset_dict.json, output_dir/<split>/...   # caption, jpg_0, jpg_1 (PNG bytes), label_0 (=1),
+                                                          # chosen_score, rejected_score, id, jpg_0_path, jpg_1_path
+    output_dir/images/<id>_chosen.png, <id>_rejected.png
+    output_dir/sift.jsonl                                 # one record per prompt (resumable), summary.json
+
+Splits come from each prompt's ``split`` metadata (``--split_key``), else everything is ``train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from reward_core.sift import SiftItem, SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
+
+from integrations.diffusers.generate_candidates import CANDIDATES_FILE
+
+logger = logging.getLogger(__name__)
+
+PAIR_TEMPLATE = "image_generation.pair_rank.v1"
+POINT_TEMPLATE = "image_generation.point_score.v1"
+
+
+def read_candidates(candidates_dir: str | Path) -> list[SiftItem]:
+    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder."""
+    candidates_dir = Path(candidates_dir).resolve()
+    items = []
+    lines = (candidates_dir / CANDIDATES_FILE).read_text(encoding="utf-8").splitlines()
+    for order, line in enumerate(line for line in lines if line.strip()):
+        record = json.loads(line)
+        items.append(
+            SiftItem(
+                id=record["id"],
+                fields={"prompt": record["prompt"]},
+                candidates=[str(candidates_dir / path) for path in record["images"]],
+                meta={**record.get("meta", {}), "seeds": record.get("seeds")},
+                order=order,
+            )
+        )
+    return items
+
+
+def pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "split") -> dict[str, list[dict]]:
+    """Kept records -> Pick-a-Pic rows per split (chosen is ``jpg_0``, ``label_0 = 1``), images copied alongside."""
+    image_dir = output_dir / "images"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    splits: dict[str, list[dict]] = {}
+    for record in records:
+        if record.status != "kept":
+            continue
+        copies = []
+        for role, source in (("chosen", record.chosen), ("rejected", record.rejected)):
+            target = image_dir / f"{record.id}_{role}{Path(source).suffix}"
+            shutil.copyfile(source, target)
+            copies.append(target)
+        row = {
+            "id": record.id,
+            "caption": record.fields["prompt"],
+            "jpg_0": copies[0].read_bytes(),
+            "jpg_1": copies[1].read_bytes(),
+            "label_0": 1,
+            "chosen_score": float(record.chosen_score),
+            "rejected_score": float(record.rejected_score),
+            "jpg_0_path": str(copies[0].relative_to(output_dir)),
+            "jpg_1_path": str(copies[1].relative_to(output_dir)),
+        }
+        splits.setdefault(str(record.meta.get(split_key, "train")), []).append(row)
+    return splits
+
+
+def save_dataset(splits: dict[str, list[dict]], output_dir: Path) -> None:
+    from datasets import Dataset, DatasetDict, Features, Value
+
+    features = Features(
+        {
+            "id": Value("string"),
+            "caption": Value("string"),
+            "jpg_0": Value("binary"),
+            "jpg_1": Value("binary"),
+            "label_0": Value("int32"),
+            "chosen_score": Value("float64"),
+            "rejected_score": Value("float64"),
+            "jpg_0_path": Value("string"),
+            "jpg_1_path": Value("string"),
+        }
+    )
+    dataset = DatasetDict(
+        {name: Dataset.from_list(rows, features=features) for name, rows in sorted(splits.items())}
+    )
+    dataset.save_to_disk(str(output_dir))
+
+
+def sift_candidates(
+    reward_model: Any,
+    candidates_dir: str | Path,
+    output_dir: str | Path,
+    settings: SiftSettings | None = None,
+    split_key: str = "split",
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sift (resuming any earlier run in ``output_dir``) and write the dataset; returns the summary."""
+    output_dir = Path(output_dir)
+    settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
+    items = read_candidates(candidates_dir)
+    results_path = shard_path(output_dir)
+    run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
+    wanted = {item.id for item in items}
+    records = [record for record in read_records([results_path]) if record.id in wanted]
+    summary = write_summary(records, output_dir)
+    splits = pair_rows(records, output_dir, split_key)
+    if not splits:
+        raise RuntimeError(f"No pair was kept out of {summary.total} prompts; see {output_dir / 'summary.json'}.")
+    save_dataset(splits, output_dir)
+    result = {
+        "total": summary.total,
+        "kept": summary.kept,
+        "dropped": summary.dropped,
+        "failed": summary.failed,
+        "reasons": summary.reasons,
+        "splits": {name: len(rows) for name, rows in splits.items()},
+    }
+    logger.info("Sifted %s", result)
+    return result
+
+
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates_dir", required=True, help="Output folder of generate_candidates.")
+    parser.add_argument("--output_dir", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--reward_model", help="Local path or Hub id of a UnifiedReward checkpoint (in-process).")
+    source.add_argument("--reward_server", help="OpenAI-compatible base URL (vLLM / SGLang), e.g. http://host:8000/v1")
+    parser.add_argument("--served_model_name", default=None)
+    parser.add_argument("--pair_template", default=PAIR_TEMPLATE)
+    parser.add_argument("--point_template", default=POINT_TEMPLATE)
+    parser.add_argument("--mode", default="generate", choices=["generate", "logit"])
+    parser.add_argument("--swap", action="store_true", help="Rank each pair in both orders; disagreement = tie.")
+    parser.add_argument("--split_key", default="split")
+    parser.add_argument("--retry_failed", action="store_true")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--device", default=None)
+    return parser.parse_args(input_args)
+
+
+def main(input_args: list[str] | None = None) -> dict[str, Any]:
+    from reward_core import UnifiedReward
+
+    args = parse_args(input_args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if args.reward_model:
+        reward_model = UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
+    else:
+        reward_model = UnifiedReward.from_server(args.reward_server, model=args.served_model_name)
+    settings = SiftSettings(
+        pair_template=args.pair_template, point_template=args.point_template, mode=args.mode, swap=args.swap
+    )
+    return sift_candidates(
+        reward_model, args.candidates_dir, args.output_dir, settings, args.split_key, args.retry_failed
+    )
+
+
+if __name__ == "__main__":
+    main()

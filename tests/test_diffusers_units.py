@@ -1,0 +1,252 @@
+"""Fast tests of the diffusers integration pieces: DPO loss, pair data, candidates, sifting, Flow-GRPO reward."""
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from integrations.diffusers.dpo_data import PairTransform, collate_pairs, drop_ties, open_image, pair_preprocessor
+from integrations.diffusers.dpo_loss import diffusion_dpo_loss
+from integrations.diffusers.flow_grpo_reward import UnifiedRewardScorer, UnifiedRewardWinRateScorer, split_images
+from integrations.diffusers.generate_candidates import generate_candidates, read_prompts
+from integrations.diffusers.sift_images import sift_candidates
+from reward_core import UnifiedReward
+from reward_core.backends.base import AnswerLogprobs, Generation
+
+
+def brightness(image) -> float:
+    return float(np.asarray(image.convert("L"), dtype=np.float32).mean()) / 255.0
+
+
+class BrightnessJudge:
+    """A toy judge backend answering in UnifiedReward's format: brighter is better; score = brightness on 1-5.
+
+    ``fail_when(request)`` makes it answer garbage for chosen requests (an unparseable verdict).
+    """
+
+    def __init__(self, fail_when=lambda request: False, tie=False):
+        self.fail_when, self.tie = fail_when, tie
+
+    def _answer(self, request) -> str:
+        if self.fail_when(request):
+            return "I cannot tell."
+        if len(request.media) == 2:
+            first, second = (brightness(m) for m in request.media)
+            if self.tie or first == second:
+                return "Both images are equally good."
+            return "Image 1 is better." if first > second else "Image 2 is better."
+        return f"Final Score: {1 + 4 * brightness(request.media[0]):.4f}"
+
+    def generate(self, requests, max_new_tokens):
+        return [Generation(text=self._answer(r)) for r in requests]
+
+    def answer_logprobs(self, requests, candidates):
+        return [AnswerLogprobs(error="no logit mode in the toy judge") for _ in requests]
+
+
+def png_bytes(value: int, size: int = 8) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (value, value, value)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- the DPO objective
+
+
+def test_dpo_loss_matches_the_paper_form_and_counts_ties_half():
+    model = torch.tensor([0.50, 0.70, 0.60, 0.60])  # chosen: 0.50, 0.70 ; rejected: 0.60, 0.60
+    ref = torch.tensor([0.55, 0.65, 0.60, 0.60])
+    out = diffusion_dpo_loss(model, ref, beta_dpo=5000)
+    inside = -0.5 * 5000 * ((model[:2] - model[2:]) - (ref[:2] - ref[2:]))
+    assert torch.allclose(out.margins, inside)
+    assert torch.isclose(out.loss, -torch.nn.functional.logsigmoid(inside).mean())
+    assert out.implicit_accuracy.item() == 0.5  # one pair right, one wrong
+    untrained = diffusion_dpo_loss(ref, ref, beta_dpo=5000)
+    assert untrained.implicit_accuracy.item() == 0.5 and math.isclose(untrained.loss.item(), math.log(2), rel_tol=1e-6)
+    assert set(out.metrics()) >= {"loss", "implicit_acc", "rewards/chosen", "rewards/rejected", "rewards/margins"}
+
+
+def test_dpo_loss_gradient_lowers_the_chosen_loss():
+    model = torch.tensor([0.5, 0.5], requires_grad=True)
+    diffusion_dpo_loss(model, torch.tensor([0.5, 0.5]), beta_dpo=10).loss.backward()
+    assert model.grad[0] > 0 > model.grad[1]  # descent lowers the chosen loss, raises the rejected one
+
+
+# --------------------------------------------------------------------------- Pick-a-Pic rows
+
+
+def test_ties_are_dropped_and_label_0_orders_the_pair(tmp_path):
+    from datasets import Dataset
+
+    rows = {
+        "caption": ["a", "b", "c"],
+        "jpg_0": [png_bytes(250), png_bytes(250), png_bytes(250)],
+        "jpg_1": [png_bytes(10), png_bytes(10), png_bytes(10)],
+        "label_0": [1.0, 0.0, 0.5],
+    }
+    kept, dropped = drop_ties(Dataset.from_dict(rows))
+    assert dropped == 1 and kept["caption"] == ["a", "b"]
+    batch = collate_pairs(list(kept.with_transform(pair_preprocessor(PairTransform(8, random_flip=False)))))
+    chosen_mean = batch["pixel_values"][:, :3].mean(dim=(1, 2, 3))
+    assert chosen_mean[0] > 0.9 and chosen_mean[1] < -0.9  # row "b" prefers jpg_1 (the dark image)
+    assert batch["captions"] == ["a", "b"]
+
+
+def test_open_image_reads_bytes_paths_cells_and_rejects_junk(tmp_path):
+    (tmp_path / "x.png").write_bytes(png_bytes(100))
+    assert open_image(png_bytes(100)).getpixel((0, 0)) == (100, 100, 100)
+    assert open_image("x.png", media_root=tmp_path).size == (8, 8)
+    assert open_image({"bytes": png_bytes(7), "path": None}).getpixel((0, 0)) == (7, 7, 7)
+    with pytest.raises(TypeError):
+        open_image(3.5)
+
+
+# --------------------------------------------------------------------------- candidates
+
+
+class FlakyPipeline:
+    """Wraps a pipeline and fails on one prompt, to check that a bad prompt fails alone."""
+
+    def __init__(self, pipeline, bad_prompt):
+        self.pipeline, self.bad_prompt, self.calls = pipeline, bad_prompt, 0
+
+    @property
+    def device(self):
+        return self.pipeline.device
+
+    def set_progress_bar_config(self, **kwargs):
+        self.pipeline.set_progress_bar_config(**kwargs)
+
+    def __call__(self, prompt, **kwargs):
+        self.calls += 1
+        if any(self.bad_prompt in text for text in prompt):
+            raise RuntimeError("simulated out-of-memory")
+        return self.pipeline(prompt=prompt, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def toy_pipeline(toy_world):
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.from_pretrained(toy_world["sd_model"])
+
+
+def test_generate_candidates_records_seeds_resumes_and_isolates_failures(toy_pipeline, tmp_path):
+    prompts = [{"id": "p0", "prompt": "a red circle"}, {"prompt": "a blue square", "split": "test"}]
+    flaky = FlakyPipeline(toy_pipeline, bad_prompt="blue")
+    summary = generate_candidates(flaky, prompts, tmp_path, num_images_per_prompt=3, seed=7, batch_size=2,
+                                  progress=False, num_inference_steps=1)
+    assert (summary.generated, summary.failed, summary.images_written) == (1, 1, 3)
+    assert "simulated out-of-memory" in summary.errors["prompt-000001"]
+    records = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["p0"] and records[0]["seeds"] == [7, 8, 9]
+    first = np.asarray(Image.open(tmp_path / records[0]["images"][0]))
+    assert len({Image.open(tmp_path / p).tobytes() for p in records[0]["images"]}) == 3  # one seed per image
+
+    calls_before = flaky.calls
+    flaky.bad_prompt = "no prompt has this"
+    summary = generate_candidates(flaky, prompts, tmp_path, num_images_per_prompt=3, seed=7, batch_size=2,
+                                  progress=False, num_inference_steps=1)
+    assert (summary.skipped, summary.generated, summary.failed) == (1, 1, 0)
+    assert flaky.calls - calls_before == 2  # only the failed prompt was regenerated (3 images, batch 2)
+    records = [json.loads(line) for line in (tmp_path / "candidates.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in records] == ["p0", "prompt-000001"] and records[1]["meta"] == {"split": "test"}
+    assert np.array_equal(first, np.asarray(Image.open(tmp_path / records[0]["images"][0])))
+
+
+def test_read_prompts_requires_a_prompt(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"caption": "ok"}\n\n{"text": "no"}\n')
+    with pytest.raises(ValueError, match="3"):
+        read_prompts(path)
+
+
+# --------------------------------------------------------------------------- sifting
+
+
+def write_candidates(folder, values_per_prompt, splits=None):
+    """A generate_candidates-style folder of flat grey images with the given brightness values."""
+    lines = []
+    for index, values in enumerate(values_per_prompt):
+        pid = f"q{index}"
+        (folder / "images" / pid).mkdir(parents=True)
+        paths = []
+        for j, value in enumerate(values):
+            Image.new("RGB", (16, 16), (value,) * 3).save(folder / "images" / pid / f"{j}.png")
+            paths.append(f"images/{pid}/{j}.png")
+        meta = {"split": splits[index]} if splits else {}
+        lines.append(json.dumps({"id": pid, "prompt": f"prompt {index}", "images": paths, "seeds": [0] * len(values),
+                                 "meta": meta}))
+    (folder / "candidates.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_sift_builds_a_pickapic_dataset_and_never_invents_preferences(tmp_path):
+    from datasets import load_from_disk
+
+    candidates = tmp_path / "candidates"
+    # q0: clear winner; q1: all equal (ties -> dropped); q2: the judge answers garbage (failed); q3: test split
+    write_candidates(candidates, [[60, 200, 90, 70], [150, 150, 150, 150], [10, 20, 30, 40], [70, 60, 220, 65]],
+                     splits=["train", "train", "train", "test"])
+    judge = BrightnessJudge(fail_when=lambda r: all(brightness(m) < 0.2 for m in r.media))
+    result = sift_candidates(UnifiedReward(judge), candidates, tmp_path / "dpo", progress=False)
+    assert (result["kept"], result["dropped"], result["failed"]) == (2, 1, 1)
+    assert result["splits"] == {"train": 1, "test": 1}
+
+    dataset = load_from_disk(str(tmp_path / "dpo"))
+    row = dataset["train"][0]
+    assert row["caption"] == "prompt 0" and row["label_0"] == 1
+    assert brightness(Image.open(io.BytesIO(row["jpg_0"]))) > brightness(Image.open(io.BytesIO(row["jpg_1"])))
+    assert row["chosen_score"] > row["rejected_score"]
+    assert row["jpg_0"] == (tmp_path / "dpo" / row["jpg_0_path"]).read_bytes()
+    assert set(dataset["train"].column_names) >= {"caption", "jpg_0", "jpg_1", "label_0", "chosen_score",
+                                                  "rejected_score"}
+    records = [json.loads(line) for line in (tmp_path / "dpo" / "sift.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["status"] for r in records} == {"q0": "kept", "q1": "dropped", "q2": "failed", "q3": "kept"}
+
+
+def test_sift_with_only_ties_writes_no_dataset(tmp_path):
+    write_candidates(tmp_path / "c", [[10, 200]])
+    with pytest.raises(RuntimeError, match="No pair was kept"):
+        sift_candidates(UnifiedReward(BrightnessJudge(tie=True)), tmp_path / "c", tmp_path / "dpo", progress=False)
+    assert not (tmp_path / "dpo" / "dataset_dict.json").exists()
+
+
+# --------------------------------------------------------------------------- Flow-GRPO reward
+
+
+def test_flow_grpo_scorer_takes_tensors_and_arrays_and_fails_with_nan():
+    judge = BrightnessJudge(fail_when=lambda r: brightness(r.media[0]) > 0.9)
+    scorer = UnifiedRewardScorer(UnifiedReward(judge))
+    images = torch.stack([torch.full((3, 16, 16), v) for v in (0.0, 0.5, 1.0)])  # NCHW in [0, 1]
+    scores, info = scorer(images, ["p"] * 3, [{}] * 3)
+    assert scores.shape == (3,) and np.isnan(scores[2]) and info["num_failed"] == 1
+    assert scores[0] == pytest.approx(1 / 5) and scores[1] == pytest.approx((1 + 4 * 128 / 255) / 5, abs=1e-3)
+    assert info["status"][2] == "parse_error" and info["raw_score"][2] is None
+    array = (images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)  # NHWC uint8
+    assert np.allclose(scorer(array, ["p"] * 3)[0][:2], scores[:2], atol=1e-3)
+    assert scorer.__name__ == "unifiedreward"
+    with pytest.raises(ValueError):
+        split_images(torch.zeros(3, 8, 8))
+
+
+def test_flow_grpo_winrate_groups_by_prompt_and_skips_failed_games():
+    judge = BrightnessJudge()
+    scorer = UnifiedRewardWinRateScorer(UnifiedReward(judge), swap=False)
+    images = [Image.new("RGB", (8, 8), (v,) * 3) for v in (10, 100, 200, 50, 60)]
+    scores, info = scorer(images, ["a", "a", "a", "b", "c"], None)
+    assert scores[:3].tolist() == [0.0, 0.5, 1.0]
+    assert np.isnan(scores[3]) and np.isnan(scores[4])  # alone in their group: nothing to compare with
+    assert info["comparisons"] == 3 and info["failed_comparisons"] == 0
+
+
+def test_flow_grpo_scorer_with_the_toy_reward_model(toy_world):
+    """The real tiny Qwen2.5-VL: each item is either a valid score or NaN with a reason, never a made-up 0."""
+    scorer = UnifiedRewardScorer(UnifiedReward.from_pretrained(toy_world["reward_model"], max_new_tokens=8))
+    images = torch.rand(2, 3, 32, 32)
+    scores, info = scorer(images, ["a red circle on the left", "a blue square"], None)
+    for score, status, error in zip(scores, info["status"], info["error"]):
+        assert (status == "ok" and 0.2 <= score <= 1.0) or (np.isnan(score) and error)

@@ -1,0 +1,108 @@
+"""Faults: a real ``transformers serve`` killed mid-batch and restarted; an unreachable port; and, with a
+stub server (only because a real one cannot be made to do it on demand), HTTP 500/429/400 and hanging."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from PIL import Image
+
+from reward_core.backends.base import BackendRequest
+from reward_core.backends.openai_backend import OpenAIBackend
+from servers import StubServer, chat_response, free_port, toy_server  # noqa: F401 (fixture)
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+FAST_RETRY = {"max_attempts": 3, "backoff_base": 0.05, "backoff_max": 0.1}
+
+
+def requests(count: int, text: str = "Describe image {i} in detail.") -> list[BackendRequest]:
+    return [BackendRequest(media=[Image.new("RGB", (56, 56), (40 * i % 255, 90, 160))], text=text.format(i=i)) for i in range(count)]
+
+
+def test_unreachable_server_fails_every_item_with_the_reason():
+    url = f"http://127.0.0.1:{free_port()}"
+    out = OpenAIBackend(url, model="m", **FAST_RETRY).generate(requests(3), max_new_tokens=4)
+    for item in out:
+        assert item.text is None
+        assert item.error.startswith(f"server unreachable at {url}/v1/chat/completions after 3 attempts")
+
+
+def test_http_500_is_retried_then_reported():
+    """STUB: a server that always answers 500."""
+    with StubServer(lambda path, body: (500, {"error": "CUDA error: device-side assert"})) as stub:
+        out = OpenAIBackend(stub.base_url, **FAST_RETRY).generate(requests(2), max_new_tokens=4)
+    assert len(stub.received) == 2 * 3  # every attempt reached the server
+    for item in out:
+        assert item.text is None and item.error.startswith("HTTP 500: ") and "device-side assert" in item.error
+        assert "after 3 attempts" in item.error
+
+
+def test_transient_429_and_503_recover():
+    """STUB: the first two answers are 429 then 503, then the server recovers."""
+    answers = iter([(429, {"error": "rate limited"}), (503, {"error": "loading"})])
+    with StubServer(lambda path, body: next(answers, (200, chat_response("Image 2 is better.")))) as stub:
+        [out] = OpenAIBackend(stub.base_url, **FAST_RETRY).generate(requests(1), max_new_tokens=4)
+    assert out.text == "Image 2 is better." and len(stub.received) == 3
+
+
+def test_client_errors_are_not_retried():
+    """STUB: a 400 (bad request) fails at once."""
+    with StubServer(lambda path, body: (400, {"message": "too many images"})) as stub:
+        [out] = OpenAIBackend(stub.base_url, **FAST_RETRY).generate(requests(1), max_new_tokens=4)
+    assert out.error.startswith("HTTP 400: ") and "too many images" in out.error and len(stub.received) == 1
+
+
+def test_hanging_server_hits_the_deadline_and_others_survive():
+    """STUB: requests whose prompt says "hang" never get an answer."""
+
+    def respond(path, body):
+        return None if "hang" in body["messages"][0]["content"][-1]["text"] else (200, chat_response("ok"))
+
+    batch = requests(2) + requests(1, text="please hang {i}") + requests(1)
+    with StubServer(respond) as stub:
+        backend = OpenAIBackend(stub.base_url, timeout=30, deadline=1.5, **FAST_RETRY)
+        started = time.monotonic()
+        out = backend.generate(batch, max_new_tokens=4)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5
+    assert [o.text for o in out] == ["ok", "ok", None, "ok"]
+    assert out[2].error.startswith("deadline exceeded (1.5s)")
+
+
+def test_per_attempt_timeout_is_retried():
+    """STUB: the hanging server again, now with a short per-attempt timeout and no overall deadline."""
+    with StubServer(lambda path, body: None) as stub:
+        [out] = OpenAIBackend(stub.base_url, timeout=0.3, deadline=None, **FAST_RETRY).generate(requests(1), 4)
+    assert "after 3 attempts" in out.error and "timed out" in out.error and len(stub.received) == 3
+
+
+def test_server_killed_mid_batch_then_restarted(toy_server):
+    """REAL server: SIGKILL while a batch is in flight; items fail with a reason within the deadline,
+    and after a restart the same batch completes."""
+    batch = requests(8)
+    backend = OpenAIBackend(toy_server.base_url, concurrency=2, timeout=30, deadline=20, **FAST_RETRY)
+    baseline = backend.generate(batch[:1], max_new_tokens=24)
+    assert baseline[0].error is None
+
+    killer = threading.Timer(0.5, toy_server.kill)
+    started = time.monotonic()
+    killer.start()
+    try:
+        out = backend.generate(batch, max_new_tokens=24)
+    finally:
+        killer.join()
+    assert time.monotonic() - started < 20 + 2
+    failed = [o for o in out if o.error is not None]
+    assert failed, "the kill landed after the batch finished; make the batch longer"
+    for item in failed:
+        assert item.text is None
+        assert "server unreachable at" in item.error or "deadline exceeded" in item.error
+    assert all(o.text is not None for o in out if o.error is None)
+
+    toy_server.start()
+    rerun = backend.generate(batch, max_new_tokens=24)
+    assert all(o.error is None for o in rerun)
+    assert rerun[0].text == baseline[0].text
