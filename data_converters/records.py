@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _CHUNK_CHARS = 1 << 16
+_LOOKAHEAD = 64  # characters that must follow a decoded element before it is trusted
 _WHITESPACE = " \t\r\n"
 
 
@@ -69,63 +70,65 @@ def _iter_json_array(path: str) -> Iterator[Row]:
     name = os.path.basename(path)
     decoder = json.JSONDecoder()
     with open(path, encoding="utf-8") as handle:
-        buffer, line_number, eof = "", 1, False
+        buffer, pos, line_number, eof = "", 0, 1, False
 
         def fill() -> bool:
-            nonlocal buffer, eof
-            if eof:
-                return False
-            chunk = handle.read(_CHUNK_CHARS)
+            """Append the next chunk, dropping what was already consumed."""
+            nonlocal buffer, pos, eof
+            chunk = "" if eof else handle.read(_CHUNK_CHARS)
             if not chunk:
                 eof = True
                 return False
-            buffer += chunk
+            buffer, pos = buffer[pos:] + chunk, 0
             return True
 
-        def skip_whitespace() -> None:
-            nonlocal buffer, line_number
+        def next_char() -> str:
+            """Skip whitespace (counting lines) and return the next character, '' at the end."""
+            nonlocal pos, line_number
             while True:
-                stripped = buffer.lstrip(_WHITESPACE)
-                line_number += buffer.count("\n", 0, len(buffer) - len(stripped))
-                buffer = stripped
-                if buffer or not fill():
-                    return
+                while pos < len(buffer) and buffer[pos] in _WHITESPACE:
+                    line_number += buffer[pos] == "\n"
+                    pos += 1
+                if pos < len(buffer):
+                    return buffer[pos]
+                if not fill():
+                    return ""
 
-        skip_whitespace()
-        if not buffer.startswith("["):
+        if next_char() != "[":
             yield Row(f"{name}:line {line_number}", error="expected a JSON array ('[') at the top level")
             return
-        buffer = buffer[1:]
+        pos += 1
         expect_value, empty = True, True
         while True:
-            skip_whitespace()
-            if not buffer:
+            char = next_char()
+            if not char:
                 yield Row(f"{name}:line {line_number}", error="unexpected end of file inside the JSON array")
                 return
-            if buffer[0] == "]" and (empty or not expect_value):
+            if char == "]" and (empty or not expect_value):
                 return
             if not expect_value:
-                if buffer[0] != ",":
-                    yield Row(f"{name}:line {line_number}", error=f"expected ',' or ']', found {buffer[0]!r}")
+                if char != ",":
+                    yield Row(f"{name}:line {line_number}", error=f"expected ',' or ']', found {char!r}")
                     return
-                buffer = buffer[1:]
+                pos += 1
                 expect_value = True
                 continue
             location = f"{name}:line {line_number}"
             while True:
                 try:
-                    value, end = decoder.raw_decode(buffer)
-                    # A number at the chunk edge may be cut short: only trust it with more text after it.
-                    if end == len(buffer) and not eof and fill():
+                    value, end = decoder.raw_decode(buffer, pos)
+                    # A number at the chunk edge may be cut short: decode again with more text after it.
+                    if end > len(buffer) - _LOOKAHEAD and fill():
                         continue
                     break
                 except json.JSONDecodeError as error:
                     if fill():
                         continue
-                    yield Row(f"{name}:line {line_number + error.lineno - 1}", error=f"invalid JSON ({error.msg})")
+                    line = line_number + buffer.count("\n", pos, error.pos)
+                    yield Row(f"{name}:line {line}", error=f"invalid JSON ({error.msg})")
                     return
-            line_number += buffer.count("\n", 0, end)
-            buffer = buffer[end:]
+            line_number += buffer.count("\n", pos, end)
+            pos = end
             expect_value, empty = False, False
             yield _as_row(location, value)
 

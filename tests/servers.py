@@ -109,9 +109,9 @@ class TransformersServer:
         shutil.rmtree(self._home, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def toy_server(toy_world):
-    """One ``transformers serve`` of the toy reward model per test module (import it into the module)."""
+    """One ``transformers serve`` of the toy reward model per test session (registered in conftest.py)."""
     server = TransformersServer(toy_world["reward_model"]).start()
     yield server
     server.close()

@@ -193,6 +193,12 @@ def test_json_array_streams_thousands_of_rows_in_constant_memory(tmp_path):
     assert count == 5000 and total == sum(range(5000))
     assert peak < 2_000_000, f"peak {peak} bytes: the array was not streamed"
 
+    # Elements cut by a read-chunk boundary are decoded whole (numbers are the tricky case).
+    scalars = tmp_path / "scalars.json"
+    scalars.write_text(json.dumps([1.2345678] * 30000))
+    errors = {row.error for row in iter_rows(scalars)}
+    assert errors == {"expected a JSON object, got float"}
+
 
 def test_parquet_rows_and_embedded_image_bytes(tmp_path):
     import io

@@ -226,7 +226,7 @@ def test_flow_grpo_scorer_takes_tensors_and_arrays_and_fails_with_nan():
     assert scores.shape == (3,) and np.isnan(scores[2]) and info["num_failed"] == 1
     assert scores[0] == pytest.approx(1 / 5) and scores[1] == pytest.approx((1 + 4 * 128 / 255) / 5, abs=1e-3)
     assert info["status"][2] == "parse_error" and info["raw_score"][2] is None
-    array = (images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)  # NHWC uint8
+    array = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # NHWC uint8
     assert np.allclose(scorer(array, ["p"] * 3)[0][:2], scores[:2], atol=1e-3)
     assert scorer.__name__ == "unifiedreward"
     with pytest.raises(ValueError):

@@ -20,7 +20,7 @@ from reward_core.backends.openai_messages import first_token_logprobs
 from reward_core.media import VideoSpec
 from reward_core.model import JudgeItem, UnifiedReward
 from reward_core.results import Status
-from servers import StubServer, chat_response, toy_server, vllm_logprobs_response  # noqa: F401 (fixture)
+from servers import StubServer, chat_response, vllm_logprobs_response
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from reward_core.backends.base import BackendRequest
 from reward_core.backends.openai_backend import OpenAIBackend
-from servers import StubServer, chat_response, free_port, toy_server  # noqa: F401 (fixture)
+from servers import StubServer, chat_response, free_port
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

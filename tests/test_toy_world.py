@@ -213,6 +213,7 @@ def test_cli_prints_only_the_manifest_and_rebuilds_the_same_world(toy_world, tmp
     manifest = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout)
     assert manifest["seed"] == toy_world["seed"]
     assert manifest["counts"]["image_pairs"] == {"train": 2, "test": 1}
+    assert manifest["counts"]["video_pairs"] == {"train": 1, "test": 1}
     assert json.loads((out_dir / "manifest.json").read_text()) == manifest
     _assert_same_world(Path(toy_world["root"]), out_dir, toy_world["data"], manifest["data"])
 

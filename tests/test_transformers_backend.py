@@ -120,6 +120,26 @@ def test_collate_equals_the_processor_batch(backend, toy_world):
     assert_same_inputs(collate(encoded, backend.pad_token_id), reference)
 
 
+def test_joint_encoding_equals_item_by_item(backend, toy_world, tmp_path):
+    pair, point = rows(toy_world, "image_pairs", 1)[0], rows(toy_world, "image_points", 1)[0]
+    video = rows(toy_world, "video_pairs", 1)[0]
+    images = [load_image(media_path(toy_world, p)) for p in pair["images"]]
+    requests = [
+        BackendRequest(media=[images[0].resize((112, 56)), images[1]], text="Compare these."),
+        BackendRequest(media=[VideoSpec(media_path(toy_world, video["videos"][0]))], text="Rate the video."),
+        BackendRequest(media=[str(tmp_path / "gone.png")], text="Rate."),
+        BackendRequest(media=[media_path(toy_world, point["image"])], text="Rate the image, please."),
+        BackendRequest(media=[VideoSpec(media_path(toy_world, v)) for v in video["videos"]], text="Compare videos."),
+    ]
+    encoded, errors = backend._encode_all(requests)
+    assert encoded[2] is None and "gone.png: file not found" in errors[2]
+    joint = backend._process_together([backend._prepare(requests[i]) for i in (0, 1, 3, 4)])  # no silent fallback
+    for index, together in zip((0, 1, 3, 4), joint):
+        assert errors[index] is None
+        assert_same_inputs(encoded[index].inputs, backend.encode(requests[index]).inputs)
+        assert_same_inputs(together.inputs, encoded[index].inputs)
+
+
 def test_batched_generation_equals_one_at_a_time(backend, toy_world):
     template = get_template("image_generation.pair_rank.v1")
     requests = []

@@ -130,7 +130,8 @@ def train(args: argparse.Namespace, pairs: Path) -> dict:
     result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     report = {"pairs": len(dataset), "steps": trainer.state.global_step, "losses": losses,
-              "train_loss": result.training_loss, "finite": all(math.isfinite(x) for x in losses)}
+              "train_loss": result.training_loss, "finite": all(math.isfinite(x) for x in losses),
+              "log_history": trainer.state.log_history}
     (Path(args.output_dir) / "dpo_report.json").write_text(json.dumps(report, indent=2))
     return report
 

@@ -58,3 +58,17 @@ def fix_trl_import_guards() -> list[str]:
     if broken:
         logger.warning("trl trainer modules were imported before the import-guard fix: %s", broken)
     return fixed
+
+
+def ensure_warnings_issued(model: object) -> object:
+    """trl < 0.29 trainers write ``model.warnings_issued[...]``; transformers 5 models no longer have it."""
+    if not hasattr(model, "warnings_issued"):
+        model.warnings_issued = {}
+    return model
+
+
+def ensure_nested_gather(trainer: object) -> object:
+    """trl 0.24's OnlineDPO/NashMD/XPO log through ``Trainer._nested_gather``, gone in transformers 5."""
+    if not hasattr(trainer, "_nested_gather"):
+        trainer._nested_gather = trainer.accelerator.gather
+    return trainer

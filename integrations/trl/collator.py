@@ -21,7 +21,7 @@ import torch
 
 from reward_core.media import load_image
 
-from ._compat import TRL_HAS_VISION_DPO
+from ._compat import TRL_HAS_VISION_DPO, ensure_warnings_issued
 
 
 def _images_of(row: dict[str, Any]) -> list[Any]:
@@ -150,8 +150,8 @@ def vision_dpo_trainer_class() -> type:
         """TRL < 0.29 ``DPOTrainer`` fed by :class:`QwenVLPreferenceCollator` (pass it as ``data_collator``)."""
 
         def __init__(self, model, *args, **kwargs):
-            if isinstance(model, torch.nn.Module) and not hasattr(model, "warnings_issued"):
-                model.warnings_issued = {}  # transformers 5 dropped it; trl 0.24 writes to it
+            if isinstance(model, torch.nn.Module):
+                ensure_warnings_issued(model)
             super().__init__(model, *args, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):

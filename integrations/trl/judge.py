@@ -37,22 +37,32 @@ class PromptMediaLookup:
     known question it contains.
     """
 
-    def __init__(self, mapping: Mapping[str, list[Any]] | None = None):
+    def __init__(self, mapping: Mapping[str, list[Any]] | None = None, ambiguous: Iterable[str] = ()):
         self._media: dict[str, list[Any]] = {k.strip(): list(v) for k, v in (mapping or {}).items()}
+        self.ambiguous = {k.strip() for k in ambiguous}
 
     @classmethod
     def from_rows(cls, rows: Iterable[Mapping[str, Any]], prompt_column: str = "prompt") -> PromptMediaLookup:
-        mapping = {}
+        """One entry per prompt; a prompt seen with different media is ambiguous and finds nothing."""
+        mapping: dict[str, list[Any]] = {}
+        ambiguous = set()
         for row in rows:
             columns = {k: [row[k]] for k in ("images", "image", "video") if k in row}
-            mapping[prompt_text(row[prompt_column])] = row_media(columns, 0, row[prompt_column])
-        return cls(mapping)
+            key, media = prompt_text(row[prompt_column]).strip(), row_media(columns, 0, row[prompt_column])
+            if key in mapping and repr(mapping[key]) != repr(media):
+                ambiguous.add(key)
+            mapping.setdefault(key, media)
+        if ambiguous:
+            logger.warning("%d prompts appear with different media; the judge fails (-1) on them", len(ambiguous))
+        return cls({k: v for k, v in mapping.items() if k not in ambiguous}, ambiguous)
 
     def __len__(self) -> int:
         return len(self._media)
 
     def get(self, prompt: Any) -> list[Any] | None:
         text = prompt_text(prompt).strip()
+        if text in self.ambiguous:
+            return None
         if text in self._media:
             return self._media[text]
         contained = [key for key in self._media if key and key in text]

@@ -91,6 +91,36 @@ def collate(items: list[Encoded], pad_token_id: int) -> dict[str, Any]:
     return batch
 
 
+def split_batch(batch: dict[str, Any], counts: dict[str, list[int]]) -> list[Encoded]:
+    """Inverse of :func:`collate` for a processor batch: ``counts`` gives each item's number of images / videos.
+    Unknown keys raise ``KeyError`` (the caller then encodes item by item)."""
+    grids = {"image": batch.get("image_grid_thw"), "video": batch.get("video_grid_thw")}
+    patches = {kind: [] if grid is None else grid.prod(dim=-1).tolist() for kind, grid in grids.items()}
+    per_item_key = {
+        "pixel_values": ("image", patches["image"]),
+        "image_grid_thw": ("image", None),
+        "pixel_values_videos": ("video", patches["video"]),
+        "video_grid_thw": ("video", None),
+        "second_per_grid_ts": ("video", None),
+    }
+    mask = batch["attention_mask"].bool()
+    items: list[dict[str, Any]] = [{} for _ in range(mask.shape[0])]
+    for key, value in batch.items():
+        if key in SEQUENCE_KEYS:
+            for row, item in enumerate(items):
+                item[key] = value[row][mask[row]].unsqueeze(0)
+            continue
+        kind, sizes = per_item_key[key]
+        units = iter(sizes) if sizes is not None else None
+        offset = 0
+        for item, count in zip(items, counts[kind]):
+            width = sum(next(units) for _ in range(count)) if units is not None else count
+            if width or count:
+                item[key] = value[offset : offset + width]
+            offset += width
+    return [Encoded(item) for item in items]
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -145,8 +175,8 @@ class TransformersBackend:
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, messages
 
-    def encode(self, request: BackendRequest) -> Encoded:
-        """Processor inputs for one request (raises :class:`MediaError` for unusable media)."""
+    def _prepare(self, request: BackendRequest) -> tuple[str, dict[str, Any]]:
+        """Prompt text and processor vision kwargs (raises :class:`MediaError` for unusable media)."""
         text, messages = self.prompt_text(request)
         try:
             vision = vision_inputs(messages, self.processor)
@@ -155,21 +185,56 @@ class TransformersBackend:
         except Exception as error:  # decoders raise many types; name the media in the message
             names = ", ".join(m.path if isinstance(m, VideoSpec) else type(m).__name__ for m in request.media)
             raise MediaError(names, f"cannot prepare media ({error})") from error
-        inputs = self.processor(text=[text], return_tensors="pt", **{k: v for k, v in vision.items() if v is not None})
-        return Encoded(dict(inputs))
+        return text, {k: v for k, v in vision.items() if v is not None}
+
+    def encode(self, request: BackendRequest) -> Encoded:
+        """Processor inputs for one request (raises :class:`MediaError` for unusable media)."""
+        text, vision = self._prepare(request)
+        return Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
 
     def _encode_all(self, requests: list[BackendRequest]) -> tuple[list[Encoded | None], list[str | None]]:
-        encoded: list[Encoded | None] = []
-        errors: list[str | None] = []
-        for request in requests:
+        """Encode every request: media one by one (a bad item fails alone), then one processor call for
+        the good ones, split back per item (the processor's per-call overhead dominates on small inputs)."""
+        encoded: list[Encoded | None] = [None] * len(requests)
+        errors: list[str | None] = [None] * len(requests)
+        prepared = {}
+        for index, request in enumerate(requests):
             try:
-                encoded.append(self.encode(request))
-                errors.append(None)
+                prepared[index] = self._prepare(request)
             except Exception as error:  # one bad item never stops the batch
                 logger.warning("judge item failed to encode: %s", error)
-                encoded.append(None)
-                errors.append(f"{type(error).__name__}: {error}")
+                errors[index] = f"{type(error).__name__}: {error}"
+        try:
+            for index, item in zip(prepared, self._process_together(list(prepared.values()))):
+                encoded[index] = item
+        except Exception as error:  # unexpected processor output or a bad item: go one by one
+            logger.debug("joint processor call failed (%s); encoding item by item", error)
+            for index, (text, vision) in prepared.items():
+                try:
+                    encoded[index] = Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
+                except Exception as item_error:
+                    errors[index] = f"{type(item_error).__name__}: {item_error}"
         return encoded, errors
+
+    def _process_together(self, prepared: list[tuple[str, dict[str, Any]]]) -> list[Encoded]:
+        """One processor call for many prompts, split back into per-item inputs (unpadded)."""
+        if not prepared:
+            return []
+        images = [image for _, vision in prepared for image in vision.get("images", [])]
+        videos = [video for _, vision in prepared for video in vision.get("videos", [])]
+        extra = {k: v for _, vision in prepared for k, v in vision.items() if k not in ("images", "videos", "video_metadata")}
+        kwargs: dict[str, Any] = dict(extra)
+        if images:
+            kwargs["images"] = images
+        if videos:
+            kwargs["videos"] = videos
+            kwargs["video_metadata"] = [m for _, vision in prepared for m in vision.get("video_metadata", [])]
+        batch = dict(self.processor(text=[text for text, _ in prepared], padding=True, return_tensors="pt", **kwargs))
+        counts = {
+            "image": [len(vision.get("images", [])) for _, vision in prepared],
+            "video": [len(vision.get("videos", [])) for _, vision in prepared],
+        }
+        return split_batch(batch, counts)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         dtype = self.model.dtype

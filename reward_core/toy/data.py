@@ -51,7 +51,11 @@ QUESTIONS: tuple[Question, ...] = (
 
 
 def _split(index: int, count: int, held_out: float) -> str:
-    return "test" if index >= round(count * (1.0 - held_out)) else "train"
+    """The last ``held_out`` share of ``count`` items is "test" (at least one item once there are two)."""
+    num_test = round(count * held_out)
+    if held_out > 0 and count >= 2:
+        num_test = max(1, num_test)
+    return "test" if index >= count - num_test else "train"
 
 
 def _pick_mismatch(rng: random.Random, weights: dict[str, float]) -> tuple[str, ...]:
