@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if template.pairwise != (args.command_name == "compare"):
         other = "compare" if template.pairwise else "score"
-        print(f"{prog}: template {template.key!r} is {'pairwise' if template.pairwise else 'pointwise'}; use `{other}`", file=sys.stderr)
+        kind = "pairwise" if template.pairwise else "pointwise"
+        print(f"{prog}: template {template.key!r} is {kind}; use `{other}`", file=sys.stderr)
         return 2
     if bool(args.input) == bool(args.media):
         print(f"{prog}: give MEDIA paths or --input items.jsonl (not both)", file=sys.stderr)

@@ -36,10 +36,10 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, help="JSON or JSONL file of prompts")
+    parser.add_argument("--input", help="JSON or JSONL file of prompts")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--media-dir", default=None, help="base folder for relative media paths (default: the input's)")
-    reward = parser.add_mutually_exclusive_group(required=True)
+    reward = parser.add_mutually_exclusive_group()
     reward.add_argument("--reward-model", help="local UnifiedReward checkpoint")
     reward.add_argument("--reward-server", help="OpenAI-compatible base URL serving UnifiedReward")
     parser.add_argument("--reward-server-model", default=None, help="served model name (default: the server's first)")
@@ -182,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.merge_only:
+        if not args.input or not (args.reward_model or args.reward_server):
+            raise SystemExit("sift needs --input and --reward-model or --reward-server (or --merge-only)")
         input_path = Path(args.input)
         items = items_from_rows(read_rows(input_path), Path(args.media_dir or input_path.parent))
         shard_index, num_shards, state = shard_of(args)

@@ -121,7 +121,7 @@ class UnifiedReward:
     ) -> UnifiedReward:
         """Load a Qwen2.5-VL / Qwen3-VL UnifiedReward checkpoint in-process."""
         if backend != "transformers":
-            raise ValueError(f"unknown backend {backend!r}; in-process loading supports 'transformers' (use from_server for HTTP)")
+            raise ValueError(f"unknown backend {backend!r}: from_pretrained runs 'transformers'; use from_server for HTTP")
         from reward_core.backends.transformers_backend import TransformersBackend
 
         runner = TransformersBackend.from_pretrained(
@@ -151,7 +151,13 @@ class UnifiedReward:
         return self.judge(template, media, mode=mode, **fields)
 
     def compare(
-        self, template: str | Template, media1: Any, media2: Any = None, swap: bool = False, mode: str = "generate", **fields: Any
+        self,
+        template: str | Template,
+        media1: Any,
+        media2: Any = None,
+        swap: bool = False,
+        mode: str = "generate",
+        **fields: Any,
     ) -> RewardResult:
         """Pairwise verdict (``result.winner``: 1, 2 or 0 = tie).
 

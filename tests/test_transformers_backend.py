@@ -109,7 +109,8 @@ def test_collate_equals_the_processor_batch(backend, toy_world):
     assert encoded[0].length != encoded[1].length
     processor = backend.processor
     for request in requests:
-        messages = [{"role": "user", "content": [{"type": "image", "image": im} for im in request.media] + [{"type": "text", "text": request.text}]}]
+        content = [{"type": "image", "image": im} for im in request.media] + [{"type": "text", "text": request.text}]
+        messages = [{"role": "user", "content": content}]
         texts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         contents += list(request.media)
     from qwen_vl_utils import fetch_image

@@ -530,10 +530,14 @@ def main(args: argparse.Namespace) -> None:
     )
     unet.train()
     window, step_started = [], time.perf_counter()
+    batches_to_skip = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
     for epoch in range(first_epoch, args.num_train_epochs):
         if global_step >= args.max_train_steps:
             break
-        for batch in train_dataloader:
+        epoch_batches = train_dataloader
+        if epoch == first_epoch and batches_to_skip:  # resume mid-epoch where the checkpoint left off
+            epoch_batches = accelerator.skip_first_batches(train_dataloader, batches_to_skip)
+        for batch in epoch_batches:
             with accelerator.accumulate(unet):
                 latents = encode_pairs(vae, batch["pixel_values"], args.vae_encode_batch_size).to(weight_dtype)
                 num_pairs = latents.shape[0] // 2

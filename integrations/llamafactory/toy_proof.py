@@ -26,16 +26,16 @@ POINT_TEMPLATE = "image_generation.point_score.v1"
 class ToyTrainingSetup:
     """Data and model size of the toy run, and the overrides applied to the shipped recipe."""
 
-    num_pairs: int = 1200  # distinct pairs; 80% train (written in both orders), 20% held out
-    num_points: int = 1200
+    num_pairs: int = 400  # distinct pairs; 80% train (written in both orders), 20% held out
+    num_points: int = 400
     seed: int = 0
-    hidden_size: int = 128
-    num_layers: int = 4
+    hidden_size: int = 64
+    num_layers: int = 3
     num_heads: int = 4
     vision_hidden_size: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     epochs: float = 3.0
-    batch_size: int = 16
+    batch_size: int = 8
     max_steps: int = -1  # > 0 caps the run (smoke test)
 
 

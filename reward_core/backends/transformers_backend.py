@@ -280,7 +280,8 @@ class TransformersBackend:
         outputs = self._run_batched([encoded[i] for i in ready], lambda batch: self._generate_batch(batch, max_new_tokens))
         results = [Generation(error=error) for error in errors]
         for i, output in zip(ready, outputs):
-            results[i] = Generation(error=f"{type(output).__name__}: {output}") if isinstance(output, Exception) else Generation(text=output)
+            failed = isinstance(output, Exception)
+            results[i] = Generation(error=f"{type(output).__name__}: {output}") if failed else Generation(text=output)
         return results
 
     @torch.inference_mode()

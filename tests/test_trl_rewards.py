@@ -1,0 +1,224 @@
+"""TRL reward functions, the pairwise judge, config resolution and the trl<0.29 shim, with a scripted judge.
+
+The scripted judge reads each answer's quality from its text (``"q4 ..."``), so every expected reward
+below is computed by hand; "bad" answers make the judge fail.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from integrations.trl import config as reward_config
+from integrations.trl.judge import PromptMediaLookup, UnifiedRewardPairwiseJudge
+from integrations.trl.rewards import (
+    MultiDimensionReward,
+    PairwiseWinRateReward,
+    PointwiseReward,
+    balanced_pairs,
+    group_spans,
+    think_accuracy_reward,
+    think_format_reward,
+)
+from reward_core import RewardResult, Status, VideoSpec
+
+REPO = Path(__file__).resolve().parents[1]
+LF_PYTHON = REPO / ".venv-llamafactory" / "bin" / "python"
+
+
+def quality(text: str) -> float | None:
+    return float(text[1]) if text.startswith("q") else None
+
+
+class ScriptedJudge:
+    def __init__(self):
+        self.seen = []
+
+    def score_batch(self, template, items, mode="generate"):
+        self.seen += items
+        out = []
+        for item in items:
+            q = quality(item.fields.get("response", item.fields.get("prompt", "")))
+            if template.mode == "multi_score" and q is not None:
+                out.append(RewardResult(Status.OK, scores={"alignment": q, "coherence": 5.0, "style": 1.0}))
+            elif q is not None and item.media:
+                out.append(RewardResult(Status.OK, score=q * 20 if template.scale == (0.0, 100.0) else q))
+            else:
+                out.append(RewardResult.failure(Status.PARSE_ERROR, "no Final Score"))
+        return out
+
+    def compare_batch(self, template, items, swap=False, mode="generate"):
+        self.seen += items
+        out = []
+        for item in items:
+            a, b = quality(item.fields["answer1"]), quality(item.fields["answer2"])
+            if a is None or b is None:
+                out.append(RewardResult.failure(Status.PARSE_ERROR, "no verdict"))
+            else:
+                out.append(RewardResult(Status.OK, winner=1 if a > b else 2 if b > a else 0))
+        return out
+
+
+def conversation(question: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+
+
+def answer(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def test_think_format_is_anchored_at_both_ends():
+    good = "<think>compare</think>\n<answer>Image 1 is better</answer>"
+    assert think_format_reward([good, answer(good)]) == [1.0, 1.0]
+    assert think_format_reward([good + " trailing", "x" + good, "<think>a</think>"]) == [0.0, 0.0, 0.0]
+    assert think_format_reward([good + "<answer>again</answer>"]) == [0.0]
+
+
+def test_think_accuracy_tolerates_a_trailing_period():
+    completions = [
+        "<think>.</think><answer>Image 1 is better.</answer>",  # upstream scored this 0
+        "<think>.</think><answer>Image 2 is better</answer>",
+        "Image 1 is better",  # no <answer>
+        "<think>.</think><answer>Image 1 is better</answer>",
+    ]
+    labels = ["Image 1 is better", "Image 1 is better", "Image 1 is better", ""]
+    assert think_accuracy_reward(completions, solution=labels) == [1.0, 0.0, 0.0, None]
+    with pytest.raises(ValueError):
+        think_accuracy_reward(completions)
+
+
+def test_pointwise_reward_normalizes_and_marks_failures_none():
+    judge = ScriptedJudge()
+    reward = PointwiseReward(judge, name="point")
+    logged = {}
+    rewards = reward(
+        [conversation("colour?")] * 3,
+        [answer("q4 red"), answer("bad"), "q1 blue"],
+        completion_ids=None,
+        image=["a.png", "b.png", "c.png"],
+        trainer_state=object(),
+        log_metric=lambda name, value: logged.update({name: value}),
+    )
+    assert rewards == [pytest.approx(0.8), None, pytest.approx(0.2)]  # 0-100 scale -> [0, 1]
+    assert reward.__name__ == "point" and (reward.items, reward.failed) == (3, 1)
+    assert logged == {"point/failed_fraction": pytest.approx(1 / 3)}
+    assert judge.seen[0].media == ["a.png"] and judge.seen[0].fields == {"question": "colour?", "response": "q4 red"}
+
+
+def test_pointwise_reward_reads_images_and_video_columns():
+    judge = ScriptedJudge()
+    PointwiseReward(judge)(["q?"], ["q3"], images=[["x.png", "y.png"]])
+    assert judge.seen[-1].media == ["x.png", "y.png"]
+    reward = PointwiseReward(judge)
+    assert reward.template_for({"video": ["v.mp4"]}) == "video_understanding.point_score.v1"
+    reward(["q?"], ["q3"], video=["v.mp4"])
+    assert judge.seen[-1].media == [VideoSpec("v.mp4")]
+
+
+def test_pointwise_generation_template_judges_the_image_against_the_completion():
+    judge = ScriptedJudge()
+    reward = PointwiseReward(judge, template="image_generation.point_score.v1")
+    assert reward(["describe"], ["q5 a red cube"], image=["img.png"]) == [pytest.approx(1.0)]
+    assert judge.seen[-1].fields == {"prompt": "q5 a red cube"}
+
+
+def test_multidim_reward_weights_dimensions():
+    reward = MultiDimensionReward(ScriptedJudge(), weights={"alignment": 3, "style": 1})
+    (value,) = reward(["p"], ["q5"], image=["i.png"])
+    assert value == pytest.approx((3 * 1.0 + 1 * 0.0) / 4)
+    assert MultiDimensionReward(ScriptedJudge(), weights={"physics": 1})(["p"], ["q5"], image=["i.png"]) == [None]
+
+
+def test_group_spans_and_balanced_pairs():
+    assert group_spans(["a", "a", "b", "b", "b"]) == [range(0, 2), range(2, 5)]
+    assert group_spans(["a"] * 4, group_size=2) == [range(0, 2), range(2, 4)]
+    assert len(balanced_pairs(4)) == 6 and len(set(balanced_pairs(5))) == 10
+    some = balanced_pairs(6, max_pairs=6)
+    assert sorted(x for pair in some for x in pair) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+def test_pairwise_win_rate_per_group_with_ties_and_failures():
+    judge = ScriptedJudge()
+    reward = PairwiseWinRateReward(judge)
+    prompts = [conversation("p1")] * 3 + [conversation("p2")] * 2
+    completions = [answer(t) for t in ("q5", "q3", "q3", "q2", "bad")]
+    rewards = reward(prompts, completions, image=["a.png"] * 3 + ["b.png"] * 2)
+    # group 1: q5 beats both (1.0); the two q3 lose to q5 and tie each other (0.25 each); group 2 only failed
+    assert rewards == [1.0, 0.25, 0.25, None, None]
+    assert len(judge.seen) == 3 + 1 and all(item.media == ["a.png"] for item in judge.seen[:3])
+
+
+def test_pairwise_win_rate_rejects_media_pair_templates():
+    with pytest.raises(ValueError, match="answer-pair"):
+        PairwiseWinRateReward(ScriptedJudge(), template="image_generation.pair_rank.v1")(["p"], ["q1"], image=["a"])
+
+
+def test_judge_unflips_only_valid_ranks_and_uses_the_media_lookup():
+    lookup = PromptMediaLookup.from_rows(
+        [{"prompt": "What colour?", "image": "a.png"}, {"prompt": "What shape?", "image": "b.png"},
+         {"prompt": "Dup?", "image": "c.png"}, {"prompt": "Dup?", "image": "d.png"}]
+    )
+    judge = UnifiedRewardPairwiseJudge(ScriptedJudge(), media_lookup=lookup, seed=1)
+    prompts = ["User: What colour?\n\n", "What shape?", "User: What colour?\n\n", "Unknown?", "Dup?"]
+    pairs = [["q5", "q1"], ["q1", "q4"], ["bad", "q1"], ["q5", "q1"], ["q5", "q1"]]
+    for _ in range(5):  # random flips must never change the answers
+        assert judge.judge(prompts, pairs) == [0, 1, -1, -1, -1]
+    scores = judge.judge(prompts, pairs, return_scores=True)
+    assert scores[:2] == [1.0, 0.0] and all(math.isnan(s) for s in scores[2:])
+    assert judge.reward_model.seen[0].media == ["a.png"]
+
+
+def test_judge_breaks_ties_at_random_or_fails():
+    judge = UnifiedRewardPairwiseJudge(ScriptedJudge(), media_lookup={"p": ["a.png"]}, seed=0)
+    assert set(judge.judge(["p"] * 20, [["q3", "q3"]] * 20)) == {0, 1}
+    strict = UnifiedRewardPairwiseJudge(ScriptedJudge(), media_lookup={"p": ["a.png"]}, tie_break="fail")
+    assert strict.judge(["p"], [["q3", "q3"]]) == [-1]
+
+
+def test_config_file_and_env_configure_module_level_functions(tmp_path, monkeypatch):
+    config_file = tmp_path / "reward.yaml"
+    config_file.write_text("model: /ckpt/from-file\nbatch_size: 4\npointwise:\n  template: image_generation.point_score.v1\n")
+    monkeypatch.setenv("UNIFIEDREWARD_CONFIG", str(config_file))
+    monkeypatch.setenv("UNIFIEDREWARD_MODEL", "/ckpt/from-env")
+    monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")
+    config = reward_config.RewardConfig.from_env()
+    assert (config.model, config.batch_size) == ("/ckpt/from-env", 4)
+    assert config.section("pointwise") == {"template": "image_generation.point_score.v1", "mode": "logit"}
+
+    judge = ScriptedJudge()
+    monkeypatch.setitem(reward_config._MODELS, config.cache_key(), judge)
+    rewards = importlib.import_module("integrations.trl.rewards")
+    monkeypatch.setattr(rewards, "_DEFAULTS", {})
+    # what `trl grpo --reward_funcs integrations.trl.rewards.pointwise_reward` does
+    module_path, name = "integrations.trl.rewards.pointwise_reward".rsplit(".", 1)
+    func = getattr(importlib.import_module(module_path), name)
+    assert func.__name__ == "pointwise_reward"
+    assert func(["p"], ["q5"], image=["i.png"]) == [pytest.approx(1.0)]
+    assert rewards._DEFAULTS["pointwise_reward"].mode == "logit"
+
+
+def test_missing_model_configuration_is_a_clear_error(monkeypatch):
+    for variable in ("UNIFIEDREWARD_CONFIG", "UNIFIEDREWARD_MODEL", "UNIFIEDREWARD_SERVER"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(RuntimeError, match="UNIFIEDREWARD_MODEL"):
+        PointwiseReward().reward_model
+
+
+@pytest.mark.skipif(not LF_PYTHON.exists(), reason=".venv-llamafactory not built")
+@pytest.mark.llamafactory
+def test_shim_makes_trl024_importable_and_judge_a_base_pairwise_judge():
+    code = (
+        "import integrations.trl\n"
+        "from trl import DPOTrainer, OnlineDPOTrainer, GRPOTrainer, BasePairwiseJudge\n"
+        "from integrations.trl.judge import UnifiedRewardPairwiseJudge\n"
+        "assert issubclass(UnifiedRewardPairwiseJudge, BasePairwiseJudge)\n"
+        "import trl.import_utils as u; assert u.is_weave_available() is False\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([str(LF_PYTHON), "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TRL_EXPERIMENTAL_SILENCE": "1"})
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
