@@ -57,12 +57,18 @@ def split_prompts(source: Path, out_dir: Path, limits: dict[str, int]) -> dict[s
     return paths
 
 
-def image_score_items(candidates_dir: Path, out_path: Path) -> int:
-    """``unifiedreward score --input`` rows for every image a ``generate_candidates`` run wrote."""
+def image_score_items(runs: list[tuple[str, Path]], out_path: Path) -> int:
+    """``unifiedreward score --input`` rows for every image of some ``generate_candidates`` runs.
+
+    ``runs`` are ``(name, output_dir)`` with ``output_dir`` directly under ``out_path``'s folder; ids read
+    ``name/prompt id/candidate index`` and media paths are relative to that folder.
+    """
     items = []
-    for record in read_jsonl(candidates_dir / "candidates.jsonl"):
-        for index, image in enumerate(record["images"]):
-            items.append({"id": f"{record['id']}/{index}", "media": [image], "fields": {"prompt": record["prompt"]}})
+    for name, candidates_dir in runs:
+        for record in read_jsonl(candidates_dir / "candidates.jsonl"):
+            for index, image in enumerate(record["images"]):
+                items.append({"id": f"{name}/{record['id']}/{index}", "media": [f"{candidates_dir.name}/{image}"],
+                              "fields": {"prompt": record["prompt"]}})
     write_jsonl(out_path, items)
     return len(items)
 

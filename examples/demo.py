@@ -1,0 +1,278 @@
+#!/usr/bin/env python
+"""The UnifiedReward paper's three stages in miniature, end to end, with an HTML report.
+
+    python examples/demo.py --work-dir demo-work --report-dir demo-report
+
+(1) train a reward model with the shipped LLaMA-Factory recipe; (2) benchmark it before/after with
+``unifiedreward bench`` on a GenAI-Bench-schema file; (3) sift a policy's answers and a diffusion model's
+images into preference pairs; (4) DPO both (TRL ``DPOTrainer``, Diffusion-DPO); (5) re-score the aligned
+models on held-out prompts. Every step is the real CLI a GPU user runs, as a subprocess with its own log
+under ``WORK_DIR/logs``. Without ``--reward-model`` / ``--policy-model`` / ``--diffusion-model`` it runs on
+the offline toy world (tiny random checkpoints built by ``unifiedreward toy build``), on CPU, in minutes.
+See docs/demo.md for the GPU path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from demo_stages import report as report_writer  # noqa: E402
+from demo_stages import results  # noqa: E402
+from demo_stages.runner import REPO_ROOT, CommandFailed, Runner  # noqa: E402
+from demo_stages.toy_inputs import (  # noqa: E402
+    image_score_items,
+    read_json,
+    split_prompts,
+    write_genai_bench_image,
+    write_quality_task,
+)
+
+logger = logging.getLogger("demo")
+
+RECIPE = REPO_ROOT / "integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml"
+ACCELERATE_CPU = REPO_ROOT / "examples/diffusers/accelerate_cpu.yaml"
+GEN_POINT_TEMPLATE = "image_generation.point_score.v1"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", type=Path, default=Path("demo-work"), help="checkpoints, data and logs")
+    parser.add_argument("--report-dir", type=Path, default=Path("demo-report"), help="index.html + summary.json")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per command")
+    parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
+                        help="virtual env with llamafactory-cli")
+    models = parser.add_argument_group("models (default: the toy world's)")
+    models.add_argument("--reward-model", help="initial reward checkpoint to fine-tune (e.g. CodeGoat24/UnifiedReward-qwen-7b)")
+    models.add_argument("--policy-model", help="understanding policy to align (e.g. Qwen/Qwen2.5-VL-7B-Instruct)")
+    models.add_argument("--diffusion-model", help="text-to-image pipeline to align (e.g. stabilityai/sdxl-turbo)")
+    models.add_argument("--server", help="OpenAI-compatible URL (vLLM) serving the *trained* reward model for "
+                        "stages 3 and 5 (stage 2 benchmarks the checkpoints in-process)")
+    models.add_argument("--served-model-name", help="model name on --server (default: the server's first)")
+    models.add_argument("--device", default="cpu", help="torch device for in-process judges and generation")
+    sizes = parser.add_argument_group("schedule (toy defaults fit 2 CPU cores in under 10 minutes)")
+    sizes.add_argument("--reward-pairs", type=int, default=300, help="toy quality pairs (80%% train, both orders)")
+    sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
+    sizes.add_argument("--reward-steps", type=int, default=60, help="LLaMA-Factory optimisation steps")
+    sizes.add_argument("--reward-lr", type=float, default=1e-3)
+    sizes.add_argument("--reward-batch-size", type=int, default=16)
+    sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
+    sizes.add_argument("--gen-prompts", type=int, default=32, help="generation prompts sifted for Diffusion-DPO")
+    sizes.add_argument("--heldout-prompts", type=int, default=20, help="held-out prompts re-scored per model")
+    sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
+    sizes.add_argument("--answer-tokens", type=int, default=8, help="policy answer length")
+    sizes.add_argument("--policy-lr", type=float, default=1e-4)
+    sizes.add_argument("--policy-beta", type=float, default=0.1)
+    sizes.add_argument("--policy-epochs", type=float, default=2.0)
+    sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
+    sizes.add_argument("--diffusion-lr", type=float, default=1e-4)
+    sizes.add_argument("--diffusion-beta", type=float, default=5000.0)
+    sizes.add_argument("--inference-steps", type=int, default=10, help="denoising steps per image")
+    sizes.add_argument("--resolution", type=int, default=64, help="Diffusion-DPO training resolution")
+    return parser.parse_args(argv)
+
+
+class Demo:
+    """The five stages; each method runs its commands and returns the numbers it measured."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.work = args.work_dir.resolve()
+        self.runner = Runner(self.work / "logs", threads=args.threads, device_env={"CUDA_VISIBLE_DEVICES": ""}
+                             if args.device == "cpu" else {})
+        self.unifiedreward = self.runner.script("unifiedreward")
+        self.world: dict = {}
+        self.reward_model: str = ""
+
+    # ------------------------------------------------------------------ helpers
+    def judge_flags(self, style: str = "dash") -> list[str]:
+        """How sift/score reach the trained reward model: ``--server`` or the checkpoint, logit mode."""
+        if self.args.server:
+            flag, name_flag = {"sift": ("--reward-server", "--reward-server-model"),
+                               "underscore": ("--reward_server", "--served_model_name"),
+                               "dash": ("--server", "--server-model")}[style]
+            name = [name_flag, self.args.served_model_name] if self.args.served_model_name else []
+            return [flag, self.args.server, *name]
+        flag = {"sift": "--reward-model", "underscore": "--reward_model", "dash": "--model"}[style]
+        return [flag, self.reward_model, "--device", self.args.device]
+
+    # ------------------------------------------------------------------ stage 1
+    def train_reward(self) -> dict:
+        args, run = self.args, self.runner
+        world_dir = self.work / "world"
+        run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed)])
+        self.world = read_json(world_dir / "manifest.json")
+        self.initial_reward = args.reward_model or self.world["reward_model"]
+
+        data_dir = self.work / "reward-data"
+        raw = write_quality_task(data_dir, args.reward_pairs, args.reward_points, args.seed)
+        for name, path in raw.items():
+            run.run(f"01-convert-{name}", [
+                self.unifiedreward, "convert", "toy", str(path), str(data_dir / f"{name}.jsonl"),
+                "--media-dir", str(data_dir), "--split", "train", "--strict",
+                "--dataset-info", str(data_dir), "--dataset-name", name, "--overwrite-entry",
+            ])
+        output_dir = self.work / "reward-trained"
+        overrides = {
+            "model_name_or_path": self.initial_reward, "trust_remote_code": "false",
+            "dataset_dir": data_dir, "media_dir": data_dir, "dataset": ",".join(raw), "output_dir": output_dir,
+            "bf16": "false", "deepspeed": "null", "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
+            "image_max_pixels": 56 * 56, "image_min_pixels": 56 * 56, "cutoff_len": 512,
+            "freeze_vision_tower": "false", "freeze_multi_modal_projector": "false",
+            "disable_gradient_checkpointing": "true", "per_device_train_batch_size": args.reward_batch_size,
+            "gradient_accumulation_steps": 1, "learning_rate": args.reward_lr, "max_steps": args.reward_steps,
+            "warmup_ratio": 0.05, "logging_steps": 5, "save_steps": 1_000_000, "plot_loss": "false",
+            "overwrite_cache": "true", "seed": args.seed,
+        }
+        cli = str(args.llamafactory_env / "bin" / "llamafactory-cli")
+        run.run("01-llamafactory-train", [cli, "train", str(RECIPE), *(f"{k}={v}" for k, v in overrides.items())])
+        self.reward_model = str(output_dir)
+        return {"initial_model": self.initial_reward, "trained_model": self.reward_model,
+                "recipe": str(RECIPE.relative_to(REPO_ROOT)), **results.llamafactory_log(output_dir)}
+
+    # ------------------------------------------------------------------ stage 2
+    def bench_reward(self) -> dict:
+        bench_file = self.work / "bench" / "genai_bench_image.parquet"
+        rows = write_genai_bench_image(self.work / "reward-data" / "toy_quality_pairs.raw.jsonl", bench_file)
+        out = {"benchmark": "genai-bench-image", "rows": rows}
+        for when, model in (("before", self.initial_reward), ("after", self.reward_model)):
+            output = self.work / "bench" / when
+            self.runner.run(f"02-bench-{when}", [
+                self.unifiedreward, "bench", "--benchmark", "genai-bench-image", "--data", str(bench_file),
+                "--model", model, "--mode", "logit", "--device", self.args.device, "--dtype", "float32",
+                "--seed", str(self.args.seed), "--output", str(output), "--no-progress",
+            ])
+            out[when] = results.bench_metrics(output / "metrics.json")
+        return out
+
+    # ------------------------------------------------------------------ stage 3
+    def sift_pairs(self) -> dict:
+        args = self.args
+        und = split_prompts(Path(self.world["data"]["und_prompts"]), self.work / "prompts",
+                            {"train": args.und_prompts, "test": args.heldout_prompts})
+        gen = split_prompts(Path(self.world["data"]["gen_prompts"]), self.work / "prompts",
+                            {"train": args.gen_prompts, "test": args.heldout_prompts})
+        self.prompts = {"und": und, "gen": gen}
+        self.policy = args.policy_model or self.world["policy_model"]
+        self.diffusion = args.diffusion_model or self.world["sd_model"]
+
+        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und")
+        self.generate_images("03-generate-candidates", self.diffusion, gen["train"], self.work / "candidates")
+        self.runner.run("03-sift-images", [
+            self.runner.python, "-m", "integrations.diffusers.sift_images",
+            "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
+            *self.judge_flags("underscore"), "--mode", "logit",
+        ])
+        return {"understanding": results.sift_summary(self.work / "sift-und"),
+                "generation": results.sift_summary(self.work / "sift-gen")}
+
+    def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path) -> None:
+        media_dir = Path(self.world["data"]["und_prompts"]).parent
+        self.runner.run(name, [
+            self.unifiedreward, "sift", "--input", str(prompts), "--media-dir", str(media_dir),
+            "--output-dir", str(output_dir), *self.judge_flags("sift"), "--policy", policy,
+            "--num-candidates", str(self.args.num_candidates), "--max-new-tokens", str(self.args.answer_tokens),
+            "--temperature", "1.0", "--mode", "logit", "--seed", str(self.args.seed), "--no-progress",
+        ])
+
+    def generate_images(self, name: str, pipeline: str, prompts: Path, output_dir: Path) -> None:
+        self.runner.run(name, [
+            self.runner.python, "-m", "integrations.diffusers.generate_candidates",
+            "--pretrained_model_name_or_path", pipeline, "--prompts", str(prompts), "--output_dir", str(output_dir),
+            "--num_images_per_prompt", str(self.args.num_candidates), "--num_inference_steps",
+            str(self.args.inference_steps), "--seed", str(self.args.seed), "--device", self.args.device,
+        ])
+
+    # ------------------------------------------------------------------ stage 4
+    def align(self) -> dict:
+        args = self.args
+        self.aligned_policy = self.work / "policy-dpo"
+        self.runner.run("04-trl-dpo", [
+            self.runner.python, "examples/demo_stages/policy_dpo.py", "--policy", self.policy,
+            "--pairs", str(self.work / "sift-und" / "pairs.jsonl"), "--output-dir", str(self.aligned_policy),
+            "--num-train-epochs", str(args.policy_epochs), "--batch-size", "4", "--learning-rate", str(args.policy_lr),
+            "--beta", str(args.policy_beta), "--seed", str(args.seed), *(["--use-cpu"] if args.device == "cpu" else []),
+        ])
+        dpo_dir = self.work / "sd-dpo"
+        self.runner.run("04-diffusion-dpo", [
+            self.runner.script("accelerate"), "launch", "--config_file", str(ACCELERATE_CPU),
+            "-m", "integrations.diffusers.train_diffusion_dpo",
+            "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(self.work / "sift-gen"),
+            "--output_dir", str(dpo_dir), "--full_finetune", "--resolution", str(args.resolution),
+            "--train_batch_size", "4", "--max_train_steps", str(args.diffusion_steps),
+            "--learning_rate", str(args.diffusion_lr), "--beta_dpo", str(args.diffusion_beta),
+            "--report_to", "none", "--seed", str(args.seed), "--checkpointing_steps", "1000000",
+        ])
+        self.aligned_diffusion = results.pipeline_with_unet(Path(self.diffusion), dpo_dir / "unet",
+                                                            self.work / "sd-aligned")
+        return {"policy": results.read_json_if(self.aligned_policy / "dpo_report.json"),
+                "diffusion": results.diffusion_dpo_metrics(dpo_dir / "metrics.jsonl")}
+
+    # ------------------------------------------------------------------ stage 5
+    def rescore(self) -> dict:
+        und_test = self.prompts["und"]["test"]
+        understanding = {}
+        for when, policy in (("before", self.policy), ("after", str(self.aligned_policy))):
+            output_dir = self.work / "heldout-und" / when
+            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir)
+            understanding[when] = results.sift_scores(output_dir)
+
+        gen_test = self.prompts["gen"]["test"]
+        items = []
+        for when, pipeline in (("before", self.diffusion), ("after", str(self.aligned_diffusion))):
+            output_dir = self.work / "heldout-gen" / when
+            self.generate_images(f"05-images-{when}", pipeline, gen_test, output_dir)
+            items.append((when, output_dir))
+        score_input = self.work / "heldout-gen" / "items.jsonl"
+        image_score_items(items, score_input)
+        score_output = self.work / "heldout-gen" / "scores.jsonl"
+        self.runner.run("05-score-images", [
+            self.unifiedreward, "score", *self.judge_flags("dash"), "--template", GEN_POINT_TEMPLATE,
+            "--mode", "logit", "--input", str(score_input), "--media-root", str(self.work / "heldout-gen"),
+            "--output", str(score_output),
+        ])
+        generation = results.image_scores(score_output)
+        return {"understanding": results.compare(understanding), "generation": results.compare(generation)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    demo = Demo(args)
+    summary: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+    stages = [
+        ("reward", "1. train the reward model (LLaMA-Factory)", demo.train_reward),
+        ("bench", "2. benchmark it before/after (unifiedreward bench)", demo.bench_reward),
+        ("sift", "3. sift policy answers and generated images into pairs", demo.sift_pairs),
+        ("dpo", "4. DPO the policy (TRL) and the diffusion model (Diffusion-DPO)", demo.align),
+        ("rescore", "5. re-score the aligned models on held-out prompts", demo.rescore),
+    ]
+    started = time.perf_counter()
+    status = 0
+    for name, title, method in stages:
+        try:
+            with demo.runner.stage(name, title):
+                summary[name] = method()
+        except CommandFailed as error:
+            logger.error("%s", error)
+            logger.error("stage %r failed; log: %s", name, error.log)
+            summary["failed"] = {"stage": name, "error": str(error), "log": str(error.log)}
+            status = 1
+            break
+    summary["stages"] = [vars(stage) for stage in demo.runner.stages]
+    summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    paths = report_writer.write_report(summary, args.report_dir)
+    print(report_writer.text_summary(summary))
+    print(f"report: {paths['html']}\nsummary: {paths['json']}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

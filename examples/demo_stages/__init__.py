@@ -1,0 +1,1 @@
+"""Helpers of examples/demo.py: command runner, toy inputs, result readers, HTML report."""

@@ -1,0 +1,159 @@
+"""``summary.json`` + a self-contained ``index.html`` (plots embedded as base64 PNG) + a terminal summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def loss_figure(summary: dict) -> str | None:
+    curves = {
+        "reward model SFT (LLaMA-Factory)": summary.get("reward", {}).get("loss_curve"),
+        "policy DPO (TRL)": [{"step": i + 1, "loss": v} for i, v in
+                             enumerate((summary.get("dpo", {}).get("policy") or {}).get("losses", []))],
+        "Diffusion-DPO": (summary.get("dpo", {}).get("diffusion") or {}).get("loss_curve"),
+    }
+    curves = {name: curve for name, curve in curves.items() if curve}
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    for ax, (name, curve) in zip(axes[0], curves.items()):
+        ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], marker=".")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+    return _png(fig)
+
+
+def bench_figure(bench: dict) -> str | None:
+    if "before" not in bench or "after" not in bench:
+        return None
+    keys = ("diff", "tau")
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    width = 0.35
+    for offset, when in ((-width / 2, "before"), (width / 2, "after")):
+        values = [bench[when].get(key) or 0.0 for key in keys]
+        bars = ax.bar([i + offset for i in range(len(keys))], values, width, label=f"{when} training")
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance (diff)")
+    ax.set_xticks(range(len(keys)), ["accuracy w/o ties (diff)", "tau (with ties)"])
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"{bench['benchmark']} (toy, {bench['rows']} pairs)", fontsize=10)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def reward_histograms(rescore: dict) -> str | None:
+    parts = {name: rescore[name] for name in ("understanding", "generation") if name in rescore}
+    if not parts:
+        return None
+    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 3.4), squeeze=False)
+    for ax, (name, result) in zip(axes[0], parts.items()):
+        ax.hist(result["scores_before"], bins=20, alpha=0.6, label=f"before (mean {_fmt(result['mean_before'])})")
+        ax.hist(result["scores_after"], bins=20, alpha=0.6, label=f"after DPO (mean {_fmt(result['mean_after'])})")
+        ax.set_title(f"{name}: held-out reward", fontsize=10)
+        ax.set_xlabel("reward model point score (logit expectation)")
+        ax.set_ylabel("candidates")
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def sift_figure(sift: dict) -> str | None:
+    parts = {name: sift[name] for name in ("understanding", "generation") if sift.get(name, {}).get("chosen_scores")}
+    if not parts:
+        return None
+    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 3.2), squeeze=False)
+    for ax, (name, result) in zip(axes[0], parts.items()):
+        ax.hist(result["chosen_scores"], bins=15, alpha=0.6, label="chosen")
+        ax.hist(result["rejected_scores"], bins=15, alpha=0.6, label="rejected")
+        ax.set_title(f"{name}: kept {result['kept']} / {result['total']} prompts", fontsize=10)
+        ax.set_xlabel("point score")
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def headline(summary: dict) -> list[tuple[str, str]]:
+    """(label, value) lines shared by the terminal summary and the HTML table."""
+    lines = []
+    bench = summary.get("bench", {})
+    if "before" in bench and "after" in bench:
+        lines.append(("reward model accuracy (GenAI-Bench schema, diff)",
+                      f"{_fmt(bench['before']['diff'])} -> {_fmt(bench['after']['diff'])} "
+                      f"(failed {bench['before']['n_failed']} / {bench['after']['n_failed']} of {bench['rows']})"))
+    for name, result in summary.get("sift", {}).items():
+        lines.append((f"sift {name}", f"kept {result['kept']} of {result['total']} prompts "
+                                      f"(dropped {result['dropped']}, failed {result['failed']})"))
+    for name, result in summary.get("rescore", {}).items():
+        verdict = "higher" if result["improved"] else "NOT higher"
+        lines.append((f"held-out reward, {name}",
+                      f"{_fmt(result['mean_before'])} -> {_fmt(result['mean_after'])} "
+                      f"(delta {_fmt(result['delta'], 4)}, {result['prompts_improved']}/{result['prompts']} prompts up; "
+                      f"aligned model scores {verdict})"))
+    for stage in summary.get("stages", []):
+        lines.append((f"time: {stage['title']}", f"{stage['seconds']:.0f} s"))
+    lines.append(("time: total", f"{summary.get('total_seconds', 0):.0f} s"))
+    if "failed" in summary:
+        lines.append(("FAILED", f"stage {summary['failed']['stage']}: log {summary['failed']['log']}"))
+    return lines
+
+
+def text_summary(summary: dict) -> str:
+    width = max(len(label) for label, _ in headline(summary))
+    return "\n".join(["", "UnifiedReward demo summary", *(f"  {label:<{width}}  {value}"
+                                                           for label, value in headline(summary))])
+
+
+def write_report(summary: dict, report_dir: Path) -> dict[str, Path]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    json_path = report_dir / "summary.json"
+    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    figures = [
+        ("Training losses", loss_figure(summary)),
+        ("Reward-model benchmark accuracy, before and after training", bench_figure(summary.get("bench", {}))),
+        ("Sifted preference pairs: chosen vs rejected scores", sift_figure(summary.get("sift", {}))),
+        ("Held-out reward before and after DPO", reward_histograms(summary.get("rescore", {}))),
+    ]
+    rows = "".join(f"<tr><td>{html.escape(label)}</td><td>{html.escape(value)}</td></tr>"
+                   for label, value in headline(summary))
+    commands = "".join(
+        f"<li><code>{html.escape(c['command'])}</code> ({c['seconds']:.0f} s, log <code>{html.escape(c['log'])}</code>)</li>"
+        for stage in summary.get("stages", []) for c in stage["commands"]
+    )
+    plots = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
+                    for title, png in figures if png)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>UnifiedReward demo</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;}}td{{padding:2px 12px;}}
+code{{font-size:85%;}}img{{max-width:100%;}}</style></head><body>
+<h1>UnifiedReward: the paper's three stages in miniature</h1>
+<p>Reward-model training (LLaMA-Factory), benchmarking (<code>unifiedreward bench</code>), pair sifting
+(<code>unifiedreward sift</code>, <code>sift_images</code>), DPO (TRL, Diffusion-DPO) and held-out re-scoring.
+All numbers below were measured in this run; see <code>summary.json</code> for every value.</p>
+<table>{rows}</table>{plots}
+<h2>Commands</h2><ol>{commands}</ol></body></html>
+"""
+    html_path = report_dir / "index.html"
+    html_path.write_text(page, encoding="utf-8")
+    return {"html": html_path, "json": json_path}
