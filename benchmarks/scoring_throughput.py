@@ -3,9 +3,13 @@
 Measured side by side in one run, per task (pairwise ``image_generation.pair_rank.v1``, pointwise
 ``image_generation.point_score.v1``):
 
-(a) upstream-style: one sample per call, ``processor`` + ``model.generate`` (``inference_qwen`` scripts);
-(b) ours, batched generate (left padding, length bucketing, greedy);
+(a) upstream-style: one sample per call, ``process_vision_info`` + ``apply_chat_template`` + ``processor``
+    + ``model.generate`` + ``batch_decode`` (``inference_qwen`` scripts, line for line);
+(b) ours, batched generate (left padding, length bucketing, greedy, encoding prefetched in a thread);
 (c) ours, batched logit mode (one forward pass per batch).
+
+Both wall-clock throughput and CPU time per sample (all threads of the process) are reported: on a
+shared machine the CPU time is the steadier figure, and it shows what the encoding thread costs.
 
 A randomly initialised model never emits EOS, so (a) and (b) stop at a *typical* output length per
 template (about 6 tokens for a pair-rank verdict, about 80 for a point score with its element lines)
@@ -32,7 +36,6 @@ import torch
 from PIL import Image
 
 from reward_core.backends.transformers_backend import TransformersBackend
-from reward_core.media import build_messages
 from reward_core.model import JudgeItem, UnifiedReward
 from reward_core.prompts import get_template
 
@@ -64,17 +67,23 @@ QWEN2_5_VL_7B = {
 class Measurement:
     samples: int
     seconds: float
+    cpu_seconds: float  # process CPU time (every thread) over the same span
     tokens_per_sample: float  # prompt + output tokens the model processes per sample
 
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.seconds
 
+    @property
+    def cpu_ms_per_sample(self) -> float:
+        return 1000 * self.cpu_seconds / self.samples
+
     def as_dict(self) -> dict:
         return {
             "samples": self.samples,
             "seconds": round(self.seconds, 4),
             "samples_per_s": round(self.samples_per_s, 3),
+            "cpu_ms_per_sample": round(self.cpu_ms_per_sample, 3),
             "tokens_per_sample": round(self.tokens_per_sample, 1),
             "flop_bound_samples_per_s_7b": round(PEAK_BF16_FLOPS / (2 * PARAMS_7B * self.tokens_per_sample), 1),
         }
@@ -95,34 +104,36 @@ def load_items(world: dict, data_name: str, count: int, image_size: int | None) 
 
 
 def upstream_loop(model, processor, template, items: list[JudgeItem], max_new_tokens: int) -> Measurement:
-    """``inference_qwen``: build one message, process it, ``generate`` with the checkpoint's defaults."""
+    """``inference_qwen``, one sample per call: message with the PIL images first, ``process_vision_info``,
+    ``apply_chat_template``, ``processor``, ``model.generate`` with the checkpoint's defaults, ``batch_decode``."""
     from qwen_vl_utils import process_vision_info
 
     tokens = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for item in items:
-        messages = build_messages(item.media, template.render(**item.fields))
+        content = [{"type": "image", "image": image} for image in item.media]
+        messages = [{"role": "user", "content": content + [{"type": "text", "text": template.render(**item.fields)}]}]
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         images, videos = process_vision_info(messages)
         inputs = processor(text=[text], images=images, videos=videos, padding=True, return_tensors="pt").to(model.device)
-        with torch.inference_mode():
-            generated = model.generate(**inputs, max_new_tokens=max_new_tokens)
-        processor.batch_decode(generated[:, inputs.input_ids.shape[1] :], skip_special_tokens=True)
-        tokens += generated.shape[1]
+        generated_ids = model.generate(**inputs, max_new_tokens=max_new_tokens)
+        trimmed = [out_ids[len(in_ids) :] for in_ids, out_ids in zip(inputs.input_ids, generated_ids)]
+        processor.batch_decode(trimmed, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        tokens += generated_ids.shape[1]
     synchronize(model)
-    return Measurement(len(items), time.perf_counter() - started, tokens / len(items))
+    return Measurement(len(items), time.perf_counter() - started, time.process_time() - cpu_started, tokens / len(items))
 
 
 def ours(rm: UnifiedReward, backend: TransformersBackend, template, items, mode: str, max_new_tokens: int) -> Measurement:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     results = rm.judge_batch(template, items, mode=mode, max_new_tokens=max_new_tokens)
     synchronize(backend.model)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     failed = [r for r in results if r.status.value in ("media_error", "backend_error")]
     if failed:
         raise RuntimeError(f"{len(failed)} {mode} items failed, e.g. {failed[0].error}")
     prompt = statistics.mean(backend.encode(rm._request(template, item)).length for item in items[:4])
-    return Measurement(len(items), seconds, prompt + (max_new_tokens if mode == "generate" else 1))
+    return Measurement(len(items), seconds, cpu_seconds, prompt + (max_new_tokens if mode == "generate" else 1))
 
 
 def synchronize(model) -> None:
@@ -159,7 +170,7 @@ def run(args) -> dict:
     world_dir = args.world or os.path.join(tempfile.gettempdir(), "unifiedreward-bench-world")
     world = load_world(world_dir) or build_world(world_dir)
     model, processor = build_model(args, world)
-    backend = TransformersBackend(model, processor, batch_size=args.batch_size)
+    backend = TransformersBackend(model, processor, batch_size=args.batch_size, prefetch=not args.no_prefetch)
     rm = UnifiedReward(backend, batch_size=args.batch_size, chunk_size=max(args.items, args.batch_size))
     report = {
         "device": args.device,
@@ -168,6 +179,7 @@ def run(args) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "items": args.items,
         "batch_size": args.batch_size,
+        "prefetch": not args.no_prefetch,
         "image_size": args.image_size,
         "stopping": "random weights never emit EOS: (a) and (b) stop at the typical output length per template",
         "tasks": {},
@@ -192,6 +204,8 @@ def run(args) -> dict:
             "batched_logit": logit.as_dict(),
             "generate_vs_upstream_ratio": round(generate.samples_per_s / upstream.samples_per_s, 2),
             "logit_vs_upstream_ratio": round(logit.samples_per_s / upstream.samples_per_s, 2),
+            "generate_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / generate.cpu_ms_per_sample, 2),
+            "logit_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / logit.cpu_ms_per_sample, 2),
         }
     return report
 
@@ -200,14 +214,16 @@ def table(report: dict) -> str:
     lines = [
         f"{report['model']} on {report['device']} ({report['dtype']}), {report['items']} items, batch {report['batch_size']}",
         f"note: {report['stopping']}",
-        f"{'task':<10} {'method':<18} {'samples/s':>10} {'vs upstream':>12} {'tok/sample':>11} {'7B bf16 FLOP bound/s':>21}",
+        f"{'task':<10} {'method':<18} {'samples/s':>10} {'vs upstream':>12} {'cpu ms/sample':>14} {'cpu vs upstream':>16}"
+        f" {'tok/sample':>11} {'7B bf16 FLOP bound/s':>21}",
     ]
     for task, entry in report["tasks"].items():
-        base = entry["upstream_loop"]["samples_per_s"]
+        base, base_cpu = entry["upstream_loop"]["samples_per_s"], entry["upstream_loop"]["cpu_ms_per_sample"]
         for method in ("upstream_loop", "batched_generate", "batched_logit"):
             m = entry[method]
             lines.append(
                 f"{task:<10} {method:<18} {m['samples_per_s']:>10.2f} {m['samples_per_s'] / base:>11.1f}x "
+                f"{m['cpu_ms_per_sample']:>14.2f} {base_cpu / m['cpu_ms_per_sample']:>15.1f}x "
                 f"{m['tokens_per_sample']:>11.0f} {m['flop_bound_samples_per_s_7b']:>21.1f}"
             )
     return "\n".join(lines)
@@ -224,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
+    parser.add_argument("--no-prefetch", action="store_true", help="encode on the main thread only (for A/B timing)")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     if args.config_7b and args.image_size is None:

@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-pairs", type=int, default=300, help="toy quality pairs (80%% train, both orders)")
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
     sizes.add_argument("--reward-steps", type=int, default=60, help="LLaMA-Factory optimisation steps")
-    sizes.add_argument("--reward-lr", type=float, default=1e-3)
+    sizes.add_argument("--reward-lr", type=float, default=5e-3)
     sizes.add_argument("--reward-batch-size", type=int, default=16)
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=32, help="generation prompts sifted for Diffusion-DPO")
@@ -123,7 +123,7 @@ class Demo:
         overrides = {
             "model_name_or_path": self.initial_reward, "trust_remote_code": "false",
             "dataset_dir": data_dir, "media_dir": data_dir, "dataset": ",".join(raw), "output_dir": output_dir,
-            "bf16": "false", "deepspeed": "null", "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
+            "preprocessing_num_workers": 1, "dataloader_num_workers": 0,
             "image_max_pixels": 56 * 56, "image_min_pixels": 56 * 56, "cutoff_len": 512,
             "freeze_vision_tower": "false", "freeze_multi_modal_projector": "false",
             "disable_gradient_checkpointing": "true", "per_device_train_batch_size": args.reward_batch_size,
@@ -131,6 +131,8 @@ class Demo:
             "warmup_ratio": 0.05, "logging_steps": 5, "save_steps": 1_000_000, "plot_loss": "false",
             "overwrite_cache": "true", "seed": args.seed,
         }
+        if args.device == "cpu":  # the recipe's bf16 + DeepSpeed need a GPU
+            overrides.update({"bf16": "false", "deepspeed": "null"})
         cli = str(args.llamafactory_env / "bin" / "llamafactory-cli")
         run.run("01-llamafactory-train", [cli, "train", str(RECIPE), *(f"{k}={v}" for k, v in overrides.items())])
         self.reward_model = str(output_dir)
@@ -146,7 +148,8 @@ class Demo:
             output = self.work / "bench" / when
             self.runner.run(f"02-bench-{when}", [
                 self.unifiedreward, "bench", "--benchmark", "genai-bench-image", "--data", str(bench_file),
-                "--model", model, "--mode", "logit", "--device", self.args.device, "--dtype", "float32",
+                "--model", model, "--mode", "logit", "--device", self.args.device,
+                "--dtype", "float32" if self.args.device == "cpu" else "auto",
                 "--seed", str(self.args.seed), "--output", str(output), "--no-progress",
             ])
             out[when] = results.bench_metrics(output / "metrics.json")
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     summary["stages"] = [vars(stage) for stage in demo.runner.stages]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    summary["total_cpu_seconds"] = round(sum(stage.cpu_seconds for stage in demo.runner.stages), 1)
     paths = report_writer.write_report(summary, args.report_dir)
     print(report_writer.text_summary(summary))
     print(f"report: {paths['html']}\nsummary: {paths['json']}")

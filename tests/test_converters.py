@@ -310,3 +310,27 @@ def test_cli_convert_registers_the_dataset(tmp_path, media, capsys):
     status = cli.main(["convert", "preference", str(source), str(tmp_path / "s.jsonl"), "--media-dir", str(media),
                        "--strict"])
     assert status == 1 and not (tmp_path / "s.jsonl").exists()
+
+
+def test_run_sift_records_become_ranking_records(tmp_path, media):
+    from reward_core.sift import PairOutcome, SiftRecord, SiftWriter
+
+    def record(item_id, status, candidates, chosen=None, rejected=None):
+        kept = status == "kept"
+        return SiftRecord(
+            id=item_id, order=0, status=status, reason=None if kept else "tie", chosen_index=chosen,
+            rejected_index=rejected, chosen_score=4.0 if kept else None, rejected_score=2.0 if kept else None,
+            candidates=candidates, scores=[4.0, 2.0, 3.0], pairs=[PairOutcome(0, 1, 0, "decisive")],
+            fields={"question": "What colour is it?"}, meta={"images": ["a.png"]},
+        )
+
+    with SiftWriter(tmp_path / "sift.jsonl") as writer:
+        writer.append(record("kept", "kept", ["Red.", "Blue.", "Green."], chosen=0, rejected=1))
+        writer.append(record("dropped", "dropped", ["Red.", "Red!", "Red?"]))
+        writer.append(record("media", "kept", ["x.png", None, "y.png"], chosen=0, rejected=1))
+    report = dc.convert_preference(tmp_path / "sift.jsonl", tmp_path / "dpo.jsonl", media_dir=media)
+    assert (report.rows_written, report.rows_filtered, report.rows_rejected) == (1, 1, 1)
+    assert "not texts" in report.problems[0].message
+    (row,) = _read_jsonl(tmp_path / "dpo.jsonl")
+    assert row["messages"] == [{"role": "user", "content": "<image>What colour is it?"}]
+    assert (row["chosen"]["content"], row["rejected"]["content"], row["images"]) == ("Red.", "Blue.", ["a.png"])

@@ -67,6 +67,9 @@ def test_generate_sift_train_resume_and_reload(toy_world, tmp_path):
     assert [m["step"] for m in first] == [1, 2]
     assert {"loss", "implicit_acc", "rewards/chosen", "rewards/rejected", "rewards/margins"} <= set(first[0])
     assert first[0]["implicit_acc"] == 0.5 and first[0]["rewards/margins"] == 0.0  # LoRA B=0: model == reference
+    held_out = json.loads((output_dir / "eval_results.json").read_text())
+    assert held_out["before"] == {"implicit_acc": 0.5, "margin": 0.0, "pairs": 2}
+    assert held_out["after"]["pairs"] == 2 and held_out["after"]["margin"] != 0.0
 
     accelerate_launch(*common, "--max_train_steps", "3", "--resume_from_checkpoint", "latest")
     assert [m["step"] for m in read_metrics(output_dir)] == [1, 2, 3]  # resumed at step 2, not from scratch
@@ -80,3 +83,4 @@ def test_generate_sift_train_resume_and_reload(toy_world, tmp_path):
     tuned = pipeline(**call, generator=torch.Generator().manual_seed(0)).images
     assert tuned.shape == base.shape and np.isfinite(tuned).all()
     assert not np.allclose(tuned, base)  # the trained adapter is loaded and changes the output
+

@@ -250,3 +250,45 @@ def test_flow_grpo_scorer_with_the_toy_reward_model(toy_world):
     scores, info = scorer(images, ["a red circle on the left", "a blue square"], None)
     for score, status, error in zip(scores, info["status"], info["error"]):
         assert (status == "ok" and 0.2 <= score <= 1.0) or (np.isnan(score) and error)
+
+
+def test_training_step_pieces_learn_a_fixed_draw_with_adapters_off_as_reference(toy_world):
+    """DenoisingLoss + ReferenceModel (LoRA disabled) + the DPO loss: on one fixed (noise, t) draw the
+    implicit accuracy must reach 1 and the margin grow, while the reference stays the frozen base."""
+    from accelerate import Accelerator
+    from peft import LoraConfig
+
+    from integrations.diffusers import train_diffusion_dpo as script
+
+    torch.manual_seed(0)
+    args = script.parse_args(["--pretrained_model_name_or_path", toy_world["sd_model"], "--dataset_name", "unused",
+                              "--resolution", "16"])
+    accelerator = Accelerator(mixed_precision="no", cpu=True)
+    noise_scheduler, vae, unet, conditioner = script.load_components(args)
+    assert not conditioner.is_sdxl
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian",
+                                target_modules=script.LORA_TARGET_MODULES))
+    optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=1e-3)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+
+    pixels = torch.cat([torch.rand(4, 3, 16, 16) * 2 - 1, torch.rand(4, 3, 16, 16) * 2 - 1], dim=1)
+    latents = script.encode_pairs(vae, pixels, batch_size=8, sample=False)
+    noise = torch.randn_like(latents[:4]).repeat(2, 1, 1, 1)
+    timesteps = script.sample_timesteps(4, noise_scheduler, is_turbo=True)
+    assert set(timesteps.tolist()) <= set(script.TURBO_TIMESTEPS) and torch.equal(timesteps[:4], timesteps[4:])
+    loss_fn, reference = script.DenoisingLoss(noise_scheduler), script.ReferenceModel(accelerator, unet)
+    noisy, target = loss_fn.prepare(latents, noise, timesteps)
+    conditioning = script.expand_conditioning(conditioner(["a red circle"] * 4, "cpu", torch.float32))
+    reference_before = reference.losses(loss_fn, noisy, timesteps, conditioning, target)
+    for step in range(12):
+        model_losses = loss_fn(unet, noisy, timesteps, conditioning, target)
+        ref_losses = reference.losses(loss_fn, noisy, timesteps, conditioning, target)
+        output = diffusion_dpo_loss(model_losses, ref_losses, beta_dpo=500)
+        if step == 0:
+            assert output.implicit_accuracy.item() == 0.5  # B = 0: the adapter starts as the reference
+        accelerator.backward(output.loss)
+        optimizer.step()
+        optimizer.zero_grad()
+    assert output.implicit_accuracy.item() == 1.0 and output.margins.min() > 0
+    assert torch.allclose(reference.losses(loss_fn, noisy, timesteps, conditioning, target), reference_before)

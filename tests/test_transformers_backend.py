@@ -199,3 +199,40 @@ def test_generation_is_greedy_and_stops_at_max_new_tokens(backend, toy_world):
     short, again, longer = (backend.generate([request], n)[0].text for n in (3, 3, 8))
     assert short == again  # deterministic
     assert longer.startswith(short) and len(longer) > len(short)  # same greedy path, cut at the budget
+
+
+def test_prefetched_groups_match_inline_and_single_item_runs(backend, toy_world, tmp_path, monkeypatch):
+    """Batch 2 over 5 requests (one broken) makes several groups; encoding the next group in a background
+    thread changes no result, keeps errors in place, and matches one-request runs."""
+    import threading
+
+    template = get_template("image_generation.pair_rank.v1")
+    requests = []
+    for i, row in enumerate(rows(toy_world, "image_pairs", 4)):
+        images = [load_image(media_path(toy_world, p)).resize((56 + 28 * (i % 2), 56)) for p in row["images"]]
+        requests.append(BackendRequest(images, template.render(prompt=row["prompt"]), template.answer_prefix))
+    good = requests[0].media
+    requests.insert(2, BackendRequest([str(tmp_path / "gone.png"), good[1]], "Compare.", template.answer_prefix))
+    small = TransformersBackend(backend.model, backend.processor, batch_size=2)
+    threads = []
+    real_encode = small._encode_all
+
+    def recording_encode(group):
+        threads.append(threading.current_thread().name)
+        return real_encode(group)
+
+    monkeypatch.setattr(small, "_encode_all", recording_encode)
+    prefetched = small.answer_logprobs(requests, ["1", "2"])
+    prefetched_texts = [g.text for g in small.generate(requests, max_new_tokens=3)]
+    assert len(threads) == 6 and all(name.startswith("unifiedreward-encode") for name in threads)
+    threads.clear()
+    small.prefetch = False
+    inline = small.answer_logprobs(requests, ["1", "2"])
+    assert [g.text for g in small.generate(requests, max_new_tokens=3)] == prefetched_texts
+    assert threads == [threading.current_thread().name] * 6
+    assert "gone.png: file not found" in prefetched[2].error and prefetched_texts[2] is None
+    for index, (threaded, plain) in enumerate(zip(prefetched, inline)):
+        assert (threaded.error, threaded.logprobs) == (plain.error, plain.logprobs)
+        if index != 2:
+            (single,) = backend.answer_logprobs([requests[index]], ["1", "2"])
+            assert threaded.error is None and threaded.logprobs == pytest.approx(single.logprobs, abs=1e-4)

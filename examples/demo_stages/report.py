@@ -106,14 +106,15 @@ def headline(summary: dict) -> list[tuple[str, str]]:
         lines.append((f"sift {name}", f"kept {result['kept']} of {result['total']} prompts "
                                       f"(dropped {result['dropped']}, failed {result['failed']})"))
     for name, result in summary.get("rescore", {}).items():
-        verdict = "higher" if result["improved"] else "NOT higher"
+        verdict = "higher" if result["improved"] else "NOT significantly higher"
+        delta = "n/a" if result["delta"] is None else f"{result['delta']:+.3g}"
         lines.append((f"held-out reward, {name}",
                       f"{_fmt(result['mean_before'])} -> {_fmt(result['mean_after'])} "
-                      f"(delta {_fmt(result['delta'], 4)}, {result['prompts_improved']}/{result['prompts']} prompts up; "
-                      f"aligned model scores {verdict})"))
+                      f"(delta {delta}, {result['prompts_improved']}/{result['prompts']} prompts up, "
+                      f"sign test p={_fmt(result['sign_test_p'])}: aligned model scores {verdict})"))
     for stage in summary.get("stages", []):
-        lines.append((f"time: {stage['title']}", f"{stage['seconds']:.0f} s"))
-    lines.append(("time: total", f"{summary.get('total_seconds', 0):.0f} s"))
+        lines.append((f"time: {stage['title']}", f"{stage['seconds']:.0f} s ({stage['cpu_seconds']:.0f} CPU s)"))
+    lines.append(("time: total", f"{summary.get('total_seconds', 0):.0f} s ({summary.get('total_cpu_seconds', 0):.0f} CPU s)"))
     if "failed" in summary:
         lines.append(("FAILED", f"stage {summary['failed']['stage']}: log {summary['failed']['log']}"))
     return lines

@@ -84,18 +84,30 @@ def compare(runs: dict[str, dict]) -> dict:
     mean_before = statistics.fmean(before["per_prompt"][p] for p in shared) if shared else None
     mean_after = statistics.fmean(after["per_prompt"][p] for p in shared) if shared else None
     delta = statistics.fmean(deltas) if deltas else None
+    up = sum(d > 0 for d in deltas)
+    p_value = sign_test(up, sum(d < 0 for d in deltas))
     return {
         "prompts": len(shared),
         "mean_before": mean_before,
         "mean_after": mean_after,
         "delta": delta,
-        "prompts_improved": sum(d > 0 for d in deltas),
+        "prompts_improved": up,
+        "sign_test_p": p_value,
         "failed_before": before["failed"],
         "failed_after": after["failed"],
-        "improved": bool(delta is not None and delta > 0),
+        # higher on average *and* on more prompts than not (one-sided sign test p < 0.05)
+        "improved": bool(delta is not None and delta > 0 and p_value is not None and p_value < 0.05),
         "scores_before": before["all"],
         "scores_after": after["all"],
     }
+
+
+def sign_test(up: int, down: int) -> float | None:
+    """One-sided sign-test p-value of ``up`` increases vs ``down`` decreases (ties left out)."""
+    n = up + down
+    if n == 0:
+        return None
+    return sum(math.comb(n, k) for k in range(up, n + 1)) / 2**n
 
 
 def diffusion_dpo_metrics(path: Path) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -30,6 +31,11 @@ OFFLINE_ENV = {
 }
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class CommandFailed(RuntimeError):
     """A demo command exited non-zero; ``log`` holds its stdout and stderr."""
 
@@ -45,6 +51,7 @@ class Stage:
     name: str
     title: str
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # user + system time of the stage's commands (all their threads)
     commands: list[dict] = field(default_factory=list)
 
 
@@ -81,12 +88,13 @@ class Runner:
         stage = Stage(name, title)
         self.stages.append(stage)
         logger.info("== %s: %s", name, title)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _children_cpu_seconds()
         try:
             yield stage
         finally:
             stage.seconds = round(time.perf_counter() - started, 1)
-            logger.info("== %s done in %.0f s", name, stage.seconds)
+            stage.cpu_seconds = round(_children_cpu_seconds() - cpu_started, 1)
+            logger.info("== %s done in %.0f s (%.0f CPU s)", name, stage.seconds, stage.cpu_seconds)
 
     def run(self, name: str, command: list[str]) -> Path:
         """Run ``command`` from the repository root; its output goes to ``log_dir/<name>.log``."""

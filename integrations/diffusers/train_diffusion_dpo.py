@@ -34,7 +34,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
 from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
+from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -43,7 +43,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiffusionPipeline, UNet2DCon
 from diffusers.loaders import StableDiffusionLoraLoaderMixin, StableDiffusionXLLoraLoaderMixin
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
-from diffusers.utils import check_min_version, convert_state_dict_to_diffusers
+from diffusers.utils import check_min_version, convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 
 from integrations.diffusers.dpo_data import (
     PairTransform,
@@ -315,8 +315,14 @@ def register_lora_checkpoint_hooks(accelerator: Accelerator, unet, is_sdxl: bool
             model = models.pop()
             if not isinstance(model, unet_class):
                 raise ValueError(f"Unexpected model to load: {model.__class__}")
-            state_dict, network_alphas = lora_loader(is_sdxl).lora_state_dict(input_dir)
-            lora_loader(is_sdxl).load_lora_into_unet(state_dict, network_alphas=network_alphas, unet=model)
+            state_dict, _ = lora_loader(is_sdxl).lora_state_dict(input_dir)
+            unet_state_dict = {k.removeprefix("unet."): v for k, v in state_dict.items() if k.startswith("unet.")}
+            # into the existing (optimized) adapter, not a new one that the optimizer would never see
+            incompatible = set_peft_model_state_dict(
+                model, convert_unet_state_dict_to_peft(unet_state_dict), adapter_name="default"
+            )
+            if incompatible is not None and getattr(incompatible, "unexpected_keys", None):
+                raise ValueError(f"Checkpoint {input_dir} has unexpected LoRA keys: {incompatible.unexpected_keys[:5]}")
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)

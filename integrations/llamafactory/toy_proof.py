@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from data_converters import convert_toy_judge
+from data_converters import convert_preference, convert_toy_judge
 
 from . import recipe_path, register_dataset
 from .launch import CPU_OVERRIDES, TrainRun, run_train
@@ -26,15 +26,17 @@ POINT_TEMPLATE = "image_generation.point_score.v1"
 class ToyTrainingSetup:
     """Data and model size of the toy run, and the overrides applied to the shipped recipe."""
 
-    num_pairs: int = 400  # distinct pairs; 80% train (written in both orders), 20% held out
-    num_points: int = 400
+    train_pairs: int = 120  # distinct training pairs, each written in both orders
+    train_points: int = 480  # the point task is the harder one: it gets most of the data
+    test_pairs: int = 80  # held out, one order each
+    test_points: int = 80
     seed: int = 0
     hidden_size: int = 64
     num_layers: int = 3
     num_heads: int = 4
     vision_hidden_size: int = 64
     learning_rate: float = 2e-3
-    epochs: float = 3.0
+    epochs: float = 2.0
     batch_size: int = 8
     max_steps: int = -1  # > 0 caps the run (smoke test)
 
@@ -67,9 +69,12 @@ def prepare_toy_data(data_dir: Path, setup: ToyTrainingSetup) -> ToyData:
     from reward_core.toy.tasks import make_quality_pairs, make_quality_points
 
     data_dir = Path(data_dir)
+    num_pairs, num_points = setup.train_pairs + setup.test_pairs, setup.train_points + setup.test_points
     sources = {
-        "toy_quality_pairs": make_quality_pairs(data_dir, setup.num_pairs, seed=setup.seed),
-        "toy_quality_points": make_quality_points(data_dir, setup.num_points, seed=setup.seed),
+        "toy_quality_pairs": make_quality_pairs(
+            data_dir, num_pairs, seed=setup.seed, held_out=setup.test_pairs / num_pairs),
+        "toy_quality_points": make_quality_points(
+            data_dir, num_points, seed=setup.seed, held_out=setup.test_points / num_points),
     }
     for name, records in sources.items():
         raw = write_jsonl(data_dir / f"{name}.raw.jsonl", records)
@@ -84,6 +89,37 @@ def prepare_toy_data(data_dir: Path, setup: ToyTrainingSetup) -> ToyData:
         test_pairs=[r for r in sources["toy_quality_pairs"] if r["split"] == "test"],
         test_points=[r for r in sources["toy_quality_points"] if r["split"] == "test"],
     )
+
+
+def prepare_toy_dpo_data(data_dir: Path, num_items: int = 8, seed: int = 0) -> ToyData:
+    """Sift-format preference records for the DPO recipe, converted and registered as ``toy_sift_dpo``.
+
+    The records have exactly the layout ``reward_core.sift.run_sift`` writes (kept items with a chosen
+    and a rejected answer to a question about a toy image), but chosen/rejected come from the toy
+    world's ground truth instead of a judge: the point is the data path and the ``stage: dpo`` run.
+    """
+    from reward_core.sift import PairOutcome, SiftRecord, SiftWriter
+    from reward_core.toy.data import make_und_pairs
+
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sift_path = data_dir / "sift.jsonl"
+    sift_path.unlink(missing_ok=True)  # SiftWriter appends (resume); this is a fresh build
+    with SiftWriter(sift_path) as writer:
+        for order, row in enumerate(make_und_pairs(data_dir, num_items, seed=seed, held_out=0.0)):
+            chosen, rejected = row["winner"] - 1, 2 - row["winner"]
+            writer.append(SiftRecord(
+                id=row["id"], order=order, status="kept", reason=None, chosen_index=chosen, rejected_index=rejected,
+                chosen_score=5.0, rejected_score=1.0, candidates=[row["answer1"], row["answer2"]],
+                scores=[5.0, 1.0] if chosen == 0 else [1.0, 5.0], pairs=[PairOutcome(0, 1, chosen, "decisive")],
+                fields={"question": row["question"]}, meta={"images": [row["image"]]},
+            ))
+    output = data_dir / "toy_sift_dpo.jsonl"
+    report = convert_preference(sift_path, output, media_dir=data_dir, strict=True)
+    if report.rows_written == 0:
+        raise RuntimeError("no DPO rows written")
+    register_dataset(data_dir, "toy_sift_dpo", output, ranking=True, overwrite=True)
+    return ToyData(dataset_dir=os.fspath(data_dir), datasets=["toy_sift_dpo"], test_pairs=[], test_points=[])
 
 
 def toy_overrides(model_dir: Path, data: ToyData, output_dir: Path, setup: ToyTrainingSetup) -> dict[str, Any]:

@@ -3,17 +3,22 @@
 Inputs are built exactly like upstream's ``inference_qwen`` scripts (one user turn, media first,
 ``apply_chat_template(..., add_generation_prompt=True)``, qwen-vl-utils ``process_vision_info``), but
 items are encoded one by one (so a bad item fails alone), bucketed by prompt length and run in
-left-padded batches. Decoding is greedy unless told otherwise.
+left-padded batches. While the model runs one group of batches, a background thread encodes the
+next (media decoding, chat template, processor). Decoding is greedy unless told otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
+from PIL import Image
 
 from reward_core import logit
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation
@@ -121,6 +126,12 @@ def split_batch(batch: dict[str, Any], counts: dict[str, list[int]]) -> list[Enc
     return [Encoded(item) for item in items]
 
 
+def size_hint(request: BackendRequest) -> tuple[int, int]:
+    """A cheap stand-in for the encoded length, known before encoding: image pixels, then prompt characters."""
+    pixels = sum(m.width * m.height for m in request.media if isinstance(m, Image.Image))
+    return pixels, len(request.text)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
@@ -128,12 +139,22 @@ def is_out_of_memory(error: BaseException) -> bool:
 class TransformersBackend:
     """Runs judge calls on a local ``AutoModelForImageTextToText`` with its ``AutoProcessor``."""
 
-    def __init__(self, model: Any, processor: Any, batch_size: int = 8, do_sample: bool = False, **generate_kwargs: Any):
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        batch_size: int = 8,
+        do_sample: bool = False,
+        prefetch: bool = True,
+        **generate_kwargs: Any,
+    ):
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = max(1, int(batch_size))
         self.do_sample = do_sample
+        self.prefetch = prefetch  # encode the next group in a background thread while the model runs
+        self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
         self.generate_kwargs = generate_kwargs
         config = getattr(model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
@@ -190,7 +211,8 @@ class TransformersBackend:
     def encode(self, request: BackendRequest) -> Encoded:
         """Processor inputs for one request (raises :class:`MediaError` for unusable media)."""
         text, vision = self._prepare(request)
-        return Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
+        with self._tokenizer_lock:
+            return Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
 
     def _encode_all(self, requests: list[BackendRequest]) -> tuple[list[Encoded | None], list[str | None]]:
         """Encode every request: media one by one (a bad item fails alone), then one processor call for
@@ -211,7 +233,8 @@ class TransformersBackend:
             logger.debug("joint processor call failed (%s); encoding item by item", error)
             for index, (text, vision) in prepared.items():
                 try:
-                    encoded[index] = Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
+                    with self._tokenizer_lock:
+                        encoded[index] = Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
                 except Exception as item_error:
                     errors[index] = f"{type(item_error).__name__}: {item_error}"
         return encoded, errors
@@ -229,12 +252,39 @@ class TransformersBackend:
         if videos:
             kwargs["videos"] = videos
             kwargs["video_metadata"] = [m for _, vision in prepared for m in vision.get("video_metadata", [])]
-        batch = dict(self.processor(text=[text for text, _ in prepared], padding=True, return_tensors="pt", **kwargs))
+        with self._tokenizer_lock:
+            batch = dict(self.processor(text=[text for text, _ in prepared], padding=True, return_tensors="pt", **kwargs))
         counts = {
             "image": [len(vision.get("images", [])) for _, vision in prepared],
             "video": [len(vision.get("videos", [])) for _, vision in prepared],
         }
         return split_batch(batch, counts)
+
+    def _encoded_groups(
+        self, requests: list[BackendRequest], consume: Callable[[list[int], list[Encoded | None], list[str | None]], None]
+    ) -> None:
+        """Encode ``requests`` in groups of about one batch, similar sizes together, and hand each group to
+        ``consume(indices, encoded, errors)``; with ``prefetch`` the next group is encoded in a background
+        thread meanwhile (media decoding and the processor overlap the model)."""
+        order = sorted(range(len(requests)), key=lambda i: size_hint(requests[i]))
+        groups = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if not groups:
+            return
+
+        def encode(group: list[int]) -> tuple[list[Encoded | None], list[str | None]]:
+            return self._encode_all([requests[i] for i in group])
+
+        if not self.prefetch or len(groups) == 1:
+            for group in groups:
+                consume(group, *encode(group))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="unifiedreward-encode") as pool:
+            pending = pool.submit(encode, groups[0])
+            for position, group in enumerate(groups):
+                encoded, errors = pending.result()
+                if position + 1 < len(groups):
+                    pending = pool.submit(encode, groups[position + 1])
+                consume(group, encoded, errors)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         dtype = self.model.dtype
@@ -275,13 +325,21 @@ class TransformersBackend:
 
     def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
         """Greedy (by default) generation of each request's answer."""
-        encoded, errors = self._encode_all(requests)
-        ready = [i for i, e in enumerate(encoded) if e is not None]
-        outputs = self._run_batched([encoded[i] for i in ready], lambda batch: self._generate_batch(batch, max_new_tokens))
-        results = [Generation(error=error) for error in errors]
-        for i, output in zip(ready, outputs):
-            failed = isinstance(output, Exception)
-            results[i] = Generation(error=f"{type(output).__name__}: {output}") if failed else Generation(text=output)
+        results = [Generation() for _ in requests]
+
+        def run_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+            ready = [(index, item) for index, item in zip(indices, encoded) if item is not None]
+            for index, error in zip(indices, errors):
+                if error is not None:
+                    results[index].error = error
+            run = partial(self._generate_batch, max_new_tokens=max_new_tokens)
+            for (index, _), output in zip(ready, self._run_batched([item for _, item in ready], run)):
+                if isinstance(output, Exception):
+                    results[index].error = f"{type(output).__name__}: {output}"
+                else:
+                    results[index].text = output
+
+        self._encoded_groups(requests, run_group)
         return results
 
     @torch.inference_mode()
@@ -297,42 +355,44 @@ class TransformersBackend:
             **self.generate_kwargs,
         )
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        with self._tokenizer_lock:
+            return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         """Log P(candidate is the answer) after each request's ``answer_prefix``, from one batched forward pass."""
         results = [AnswerLogprobs() for _ in requests]
-        layouts: dict[str, logit.CandidatePaths] = {}
-        sequences: list[tuple[int, tuple[int, ...], Encoded]] = []  # (request index, branch, inputs)
-        encoded, errors = self._encode_all(requests)
-        for index, (request, item) in enumerate(zip(requests, encoded)):
-            if item is None:
-                results[index].error = errors[index]
-                continue
-            if request.answer_prefix is None:
-                results[index].error = "logit mode needs an answer_prefix"
-                continue
-            if request.answer_prefix not in layouts:
-                layouts[request.answer_prefix] = logit.candidate_paths(self.tokenizer, request.answer_prefix, candidates)
-            layout = layouts[request.answer_prefix]
-            sequences += [(index, branch, item.extend(layout.shared + branch)) for branch in layout.branches()]
+        layouts = {
+            prefix: logit.candidate_paths(self.tokenizer, prefix, candidates)
+            for prefix in dict.fromkeys(r.answer_prefix for r in requests if r.answer_prefix is not None)
+        }
 
-        node_logprobs: dict[int, dict[logit.Node, dict[int, float]]] = {}
-        keep = 1 + max((len(branch) for _, branch, _ in sequences), default=0)
-        outputs = self._run_batched([s[2] for s in sequences], lambda batch: self._next_token_logprobs(batch, keep))
-        for (index, branch, _), output in zip(sequences, outputs):
-            if isinstance(output, Exception):
-                results[index].error = f"{type(output).__name__}: {output}"
-                continue
-            layout = layouts[requests[index].answer_prefix]
-            nodes = node_logprobs.setdefault(index, {})
-            positions = output[-(len(branch) + 1) :]  # distributions after context + branch[:i]
-            for depth, distribution in enumerate(positions):
-                node = branch[:depth]
-                nodes[node] = {t: float(distribution[t]) for t in layout.children(node)}
-        for index, nodes in node_logprobs.items():
-            if results[index].error is None:
-                results[index].logprobs = logit.candidate_logprobs(layouts[requests[index].answer_prefix], nodes)
+        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+            sequences: list[tuple[int, tuple[int, ...], Encoded]] = []  # (request index, branch, inputs)
+            for index, item, error in zip(indices, encoded, errors):
+                prefix = requests[index].answer_prefix
+                if item is None or prefix is None:
+                    results[index].error = error if item is None else "logit mode needs an answer_prefix"
+                    continue
+                layout = layouts[prefix]
+                sequences += [(index, branch, item.extend(layout.shared + branch)) for branch in layout.branches()]
+            keep = 1 + max((len(branch) for _, branch, _ in sequences), default=0)
+            outputs = self._run_batched([s[2] for s in sequences], lambda batch: self._next_token_logprobs(batch, keep))
+            node_logprobs: dict[int, dict[logit.Node, dict[int, float]]] = {}
+            for (index, branch, _), output in zip(sequences, outputs):
+                if isinstance(output, Exception):
+                    results[index].error = f"{type(output).__name__}: {output}"
+                    continue
+                layout = layouts[requests[index].answer_prefix]
+                nodes = node_logprobs.setdefault(index, {})
+                positions = output[-(len(branch) + 1) :]  # distributions after context + branch[:i]
+                for depth, distribution in enumerate(positions):
+                    node = branch[:depth]
+                    nodes[node] = {t: float(distribution[t]) for t in layout.children(node)}
+            for index, nodes in node_logprobs.items():
+                if results[index].error is None:
+                    results[index].logprobs = logit.candidate_logprobs(layouts[requests[index].answer_prefix], nodes)
+
+        self._encoded_groups(requests, score_group)
         return results
 
     @torch.inference_mode()
