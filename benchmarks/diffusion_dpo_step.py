@@ -16,6 +16,7 @@ Its unconditional ``import wandb`` is satisfied with an empty module when wandb 
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import io
 import json
 import os
@@ -33,6 +34,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUR_SCRIPT = REPO_ROOT / "integrations" / "diffusers" / "train_diffusion_dpo.py"
+CAPTIONS = [f"a toy caption number {i}" for i in range(64)]
 
 
 # --------------------------------------------------------------------------- the shared fixture
@@ -44,9 +46,9 @@ def build_sd15_shaped_pipeline(out_dir: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from reward_core.toy.tokenization import _scene_texts, save_clip_tokenizer
+    from reward_core.toy.tokenization import save_clip_tokenizer
 
-    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", _scene_texts(), 77)
+    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", CAPTIONS, 77)
     tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(
@@ -74,9 +76,8 @@ def build_sd15_shaped_pipeline(out_dir: Path) -> Path:
 
 def build_toy_pipeline(out_dir: Path) -> Path:
     from reward_core.toy.sd import build_stable_diffusion
-    from reward_core.toy.tokenization import _scene_texts
 
-    return build_stable_diffusion(out_dir, _scene_texts(), seed=0)
+    return build_stable_diffusion(out_dir, CAPTIONS, seed=0)
 
 
 def write_pickapic_parquet(folder: Path, rows: int, resolution: int, seed: int = 0) -> Path:
@@ -92,7 +93,7 @@ def write_pickapic_parquet(folder: Path, rows: int, resolution: int, seed: int =
         return buffer.getvalue()
 
     data = {
-        "caption": [f"a toy caption number {i}" for i in range(rows)],
+        "caption": [CAPTIONS[i % len(CAPTIONS)] for i in range(rows)],
         "jpg_0": [png() for _ in range(rows)],
         "jpg_1": [png() for _ in range(rows)],
         "label_0": [int(i % 2) for i in range(rows)],
@@ -113,7 +114,9 @@ def run_child(script: str, result_path: str, script_args: list[str]) -> None:
         try:
             import wandb  # noqa: F401
         except ImportError:
-            sys.modules["wandb"] = types.ModuleType("wandb")
+            stub = types.ModuleType("wandb")
+            stub.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # find_spec() must not raise
+            sys.modules["wandb"] = stub
     cuda = torch.cuda.is_available()
     stamps: list[float] = []
     original_step = torch.optim.AdamW.step

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = ToyTrainingSetup(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ToyTrainingSetup)})
     work_dir = Path(args.work_dir or tempfile.mkdtemp(prefix="toy-reward-"))
     try:
+        load_before = os.getloadavg()
         start = time.perf_counter()
         run, data = train_toy_reward_model(work_dir, setup, recipe=args.recipe, threads=args.threads)
         if not run.ok:
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             "recipe": args.recipe,
             "threads": args.threads,
             "cpu_count": os.cpu_count(),
+            # 1-minute load average before and after training: other jobs on the machine slow the run down
+            "load_average_1min": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
             "machine": platform.machine(),
             "setup": dataclasses.asdict(setup),
         }

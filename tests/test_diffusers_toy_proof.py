@@ -59,9 +59,9 @@ def test_generate_sift_train_resume_and_reload(toy_world, tmp_path):
         "--pretrained_model_name_or_path", toy_world["sd_model"], "--dataset_name", str(tmp_path / "dpo"),
         "--output_dir", str(output_dir), "--resolution", "32", "--train_batch_size", "2", "--learning_rate", "1e-3",
         "--mixed_precision", "no", "--seed", "0", "--rank", "4", "--checkpointing_steps", "2", "--report_to", "none",
-        "--eval_split", "test", "--eval_noise_draws", "1",
+        "--latent_sampling", "mode",
     ]
-    accelerate_launch(*common, "--max_train_steps", "2")
+    accelerate_launch(*common, "--max_train_steps", "2", "--eval_split", "test", "--eval_noise_draws", "1")
     assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
     first = read_metrics(output_dir)
     assert [m["step"] for m in first] == [1, 2]

@@ -292,3 +292,29 @@ def test_training_step_pieces_learn_a_fixed_draw_with_adapters_off_as_reference(
         optimizer.zero_grad()
     assert output.implicit_accuracy.item() == 1.0 and output.margins.min() > 0
     assert torch.allclose(reference.losses(loss_fn, noisy, timesteps, conditioning, target), reference_before)
+
+
+def test_sift_with_the_toy_reward_model_in_logit_mode(toy_world, tmp_path):
+    """The real tiny Qwen2.5-VL through reward_core: every prompt gets a decision with a reason; kept pairs are
+    strictly ordered by score."""
+    from reward_core.sift import SiftSettings
+
+    write_candidates(tmp_path / "c", [[10, 200, 90, 60], [30, 140, 220, 70]])
+    settings = SiftSettings(pair_template="image_generation.pair_rank.v1",
+                            point_template="image_generation.point_score.v1", mode="logit")
+    reward_model = UnifiedReward.from_pretrained(toy_world["reward_model"])
+    try:
+        result = sift_candidates(reward_model, tmp_path / "c", tmp_path / "dpo", settings, progress=False)
+    except RuntimeError as error:  # nothing kept: allowed, but then every record must say why
+        assert "No pair was kept" in str(error)
+        result = None
+    records = [json.loads(line) for line in (tmp_path / "dpo" / "sift.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] in ("kept", "dropped", "failed")
+        if record["status"] == "kept":
+            assert record["chosen_score"] > record["rejected_score"]
+        else:
+            assert record["reason"] and record["chosen_index"] is None
+    if result is not None:
+        assert result["kept"] == sum(r["status"] == "kept" for r in records)

@@ -20,7 +20,8 @@ from reward_core.prompts import (
     register_template,
 )
 
-REFERENCE = Path("/work/shared/reference/upstream-prompts.json")
+# The reference copy lives in shared/ beside the checkout (here and in CI).
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "upstream-prompts.json"
 UPSTREAM = load_upstream_prompts()
 PLACEHOLDER_VALUES = {
     "prompt": "a red {cube} on a blue sphere",  # braces in values must survive untouched

@@ -82,6 +82,11 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--random_crop", action="store_true")
     parser.add_argument("--no_hflip", action="store_true")
     parser.add_argument("--vae_encode_batch_size", type=int, default=8)
+    parser.add_argument(
+        "--latent_sampling", default="sample", choices=["sample", "mode"],
+        help="Draw training latents from the VAE posterior (diffusers) or take its mode (for VAEs whose posterior "
+        "noise swamps the image, e.g. random toy VAEs).",
+    )
     parser.add_argument("--train_batch_size", type=int, default=4, help="Pairs per device per micro-batch.")
     parser.add_argument("--num_train_epochs", type=int, default=1)
     parser.add_argument("--max_train_steps", type=int, default=None)
@@ -545,7 +550,9 @@ def main(args: argparse.Namespace) -> None:
             epoch_batches = accelerator.skip_first_batches(train_dataloader, batches_to_skip)
         for batch in epoch_batches:
             with accelerator.accumulate(unet):
-                latents = encode_pairs(vae, batch["pixel_values"], args.vae_encode_batch_size).to(weight_dtype)
+                latents = encode_pairs(
+                    vae, batch["pixel_values"], args.vae_encode_batch_size, sample=args.latent_sampling == "sample"
+                ).to(weight_dtype)
                 num_pairs = latents.shape[0] // 2
                 noise = torch.randn_like(latents[:num_pairs]).repeat(2, 1, 1, 1)
                 timesteps = sample_timesteps(num_pairs, noise_scheduler, args.is_turbo).to(latents.device)
