@@ -18,7 +18,6 @@ training in ``<output_dir>/eval_results.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import logging
