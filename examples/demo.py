@@ -72,8 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--policy-beta", type=float, default=0.1)
     sizes.add_argument("--policy-epochs", type=float, default=3.0)
     sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
-    sizes.add_argument("--diffusion-lr", type=float, default=1e-4)
-    sizes.add_argument("--diffusion-beta", type=float, default=5000.0)
+    sizes.add_argument("--diffusion-lr", type=float, default=5e-4)
+    sizes.add_argument("--diffusion-beta", type=float, default=1000.0)
     sizes.add_argument("--inference-steps", type=int, default=10, help="denoising steps per image")
     sizes.add_argument("--resolution", type=int, default=64, help="Diffusion-DPO training resolution")
     return parser.parse_args(argv)
@@ -88,12 +88,15 @@ class Demo:
         self.runner = Runner(self.work / "logs", threads=args.threads, device_env={"CUDA_VISIBLE_DEVICES": ""}
                              if args.device == "cpu" else {})
         self.unifiedreward = self.runner.script("unifiedreward")
+        # filled in by the stages, in order
         self.world: dict = {}
-        self.reward_model: str = ""
+        self.initial_reward = self.reward_model = self.policy = self.diffusion = ""
+        self.prompts: dict[str, dict[str, Path]] = {}
+        self.aligned_policy = self.aligned_diffusion = Path()
 
     # ------------------------------------------------------------------ helpers
     def judge_flags(self, style: str = "dash") -> list[str]:
-        """How sift/score reach the trained reward model: ``--server`` or the checkpoint, logit mode."""
+        """How sift / sift_images / score reach the trained reward model: ``--server`` or the checkpoint."""
         if self.args.server:
             flag, name_flag = {"sift": ("--reward-server", "--reward-server-model"),
                                "underscore": ("--reward_server", "--served_model_name"),

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from reward_core.bench.loaders import BENCHMARKS
+from reward_core.cli_common import load_judge
 
 logger = logging.getLogger(__name__)
 
@@ -70,16 +71,6 @@ def _video_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def _load_model(args: argparse.Namespace):
-    from reward_core.model import UnifiedReward
-
-    if args.server:
-        return UnifiedReward.from_server(args.server, model=args.served_model_name, max_new_tokens=args.max_new_tokens)
-    return UnifiedReward.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from reward_core.bench import evaluate, load_benchmark, write_report
     from reward_core.bench.runner import check_template
@@ -100,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if loaded.invalid:
         logger.warning("%d row(s) do not follow the %s schema; first: %s", len(loaded.invalid), args.benchmark,
                        loaded.invalid[0].error)
-    model = _load_model(args)
+    model = load_judge(
+        args.model, args.server, args.served_model_name, device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+    )
     report, outcomes = evaluate(
         model,
         loaded,

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import sys
 
+from reward_core.cli_common import parse_fields
 from reward_core.prompts import get_template, list_templates
 
 
@@ -30,16 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--info", action="store_true", help="print the template's metadata as JSON")
     parser.set_defaults(func=run)
     return parser
-
-
-def _values(pairs: list[str]) -> dict[str, str]:
-    values = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
-        values[name] = value
-    return values
 
 
 def _write(text: str) -> None:
@@ -62,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             info = {k: v for k, v in dataclasses.asdict(template).items() if k != "text"}
             _write(json.dumps(info | {"media_count": template.media_count, "pairwise": template.pairwise}, indent=2) + "\n")
             return 0
-        _write(template.render(**_values(args.values)))
+        _write(template.render(**parse_fields(args.values)))
     except (KeyError, ValueError) as exc:
         print(f"unifiedreward prompt: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from reward_core.cli_common import load_judge, parse_fields
+
 DESCRIPTIONS = {
     "score": "pointwise verdict (score) for one item or a JSONL batch",
     "compare": "pairwise verdict (winner) for one pair or a JSONL batch",
@@ -73,17 +75,6 @@ def _add(subparsers: argparse._SubParsersAction, command: str) -> argparse.Argum
     return parser
 
 
-def parse_fields(pairs: list[str]) -> dict[str, str]:
-    """``["name=value", ...]`` -> dict (the value may contain ``=``)."""
-    fields = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--set expects NAME=VALUE, got {pair!r}")
-        fields[name] = value
-    return fields
-
-
 def _media_entry(entry: Any, root: Path | None, video: bool, as_frames: bool) -> Any:
     from reward_core.media import VideoSpec
 
@@ -99,16 +90,6 @@ def _media_entry(entry: Any, root: Path | None, video: bool, as_frames: bool) ->
 
 def _resolve(path: str, root: Path | None) -> str:
     return str(root / path) if root is not None and not Path(path).is_absolute() else str(path)
-
-
-def load_model(args: argparse.Namespace):
-    from reward_core.model import UnifiedReward
-
-    if args.server:
-        return UnifiedReward.from_server(args.server, model=args.server_model, max_new_tokens=args.max_new_tokens)
-    return UnifiedReward.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +131,10 @@ def run(args: argparse.Namespace) -> int:
         root = args.media_root
         items = [JudgeItem(media=[_media_entry(m, root, video, args.as_frames) for m in args.media], fields=fields)]
 
-    model = load_model(args)
+    model = load_judge(
+        args.model, args.server, args.server_model, device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+    )
     started = time.perf_counter()
     if template.pairwise:
         results = model.compare_batch(template, items, swap=args.swap, mode=args.mode, progress=bool(args.input))

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .cli_common import load_judge
 from .sift import (
     RESULTS_GLOB,
     OpenAIPolicy,
@@ -113,14 +114,6 @@ def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftIte
     return items
 
 
-def load_reward_model(args: argparse.Namespace) -> Any:
-    from .model import UnifiedReward
-
-    if args.reward_server:
-        return UnifiedReward.from_server(args.reward_server, model=args.reward_server_model)
-    return UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
-
-
 def candidate_source(args: argparse.Namespace) -> Any:
     common = dict(
         num_candidates=args.num_candidates,
@@ -190,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         items = select_shard(items, shard_index, num_shards)
         settings = SiftSettings(args.pair_template, args.point_template, args.mode, args.swap)
         summary = run_sift(
-            load_reward_model(args),
+            load_judge(args.reward_model, args.reward_server, args.reward_server_model, device=args.device,
+                       batch_size=args.batch_size),
             items,
             settings,
             shard_path(out_dir, shard_index, num_shards),

@@ -41,14 +41,15 @@ def test_recipe_keys_and_deepspeed_files(name):
 
 
 LLAMAFACTORY_CLI = find_llamafactory_cli()
-needs_llamafactory = [
-    pytest.mark.slow,
-    pytest.mark.llamafactory,
-    pytest.mark.skipif(LLAMAFACTORY_CLI is None, reason="no .venv-llamafactory (make venv-llamafactory) and no "
-                       "llamafactory-cli on PATH"),
-]
 SMOKE_SETUP = ToyTrainingSetup(train_pairs=4, train_points=4, test_pairs=1, test_points=1, num_layers=2,
                                batch_size=4, max_steps=2)
+
+
+def runs_llamafactory(test):
+    """Marks a test that runs ``llamafactory-cli`` (slow; skipped without the LLaMA-Factory env)."""
+    skip = pytest.mark.skipif(LLAMAFACTORY_CLI is None, reason="no .venv-llamafactory (make venv-llamafactory) "
+                              "and no llamafactory-cli on PATH")
+    return pytest.mark.slow(pytest.mark.llamafactory(skip(test)))
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +61,7 @@ def sft_run(tmp_path_factory):
     return work_dir, Path(run.output_dir), data
 
 
-def _llamafactory(test):
-    for marker in needs_llamafactory:
-        test = marker(test)
-    return test
-
-
-@_llamafactory
+@runs_llamafactory
 def test_sft_recipe_logs_finite_losses(sft_run):
     _, trained, _ = sft_run
     state = json.loads((trained / "trainer_state.json").read_text())
@@ -75,7 +70,7 @@ def test_sft_recipe_logs_finite_losses(sft_run):
     assert losses and all(math.isfinite(loss) and loss > 0 for loss in losses)
 
 
-@_llamafactory
+@runs_llamafactory
 def test_sft_checkpoint_changed_and_judges_with_reward_core(sft_run):
     import torch
     from safetensors.torch import load_file
@@ -95,7 +90,7 @@ def test_sft_checkpoint_changed_and_judges_with_reward_core(sft_run):
     assert result.text is not None  # two steps teach nothing; the point is that it loads and generates
 
 
-@_llamafactory
+@runs_llamafactory
 def test_dpo_recipe_trains_lora_on_sift_records(sft_run, tmp_path):
     from safetensors.torch import load_file
 

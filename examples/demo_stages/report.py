@@ -69,14 +69,26 @@ def reward_histograms(rescore: dict) -> str | None:
     parts = {name: rescore[name] for name in ("understanding", "generation") if name in rescore}
     if not parts:
         return None
-    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 3.4), squeeze=False)
-    for ax, (name, result) in zip(axes[0], parts.items()):
-        ax.hist(result["scores_before"], bins=20, alpha=0.6, label=f"before (mean {_fmt(result['mean_before'])})")
-        ax.hist(result["scores_after"], bins=20, alpha=0.6, label=f"after DPO (mean {_fmt(result['mean_after'])})")
-        ax.set_title(f"{name}: held-out reward", fontsize=10)
+    fig, axes = plt.subplots(2, len(parts), figsize=(5 * len(parts), 6.8), squeeze=False)
+    for column, (name, result) in enumerate(parts.items()):
+        ax = axes[0][column]
+        ax.hist(result["scores_before"], bins=20, alpha=0.6, label=f"before (mean {_fmt(result['mean_before'], 5)})")
+        ax.hist(result["scores_after"], bins=20, alpha=0.6, label=f"after DPO (mean {_fmt(result['mean_after'], 5)})")
+        ax.set_title(f"{name}: held-out reward per candidate", fontsize=10)
         ax.set_xlabel("reward model point score (logit expectation)")
         ax.set_ylabel("candidates")
         ax.legend(fontsize=8)
+        ax = axes[1][column]
+        before, after = result["prompt_means_before"], result["prompt_means_after"]
+        ax.scatter(before, after, s=14)
+        if before:
+            low, high = min(before + after), max(before + after)
+            ax.plot([low, high], [low, high], color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{name}: per held-out prompt ({result['prompts_improved']}/{result['prompts']} above y=x)",
+                     fontsize=10)
+        ax.set_xlabel("mean reward, base model")
+        ax.set_ylabel("mean reward, aligned model")
+        ax.ticklabel_format(useOffset=False)
     return _png(fig)
 
 
@@ -108,6 +120,8 @@ def headline(summary: dict) -> list[tuple[str, str]]:
     for name, result in summary.get("rescore", {}).items():
         verdict = "higher" if result["improved"] else "NOT significantly higher"
         delta = "n/a" if result["delta"] is None else f"{result['delta']:+.3g}"
+        if result.get("delta_in_candidate_std") is not None:
+            delta += f" = {result['delta_in_candidate_std']:+.2f} sd of the base candidates' scores"
         lines.append((f"held-out reward, {name}",
                       f"{_fmt(result['mean_before'])} -> {_fmt(result['mean_after'])} "
                       f"(delta {delta}, {result['prompts_improved']}/{result['prompts']} prompts up, "

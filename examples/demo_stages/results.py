@@ -91,12 +91,16 @@ def compare(runs: dict[str, dict]) -> dict:
         "mean_before": mean_before,
         "mean_after": mean_after,
         "delta": delta,
+        "delta_in_candidate_std": delta / statistics.pstdev(before["all"]) if delta is not None
+        and len(before["all"]) > 1 and statistics.pstdev(before["all"]) > 0 else None,
         "prompts_improved": up,
         "sign_test_p": p_value,
         "failed_before": before["failed"],
         "failed_after": after["failed"],
         # higher on average *and* on more prompts than not (one-sided sign test p < 0.05)
         "improved": bool(delta is not None and delta > 0 and p_value is not None and p_value < 0.05),
+        "prompt_means_before": [before["per_prompt"][p] for p in shared],
+        "prompt_means_after": [after["per_prompt"][p] for p in shared],
         "scores_before": before["all"],
         "scores_after": after["all"],
     }

@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from _common import apply_toy_world, load_reward_judge, read_jsonl, run_settings
 
 logger = logging.getLogger("grpo_unifiedreward")
 
@@ -41,13 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--use-cpu", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.toy_world:
-        manifest = json.loads((Path(args.toy_world) / "manifest.json").read_text())
-        args.policy = args.policy or manifest["policy_model"]
-        args.reward_model = args.reward_model or manifest["reward_model"]
-        args.prompts = args.prompts or manifest["data"]["und_prompts"]
-        args.mode = args.mode or "logit"
-        args.use_cpu = True
+    apply_toy_world(args)
     if not (args.policy and args.prompts and (args.reward_model or args.reward_server)):
         parser.error("give --policy, --prompts and --reward-model/--reward-server, or --toy-world")
     return args
@@ -57,7 +52,7 @@ def load_prompts(path: Path, limit: int | None):
     """Conversational prompts with an ``image`` column, the layout TRL's VLM GRPO expects."""
     from datasets import Dataset, Image
 
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][:limit]
+    rows = read_jsonl(path)[:limit]
     records = [
         {"prompt": [{"role": "user", "content": row["question"]}], "image": str(path.parent / row["image"])}
         for row in rows
@@ -71,12 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from integrations.trl.rewards import PairwiseWinRateReward, PointwiseReward
-    from reward_core import UnifiedReward
 
-    if args.reward_server:
-        judge = UnifiedReward.from_server(args.reward_server)
-    else:
-        judge = UnifiedReward.from_pretrained(args.reward_model, device="cpu" if args.use_cpu else None)
+    judge = load_reward_judge(args)
     mode = args.mode or "generate"
     reward_funcs = [
         PointwiseReward(judge, mode=mode, name="unifiedreward_point"),
@@ -89,11 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         max_completion_length=args.max_completion_length,
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        bf16=False,
-        use_cpu=args.use_cpu,
+        **run_settings(args),
         seed=args.seed,
     )
     trainer = GRPOTrainer(

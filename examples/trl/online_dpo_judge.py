@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from _common import apply_toy_world, load_reward_judge, read_jsonl, run_settings
 
 logger = logging.getLogger("online_dpo_judge")
 
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--toy-world")
     parser.add_argument("--policy")
     parser.add_argument("--reward-model")
+    parser.add_argument("--reward-server")
     parser.add_argument("--prompts", help="JSONL of {question, image}")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--num-prompts", type=int, default=None)
@@ -37,15 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--use-cpu", action="store_true")
     args = parser.parse_args(argv)
-    if args.toy_world:
-        manifest = json.loads((Path(args.toy_world) / "manifest.json").read_text())
-        args.policy = args.policy or manifest["policy_model"]
-        args.reward_model = args.reward_model or manifest["reward_model"]
-        args.prompts = args.prompts or manifest["data"]["und_prompts"]
-        args.mode = args.mode or "logit"
-        args.use_cpu = True
-    if not (args.policy and args.reward_model and args.prompts):
-        parser.error("give --policy, --reward-model and --prompts, or --toy-world")
+    apply_toy_world(args)
+    if not (args.policy and args.prompts and (args.reward_model or args.reward_server)):
+        parser.error("give --policy, --prompts and --reward-model/--reward-server, or --toy-world")
     return args
 
 
@@ -58,10 +54,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from integrations.trl._compat import ensure_nested_gather, ensure_warnings_issued
     from integrations.trl.judge import PromptMediaLookup, UnifiedRewardPairwiseJudge
-    from reward_core import UnifiedReward
 
     path = Path(args.prompts)
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     unique = {}  # the judge finds media by prompt text, so keep one image per question
     for row in rows:
         unique.setdefault(row["question"], row)
@@ -70,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         {"prompt": row["question"], "image": str(path.parent / row["image"])} for row in rows
     )
     judge = UnifiedRewardPairwiseJudge(
-        UnifiedReward.from_pretrained(args.reward_model, device="cpu" if args.use_cpu else None),
+        load_reward_judge(args),
         mode=args.mode or "generate",
         media_lookup=lookup,
         seed=0,
@@ -91,11 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         per_device_train_batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
         max_steps=args.max_steps,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        bf16=False,
-        use_cpu=args.use_cpu,
+        **run_settings(args),
     )
     dataset = Dataset.from_list([{"prompt": row["question"]} for row in rows])
     trainer = OnlineDPOTrainer(model=model, judge=judge, args=config, train_dataset=dataset, processing_class=tokenizer)

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from _common import apply_toy_world, run_settings
 
 logger = logging.getLogger("sift_then_dpo")
 
@@ -46,13 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--use-cpu", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.toy_world:
-        manifest = json.loads((Path(args.toy_world) / "manifest.json").read_text())
-        args.policy = args.policy or manifest["policy_model"]
-        args.reward_model = args.reward_model or manifest["reward_model"]
-        args.prompts = args.prompts or manifest["data"]["und_prompts"]
-        args.mode = args.mode or "logit"
-        args.use_cpu = True
+    apply_toy_world(args)
     if not args.policy or not (args.pairs or args.prompts):
         parser.error("give --policy and --prompts (or --pairs), or --toy-world")
     return args
@@ -83,26 +78,15 @@ def sift(args: argparse.Namespace) -> Path:
     return out / "pairs.jsonl"
 
 
-def load_pairs(path: Path):
-    from datasets import Dataset, Image, Sequence
-
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    if not rows:
-        raise SystemExit(f"{path}: no kept pairs to train on (see summary.json next to it)")
-    for row in rows:
-        row.pop("chosen_score", None), row.pop("rejected_score", None)
-    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
-
-
 def train(args: argparse.Namespace, pairs: Path) -> dict:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig
 
-    from integrations.trl.collator import vision_dpo_trainer_class, vision_preference_collator
+    from integrations.trl.dpo import load_preference_pairs, vision_dpo_trainer
 
-    dataset = load_pairs(pairs)
-    processor = AutoProcessor.from_pretrained(args.policy)
-    model = AutoModelForImageTextToText.from_pretrained(args.policy, dtype="auto")
+    try:
+        dataset = load_preference_pairs(pairs)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     config = DPOConfig(
         output_dir=str(Path(args.output_dir) / "dpo"),
         max_steps=args.max_steps,
@@ -113,20 +97,10 @@ def train(args: argparse.Namespace, pairs: Path) -> dict:
         max_length=None,  # never cut image tokens
         remove_unused_columns=False,
         gradient_checkpointing=False,
-        logging_steps=1,
-        save_strategy="no",
-        report_to=[],
-        bf16=False,
-        use_cpu=args.use_cpu,
+        **run_settings(args),
         seed=args.seed,
     )
-    trainer = vision_dpo_trainer_class()(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        processing_class=processor,
-        data_collator=vision_preference_collator(processor),
-    )
+    trainer = vision_dpo_trainer(args.policy, config, dataset)
     result = trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     report = {"pairs": len(dataset), "steps": trainer.state.global_step, "losses": losses,

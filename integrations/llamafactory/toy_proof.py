@@ -28,7 +28,7 @@ class ToyTrainingSetup:
     """Data and model size of the toy run, and the overrides applied to the shipped recipe."""
 
     train_pairs: int = 200  # distinct training pairs, each written in both orders
-    train_points: int = 320
+    train_points: int = 480  # exact 1-5 scores need more examples than pairs with a gap >= 2
     test_pairs: int = 80  # held out, one order each
     test_points: int = 80
     seed: int = 0
@@ -37,7 +37,7 @@ class ToyTrainingSetup:
     num_heads: int = 4
     vision_hidden_size: int = 64
     learning_rate: float = 2e-3
-    epochs: float = 2.0
+    epochs: float = 3.0
     batch_size: int = 8
     max_steps: int = -1  # > 0 caps the run (smoke test)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,9 +59,31 @@ def _split(index: int, count: int, held_out: float) -> str:
     return "test" if index >= count - num_test else "train"
 
 
-def _pick_mismatch(rng: random.Random, weights: dict[str, float]) -> tuple[str, ...]:
+def _records(name: str, seed: int, num_items: int, held_out: float, make_item: Callable) -> list[dict]:
+    """``{"id", **fields, "split"}`` per item; ``make_item(rng, stem)`` draws one item's fields from the
+    file's seeded ``rng`` and names its media after ``stem`` (``"{name}/{index:05d}"``)."""
+    rng = random.Random(f"{name}:{seed}")
+    return [
+        {"id": f"{name}-{index:05d}", **make_item(rng, f"{name}/{index:05d}"),
+         "split": _split(index, num_items, held_out)}
+        for index in range(num_items)
+    ]
+
+
+def _ordered_pair(target: Scene, weights: dict[str, float], rng: random.Random) -> tuple[tuple[Scene, Scene], int]:
+    """``target`` and a loser that gets one attribute (drawn by ``weights``) wrong, in a random order + the winner."""
     names = sorted(weights)
-    return (rng.choices(names, weights=[weights[name] for name in names])[0],)
+    mismatch = rng.choices(names, weights=[weights[name] for name in names])[0]
+    loser = mutate(target, (mismatch,), rng)
+    winner = rng.choice((1, 2))
+    return ((target, loser) if winner == 1 else (loser, target)), winner
+
+
+def _partly_wrong(target: Scene, attributes: tuple[str, ...], rng: random.Random) -> tuple[Scene, int]:
+    """``target`` with a random subset of ``attributes`` changed, and how many of them still match."""
+    wrong = tuple(rng.sample(attributes, rng.randint(0, len(attributes))))
+    shown = mutate(target, wrong, rng)
+    return shown, matching_attributes(shown, target, attributes)
 
 
 def _point_score(matches: int, total: int, low: float, high: float) -> int:
@@ -112,23 +135,18 @@ def make_image_pairs(
     ``mismatch_weights`` picks which attribute the loser gets wrong (colour only by default, the
     easiest signal); raise ``noise`` or add shape/position weights to make the task harder.
     """
-    rng = random.Random(f"{name}:{seed}")
     weights = mismatch_weights or DEFAULT_MISMATCH_WEIGHTS
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         target = random_scene(rng)
-        loser = mutate(target, _pick_mismatch(rng, weights), rng)
-        winner = rng.choice((1, 2))
-        scenes = (target, loser) if winner == 1 else (loser, target)
+        scenes, winner = _ordered_pair(target, weights, rng)
         images = [
-            _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}_{slot}.png")
+            _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}_{slot}.png")
             for slot, scene in enumerate(scenes, start=1)
         ]
-        records.append(
-            {"id": f"{name}-{index:05d}", "prompt": target.caption(), "images": images, "winner": winner,
-             "split": _split(index, num_items, held_out)}
-        )
-    return records
+        return {"prompt": target.caption(), "images": images, "winner": winner}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_image_points(
@@ -136,19 +154,14 @@ def make_image_points(
     name: str = "image_points",
 ) -> list[dict]:
     """Caption + one image scored 1-5 by how many of colour/shape/position match the caption."""
-    rng = random.Random(f"{name}:{seed}")
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         target = random_scene(rng)
-        wrong = tuple(rng.sample(IMAGE_ATTRIBUTES, rng.randint(0, len(IMAGE_ATTRIBUTES))))
-        shown = mutate(target, wrong, rng)
-        matches = matching_attributes(shown, target, IMAGE_ATTRIBUTES)
-        image = _save_image(render_image(shown, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
-        records.append(
-            {"id": f"{name}-{index:05d}", "prompt": target.caption(), "image": image,
-             "score": _point_score(matches, len(IMAGE_ATTRIBUTES), 1, 5), "split": _split(index, num_items, held_out)}
-        )
-    return records
+        shown, matches = _partly_wrong(target, IMAGE_ATTRIBUTES, rng)
+        image = _save_image(render_image(shown, rng, size, noise), data_dir, f"{stem}.png")
+        return {"prompt": target.caption(), "image": image, "score": _point_score(matches, len(IMAGE_ATTRIBUTES), 1, 5)}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_video_pairs(
@@ -157,23 +170,18 @@ def make_video_pairs(
     name: str = "video_pairs",
 ) -> list[dict]:
     """Caption ("a red circle moving left") + two videos; the loser differs in one attribute."""
-    rng = random.Random(f"{name}:{seed}")
     weights = mismatch_weights or DEFAULT_MISMATCH_WEIGHTS
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         target = random_scene(rng)
-        loser = mutate(target, _pick_mismatch(rng, weights), rng)
-        winner = rng.choice((1, 2))
-        scenes = (target, loser) if winner == 1 else (loser, target)
+        scenes, winner = _ordered_pair(target, weights, rng)
         videos = [
-            _save_video(render_video(scene, rng, num_frames, size), data_dir, f"{name}/{index:05d}_{slot}.mp4", fps)
+            _save_video(render_video(scene, rng, num_frames, size), data_dir, f"{stem}_{slot}.mp4", fps)
             for slot, scene in enumerate(scenes, start=1)
         ]
-        records.append(
-            {"id": f"{name}-{index:05d}", "prompt": target.video_caption(), "videos": videos, "winner": winner,
-             "split": _split(index, num_items, held_out)}
-        )
-    return records
+        return {"prompt": target.video_caption(), "videos": videos, "winner": winner}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_video_points(
@@ -181,19 +189,15 @@ def make_video_points(
     size: int = 64, name: str = "video_points",
 ) -> list[dict]:
     """Caption + one video scored 1-5 by how many of colour/shape/direction match."""
-    rng = random.Random(f"{name}:{seed}")
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         target = random_scene(rng)
-        wrong = tuple(rng.sample(VIDEO_ATTRIBUTES, rng.randint(0, len(VIDEO_ATTRIBUTES))))
-        shown = mutate(target, wrong, rng)
-        matches = matching_attributes(shown, target, VIDEO_ATTRIBUTES)
-        video = _save_video(render_video(shown, rng, num_frames, size), data_dir, f"{name}/{index:05d}.mp4", fps)
-        records.append(
-            {"id": f"{name}-{index:05d}", "prompt": target.video_caption(), "video": video,
-             "score": _point_score(matches, len(VIDEO_ATTRIBUTES), 1, 5), "split": _split(index, num_items, held_out)}
-        )
-    return records
+        shown, matches = _partly_wrong(target, VIDEO_ATTRIBUTES, rng)
+        video = _save_video(render_video(shown, rng, num_frames, size), data_dir, f"{stem}.mp4", fps)
+        return {"prompt": target.video_caption(), "video": video,
+                "score": _point_score(matches, len(VIDEO_ATTRIBUTES), 1, 5)}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_und_pairs(
@@ -201,21 +205,18 @@ def make_und_pairs(
     name: str = "und_pairs",
 ) -> list[dict]:
     """Image + question + a correct and a wrong answer (the wrong one describes a mutated scene)."""
-    rng = random.Random(f"{name}:{seed}")
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
         question = rng.choice(QUESTIONS)
         wrong = mutate(scene, (rng.choice(question.attributes),), rng)
         winner = rng.choice((1, 2))
         good, bad = question.answer(scene), question.answer(wrong)
         answer1, answer2 = (good, bad) if winner == 1 else (bad, good)
-        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
-        records.append(
-            {"id": f"{name}-{index:05d}", "image": image, "question": question.text, "answer1": answer1,
-             "answer2": answer2, "winner": winner, "split": _split(index, num_items, held_out)}
-        )
-    return records
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
+        return {"image": image, "question": question.text, "answer1": answer1, "answer2": answer2, "winner": winner}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_und_points(
@@ -223,31 +224,21 @@ def make_und_points(
     name: str = "und_points",
 ) -> list[dict]:
     """Image + question + response scored 0-100 by the share of asked-about attributes it gets right."""
-    rng = random.Random(f"{name}:{seed}")
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
         question = rng.choice(QUESTIONS)
-        wrong = tuple(rng.sample(question.attributes, rng.randint(0, len(question.attributes))))
-        claimed = mutate(scene, wrong, rng)
-        matches = matching_attributes(claimed, scene, question.attributes)
-        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
-        records.append(
-            {"id": f"{name}-{index:05d}", "image": image, "question": question.text,
-             "response": question.answer(claimed), "score": _point_score(matches, len(question.attributes), 0, 100),
-             "split": _split(index, num_items, held_out)}
-        )
-    return records
+        claimed, matches = _partly_wrong(scene, question.attributes, rng)
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
+        return {"image": image, "question": question.text, "response": question.answer(claimed),
+                "score": _point_score(matches, len(question.attributes), 0, 100)}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def make_gen_prompts(num_items: int, seed: int = 0, held_out: float = 0.2, name: str = "gen_prompts") -> list[dict]:
     """Captions for text-to-image generation (no media)."""
-    rng = random.Random(f"{name}:{seed}")
-    return [
-        {"id": f"{name}-{index:05d}", "prompt": random_scene(rng).caption(),
-         "split": _split(index, num_items, held_out)}
-        for index in range(num_items)
-    ]
+    return _records(name, seed, num_items, held_out, lambda rng, stem: {"prompt": random_scene(rng).caption()})
 
 
 def make_und_prompts(
@@ -255,17 +246,14 @@ def make_und_prompts(
     name: str = "und_prompts",
 ) -> list[dict]:
     """Image + question for a policy VLM; ``answer`` is the reference answer."""
-    rng = random.Random(f"{name}:{seed}")
-    records = []
-    for index in range(num_items):
+
+    def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
         question = rng.choice(QUESTIONS)
-        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{name}/{index:05d}.png")
-        records.append(
-            {"id": f"{name}-{index:05d}", "image": image, "question": question.text,
-             "answer": question.answer(scene), "split": _split(index, num_items, held_out)}
-        )
-    return records
+        image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
+        return {"image": image, "question": question.text, "answer": question.answer(scene)}
+
+    return _records(name, seed, num_items, held_out, item)
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
