@@ -7,7 +7,8 @@ Pipeline: toy quality task (``reward_core.toy.tasks``) -> ``data_converters.conv
 ``llamafactory-cli train integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml <CPU + toy
 overrides>`` in ``.venv-llamafactory`` -> ``UnifiedReward.from_pretrained`` on the checkpoint ->
 greedy verdicts on held-out pairs / images parsed by ``reward_core.parsers``.
-The JSON holds ``pairwise_accuracy``, ``pointwise_accuracy``, ``train_seconds`` and the setup.
+The JSON holds ``pairwise_accuracy``, ``pointwise_accuracy`` (exact match of the parsed score),
+``pointwise_within_one_accuracy``, ``train_seconds``, the load average and the setup.
 """
 
 from __future__ import annotations

@@ -112,3 +112,20 @@ def test_dpo_recipe_trains_lora_on_sift_records(sft_run, tmp_path):
     assert steps[-1]["rewards/chosen"] != 0.0  # after one update the policy differs from the reference
     adapter = load_file(tmp_path / "dpo" / "adapter_model.safetensors")
     assert any(key.endswith("lora_B.weight") and adapter[key].abs().sum() > 0 for key in adapter)
+
+
+@pytest.mark.parametrize("quality", [1, 2, 3, 4, 5])
+def test_quality_task_stripes_five_minus_quality_quadrants(quality):
+    import random
+
+    import numpy as np
+
+    from reward_core.toy.scenes import random_scene
+    from reward_core.toy.tasks import render_quality_image
+
+    rng = random.Random(quality)
+    pixels = np.asarray(render_quality_image(random_scene(rng), quality, rng), dtype=np.float32)
+    # the artifact alternates magenta/green every two columns: a striped quadrant has a large green swing
+    swing = np.abs(pixels[:, 0:-2:4, 1] - pixels[:, 2::4, 1])
+    quadrants = [swing[r:r + 28, c // 4:(c + 28) // 4].mean() for r in (0, 28) for c in (0, 28)]
+    assert sum(value > 100 for value in quadrants) == 5 - quality

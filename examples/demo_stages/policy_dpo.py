@@ -2,8 +2,8 @@
 
     python examples/demo_stages/policy_dpo.py --policy POLICY --pairs sift/pairs.jsonl --output-dir aligned
 
-Same trainer, collator and config as ``examples/trl/sift_then_dpo.py --pairs``; in addition the trained
-model and its processor are saved to ``--output-dir`` and the per-step losses to ``dpo_report.json``.
+Same trainer (``integrations.trl.dpo``) and config as ``examples/trl/sift_then_dpo.py --pairs``; in addition
+the trained model and its processor are saved to ``--output-dir`` and the per-step losses to ``dpo_report.json``.
 """
 
 from __future__ import annotations
@@ -34,29 +34,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load_pairs(path: Path):
-    from datasets import Dataset, Image, Sequence
-
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not rows:
-        raise SystemExit(f"{path}: no kept pairs to train on (see summary.json next to it)")
-    for row in rows:
-        row.pop("chosen_score", None), row.pop("rejected_score", None)
-    return Dataset.from_list(rows).cast_column("images", Sequence(Image()))
-
-
 def main(argv: list[str] | None = None) -> int:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import DPOConfig
 
-    from integrations.trl.collator import vision_dpo_trainer_class, vision_preference_collator
+    from integrations.trl.dpo import load_preference_pairs, vision_dpo_trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    dataset = load_pairs(Path(args.pairs))
-    processor = AutoProcessor.from_pretrained(args.policy)
-    model = AutoModelForImageTextToText.from_pretrained(args.policy, dtype="auto")
+    try:
+        dataset = load_preference_pairs(args.pairs)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     config = DPOConfig(
         output_dir=str(output_dir),
         max_steps=args.max_steps,
@@ -74,16 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         use_cpu=args.use_cpu,
         seed=args.seed,
     )
-    trainer = vision_dpo_trainer_class()(
-        model=model,
-        args=config,
-        train_dataset=dataset,
-        processing_class=processor,
-        data_collator=vision_preference_collator(processor),
-    )
+    trainer = vision_dpo_trainer(args.policy, config, dataset)
     result = trainer.train()
     trainer.save_model(str(output_dir))
-    processor.save_pretrained(str(output_dir))
+    trainer.processing_class.save_pretrained(str(output_dir))
     history = trainer.state.log_history
     losses = [entry["loss"] for entry in history if "loss" in entry]
     report = {

@@ -106,12 +106,16 @@ class Runner:
         with log.open("w", encoding="utf-8") as handle:
             handle.write(f"$ {printable}\n\n")
             handle.flush()
-            completed = subprocess.run(command, cwd=REPO_ROOT, env=self.env(), stdout=handle,
-                                       stderr=subprocess.STDOUT, text=True)
+            try:
+                returncode = subprocess.run(command, cwd=REPO_ROOT, env=self.env(), stdout=handle,
+                                            stderr=subprocess.STDOUT, text=True).returncode
+            except OSError as error:  # e.g. the LLaMA-Factory env was never created
+                handle.write(f"cannot start {command[0]}: {error}\n")
+                returncode = 127
         seconds = round(time.perf_counter() - started, 1)
         if self.stages:
             self.stages[-1].commands.append({"name": name, "command": printable, "seconds": seconds, "log": str(log)})
-        if completed.returncode != 0:
-            raise CommandFailed(name, completed.returncode, log)
+        if returncode != 0:
+            raise CommandFailed(name, returncode, log)
         logger.info("   %s: %.0f s (log %s)", name, seconds, log)
         return log
