@@ -2,6 +2,8 @@
 PY := .venv/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# The cached environments are shared by every checkout on a machine: this checkout's code comes first.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: demo test venv venv-llamafactory toy clean
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
-from reward_core.toy.data import read_jsonl, write_jsonl
+from reward_core.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
+from reward_core.toy.scenes import COLOURS, SHAPES
 from reward_core.toy.tasks import make_quality_pairs, make_quality_points
+
+FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
 
 
 def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: int) -> dict[str, Path]:
@@ -17,6 +21,43 @@ def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: in
         "toy_quality_points": write_jsonl(data_dir / "toy_quality_points.raw.jsonl",
                                           make_quality_points(data_dir, num_points, seed=seed)),
     }
+
+
+def gibberish(answer: str, rng: random.Random) -> str:
+    """A badly formed answer: toy-vocabulary words in random order, or the reference cut short."""
+    if rng.random() < 0.5:
+        return " ".join(rng.choice(FILLER_WORDS) for _ in range(rng.randint(1, 6)))
+    return " ".join(answer.split()[: rng.randint(0, 1)]) or rng.choice(FILLER_WORDS)
+
+
+def write_answer_quality(data_dir: Path, num_points: int, seed: int) -> dict[str, Path]:
+    """The toy *answer quality* judge task (0-100, the sift's understanding point template).
+
+    ``make_und_points`` rows (correct, partly and fully wrong answers scored by the share of asked-about
+    attributes they get right) plus, on the same images and questions, badly formed answers scored 0.
+    """
+    rng = random.Random(f"answer_quality:{seed}")
+    rows = make_und_points(data_dir, num_points, seed=seed + 1000, name="answer_quality")
+    bad = [{**row, "id": f"{row['id']}-bad", "response": gibberish(row["response"], rng), "score": 0}
+           for row in rows[: num_points // 2]]
+    return {"toy_answer_quality": write_jsonl(data_dir / "toy_answer_quality.raw.jsonl", rows + bad)}
+
+
+def write_policy_warmstart(data_dir: Path, num_items: int, seed: int) -> Path:
+    """Warm-start SFT rows for the toy policy: a mix of correct, wrong and badly formed answers.
+
+    Images and questions are fresh scenes (not the sift or held-out prompts). Half of the rows carry the
+    correct answer, a quarter a wrong one, a quarter gibberish, so the warmed-up policy samples the range
+    of answers a judge can rank.
+    """
+    rng = random.Random(f"policy_warmstart:{seed}")
+    rows = []
+    for row in make_und_pairs(data_dir, num_items, seed=seed + 2000, name="policy_warmstart"):
+        good, wrong = (row["answer1"], row["answer2"]) if row["winner"] == 1 else (row["answer2"], row["answer1"])
+        draw = rng.random()
+        answer = good if draw < 0.5 else wrong if draw < 0.75 else gibberish(good, rng)
+        rows.append({"image": row["image"], "question": row["question"], "answer": answer})
+    return write_jsonl(data_dir / "policy_warmstart.jsonl", rows)
 
 
 def write_genai_bench_image(pairs_path: Path, out_path: Path) -> int:
