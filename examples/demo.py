@@ -30,7 +30,9 @@ from demo_stages.toy_inputs import (  # noqa: E402
     image_score_items,
     read_json,
     split_prompts,
+    write_answer_quality,
     write_genai_bench_image,
+    write_policy_warmstart,
     write_quality_task,
 )
 
@@ -60,17 +62,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes = parser.add_argument_group("schedule (toy defaults fit 2 CPU cores in under 10 minutes)")
     sizes.add_argument("--reward-pairs", type=int, default=300, help="toy quality pairs (80%% train, both orders)")
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
+    sizes.add_argument("--answer-points", type=int, default=240,
+                       help="toy answer-quality points (80%% train, plus half as many badly formed answers)")
     sizes.add_argument("--reward-steps", type=int, default=200, help="LLaMA-Factory optimisation steps")
     sizes.add_argument("--reward-lr", type=float, default=3e-3)
     sizes.add_argument("--reward-batch-size", type=int, default=4)
-    sizes.add_argument("--und-prompts", type=int, default=24, help="understanding prompts sifted for DPO")
+    sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=32, help="generation prompts sifted for Diffusion-DPO")
-    sizes.add_argument("--heldout-prompts", type=int, default=16, help="held-out prompts re-scored per model")
+    sizes.add_argument("--heldout-prompts", type=int, default=20, help="held-out prompts re-scored per model")
     sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
-    sizes.add_argument("--answer-tokens", type=int, default=8, help="policy answer length")
-    sizes.add_argument("--policy-lr", type=float, default=3e-4)
+    sizes.add_argument("--answer-tokens", type=int, default=12, help="policy answer length")
+    sizes.add_argument("--warmstart-steps", type=int, default=None,
+                       help="warm-start SFT steps of the policy before sifting (default: 150 for the toy policy, "
+                       "0 = none for --policy-model)")
+    sizes.add_argument("--warmstart-lr", type=float, default=2e-3)
+    sizes.add_argument("--policy-lr", type=float, default=1e-3)
     sizes.add_argument("--policy-beta", type=float, default=0.1)
-    sizes.add_argument("--policy-epochs", type=float, default=3.0)
+    sizes.add_argument("--policy-epochs", type=float, default=10.0)
     sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
     sizes.add_argument("--diffusion-lr", type=float, default=5e-4)
     sizes.add_argument("--diffusion-beta", type=float, default=1000.0)
@@ -115,7 +123,8 @@ class Demo:
         self.initial_reward = args.reward_model or self.world["reward_model"]
 
         data_dir = self.work / "reward-data"
-        raw = write_quality_task(data_dir, args.reward_pairs, args.reward_points, args.seed)
+        raw = {**write_quality_task(data_dir, args.reward_pairs, args.reward_points, args.seed),
+               **write_answer_quality(data_dir, args.answer_points, args.seed)}
         for name, path in raw.items():
             run.run(f"01-convert-{name}", [
                 self.unifiedreward, "convert", "toy", str(path), str(data_dir / f"{name}.jsonl"),
@@ -168,6 +177,8 @@ class Demo:
         self.prompts = {"und": und, "gen": gen}
         self.policy = args.policy_model or self.world["policy_model"]
         self.diffusion = args.diffusion_model or self.world["sd_model"]
+        warmstart = self.warm_start_policy()
+
 
         self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und")
         self.generate_images("03-generate-candidates", self.diffusion, gen["train"], self.work / "candidates")
@@ -176,8 +187,27 @@ class Demo:
             "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
             *self.judge_flags("underscore"), "--mode", "logit",
         ])
-        return {"understanding": results.sift_summary(self.work / "sift-und"),
+        return {"policy_warmstart": warmstart, "understanding": results.sift_summary(self.work / "sift-und"),
                 "generation": results.sift_summary(self.work / "sift-gen")}
+
+    def warm_start_policy(self) -> dict | None:
+        """A few SFT steps on correct, wrong and badly formed answers, so the toy policy's samples vary.
+
+        The warmed-up policy is the one sifted, DPO'd and re-scored as "before": the comparison stays paired.
+        """
+        args = self.args
+        steps = args.warmstart_steps if args.warmstart_steps is not None else (0 if args.policy_model else 150)
+        if steps <= 0:
+            return None
+        data = write_policy_warmstart(self.work / "warmstart-data", 4 * steps, args.seed)
+        output_dir = self.work / "policy-warm"
+        self.runner.run("03-policy-warmstart", [
+            self.runner.python, "examples/demo_stages/policy_warmstart.py", "--policy", self.policy,
+            "--data", str(data), "--output-dir", str(output_dir), "--steps", str(steps),
+            "--learning-rate", str(args.warmstart_lr), "--device", args.device, "--seed", str(args.seed),
+        ])
+        self.policy = str(output_dir)
+        return results.read_json_if(output_dir / "warmstart_report.json")
 
     def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path) -> None:
         media_dir = Path(self.world["data"]["und_prompts"]).parent

@@ -16,7 +16,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from demo_stages import report, results  # noqa: E402
-from demo_stages.toy_inputs import image_score_items  # noqa: E402
+from demo_stages.toy_inputs import (  # noqa: E402
+    image_score_items,
+    write_answer_quality,
+    write_policy_warmstart,
+)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -99,3 +103,54 @@ def test_report_embeds_plots_and_states_the_verdict(tmp_path):
     text = report.text_summary(summary)
     assert "0.500 -> 0.800" in text
     assert "NOT significantly higher" in text  # one prompt is no evidence
+
+
+def test_answer_quality_rows_convert_with_the_sift_point_template(tmp_path):
+    from data_converters.media_paths import MediaResolver
+    from data_converters.toy_judge_data import convert_toy_judge_row
+    from reward_core.sift import SiftSettings
+
+    path = write_answer_quality(tmp_path, 10, seed=0)["toy_answer_quality"]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    bad = [row for row in rows if row["id"].endswith("-bad")]
+    assert len(rows) == 15 and len(bad) == 5
+    assert all(row["score"] == 0 for row in bad)
+    good = {row["id"]: row for row in rows if not row["id"].endswith("-bad")}
+    assert all(row["response"] != good[row["id"][: -len("-bad")]]["response"] for row in bad)
+    record = convert_toy_judge_row(bad[0], MediaResolver(tmp_path))
+    # the judge is trained on the very prompt `unifiedreward sift` scores answers with
+    from reward_core.prompts import get_template
+
+    template = get_template(SiftSettings().point_template)
+    expected = template.render(question=bad[0]["question"], response=bad[0]["response"])
+    assert expected in record["messages"][0]["content"]
+    assert record["messages"][1]["content"] == "Final Score: 0"
+
+
+def test_policy_warmstart_mixes_correct_wrong_and_malformed_answers(tmp_path):
+    rows = [json.loads(line) for line in write_policy_warmstart(tmp_path, 80, seed=0).read_text().splitlines()]
+    assert len(rows) == 80 and all((tmp_path / row["image"]).is_file() for row in rows)
+    well_formed = sum(row["answer"].endswith(".") for row in rows)
+    assert 40 <= well_formed <= 75 and well_formed < len(rows)  # correct + wrong sentences, and some gibberish
+
+
+def test_policy_warmstart_trains_on_answer_tokens_only(toy_world, tmp_path):
+    from transformers import AutoProcessor
+
+    from demo_stages import policy_warmstart
+
+    data = write_policy_warmstart(tmp_path / "data", 4, seed=0)
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    processor = AutoProcessor.from_pretrained(toy_world["policy_model"])
+    batch = policy_warmstart.encode(processor, rows[:2], data.parent)
+    for index, row in enumerate(rows[:2]):
+        labelled = batch["labels"][index][batch["labels"][index] != -100]
+        answer_ids = processor.tokenizer(row["answer"], add_special_tokens=False)["input_ids"]
+        assert labelled.tolist()[: len(answer_ids)] == answer_ids  # the answer, then the end-of-turn token(s)
+        assert 0 < len(labelled) - len(answer_ids) <= 2
+    out = tmp_path / "warm"
+    assert policy_warmstart.main(["--policy", toy_world["policy_model"], "--data", str(data), "--output-dir",
+                                  str(out), "--steps", "2", "--batch-size", "2"]) == 0
+    report = json.loads((out / "warmstart_report.json").read_text())
+    assert report["steps"] == 2 and all(loss > 0 for loss in report["losses"])
+    assert (out / "config.json").is_file()

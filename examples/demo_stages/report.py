@@ -31,6 +31,8 @@ def _fmt(value, digits: int = 3) -> str:
 def loss_figure(summary: dict) -> str | None:
     curves = {
         "reward model SFT (LLaMA-Factory)": summary.get("reward", {}).get("loss_curve"),
+        "policy warm-start SFT": [{"step": i + 1, "loss": v} for i, v in
+                                  enumerate((summary.get("sift", {}).get("policy_warmstart") or {}).get("losses", []))],
         "policy DPO (TRL)": [{"step": i + 1, "loss": v} for i, v in
                              enumerate((summary.get("dpo", {}).get("policy") or {}).get("losses", []))],
         "Diffusion-DPO": (summary.get("dpo", {}).get("diffusion") or {}).get("loss_curve"),
@@ -114,7 +116,14 @@ def headline(summary: dict) -> list[tuple[str, str]]:
         lines.append(("reward model accuracy (GenAI-Bench schema, diff)",
                       f"{_fmt(bench['before']['diff'])} -> {_fmt(bench['after']['diff'])} "
                       f"(failed {bench['before']['n_failed']} / {bench['after']['n_failed']} of {bench['rows']})"))
-    for name, result in summary.get("sift", {}).items():
+    warmstart = summary.get("sift", {}).get("policy_warmstart")
+    if warmstart:
+        lines.append(("policy warm-start SFT", f"{warmstart['steps']} steps on {warmstart['rows']} rows, "
+                                               f"loss {warmstart['losses'][0]:.3g} -> {warmstart['losses'][-1]:.3g}"))
+    for name in ("understanding", "generation"):
+        if name not in summary.get("sift", {}):
+            continue
+        result = summary["sift"][name]
         lines.append((f"sift {name}", f"kept {result['kept']} of {result['total']} prompts "
                                       f"(dropped {result['dropped']}, failed {result['failed']})"))
     for name, result in summary.get("rescore", {}).items():

@@ -1,18 +1,22 @@
-"""Briefly pre-train the toy Stable Diffusion's UNet on toy scenes, so its denoising loss means something.
+"""Briefly pre-train the toy Stable Diffusion on toy scenes, so that it draws scenes and its loss means something.
 
-The toy world's SD (:mod:`reward_core.toy.sd`) is random: its denoising error hardly depends on the image, so a
-preference learned by Diffusion-DPO at one (noise, timestep) draw does not carry over to the next. This module
-writes a copy of that pipeline whose UNet has learned the toy scenes for a few hundred steps on CPU:
+The toy world's SD (:mod:`reward_core.toy.sd`) is random: its decoder turns any latent into the same grey noise and
+its UNet's denoising error hardly depends on the image, so there is no preference for Diffusion-DPO to learn. This
+module writes a copy of that pipeline, trained for about half a minute on CPU on the world's scene renderer:
 
-* the VAE is kept (random weights) and used deterministically (posterior mode); its ``scaling_factor`` is
-  re-calibrated so that scene latents have unit variance, as SD's ``0.18215`` does for its own VAE;
-* the UNet is trained with the usual epsilon objective on scene latents and their captions (10% empty captions,
-  so classifier-free guidance works).
+* the VAE **encoder stays random** (used deterministically: the posterior mode, i.e. ``--latent_sampling mode`` in
+  ``train_diffusion_dpo.py``); the **decoder is fitted** to invert it, and ``scaling_factor`` is set so that scene
+  latents have unit variance (what SD's ``0.18215`` does for its own VAE);
+* the **UNet** is trained with the epsilon objective on those latents and their captions (10% empty captions, so
+  classifier-free guidance works); ``sample_size`` is set to the training resolution.
 
-    python -m reward_core.toy.sd_pretrain WORLD/sd OUT_DIR [--steps 300]
+Captions never name the background, so the pre-trained model draws white, beige, grey or black ones at random: a
+brightness judge then has a clear preference to express, and DPO a clear one to learn.
 
-The output is a normal ``StableDiffusionPipeline`` folder plus ``pretrain.json`` (settings and losses); calling
-:func:`pretrain_stable_diffusion` again with the same settings reuses it.
+    python -m reward_core.toy.sd_pretrain WORLD/sd OUT_DIR [--steps 120] [--seed 0]
+
+The output is a ``StableDiffusionPipeline`` folder plus ``pretrain.json`` (settings and losses); a second call with
+the same settings reuses it.
 """
 
 from __future__ import annotations
@@ -35,16 +39,17 @@ from .scenes import random_scene, render_image
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "pretrain.json"
+LOSS_WINDOW = 20
 
 
 @dataclass(frozen=True)
 class PretrainSettings:
-    resolution: int = 32  # pixels; latents are resolution / 4 with the toy VAE
+    resolution: int = 32  # pixels; the toy VAE makes resolution / 4 latents
     num_scenes: int = 512
-    decoder_steps: int = 150
+    decoder_steps: int = 80
     decoder_batch_size: int = 16
-    decoder_learning_rate: float = 3e-3
-    steps: int = 300
+    decoder_learning_rate: float = 5e-3
+    steps: int = 120
     batch_size: int = 32
     learning_rate: float = 1e-3
     caption_dropout: float = 0.1
@@ -55,14 +60,14 @@ class PretrainSettings:
 class PretrainReport:
     settings: dict
     scaling_factor: float
-    decoder_loss: float  # reconstruction MSE (pixels in [-1, 1]) of the last 20 decoder steps
-    first_losses: float  # mean denoising loss of the first 20 steps
-    last_losses: float  # ... and of the last 20
+    decoder_loss: float  # reconstruction MSE (pixels in [-1, 1]) over the last decoder steps
+    first_loss: float  # UNet denoising MSE over the first steps ...
+    last_loss: float  # ... and over the last ones
     seconds: float
 
 
 def render_scenes(settings: PretrainSettings) -> tuple[torch.Tensor, list[str]]:
-    """``(N, 3, R, R)`` pixels in [-1, 1] and their captions (the world's scene generator, own seed)."""
+    """``(N, 3, R, R)`` pixels in [-1, 1] and their captions, from the world's scene renderer (own seed)."""
     rng = random.Random(f"sd_pretrain:{settings.seed}")
     pixels, captions = [], []
     for _ in range(settings.num_scenes):
@@ -74,6 +79,12 @@ def render_scenes(settings: PretrainSettings) -> tuple[torch.Tensor, list[str]]:
 
 
 @torch.no_grad()
+def posterior_modes(vae, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    chunks = [vae.encode(pixels[i : i + batch_size]).latent_dist.mode() for i in range(0, len(pixels), batch_size)]
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
 def encode_text(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
     ids = tokenizer(
         captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
@@ -81,13 +92,18 @@ def encode_text(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
     return text_encoder(ids)[0]
 
 
-@torch.no_grad()
-def posterior_modes(vae, pixels: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    return torch.cat([vae.encode(pixels[i : i + batch_size]).latent_dist.mode() for i in range(0, len(pixels), batch_size)])
+def mean_of(losses: list[float], first: bool) -> float:
+    window = losses[:LOSS_WINDOW] if first else losses[-LOSS_WINDOW:]
+    return float(np.mean(window)) if window else float("nan")
 
 
 def fit_decoder(vae, modes: torch.Tensor, pixels: torch.Tensor, settings: PretrainSettings, progress: bool) -> float:
-    """Fit the VAE decoder to invert the (random, frozen) encoder's posterior mode; returns the final loss."""
+    """Fit the VAE decoder to invert the frozen random encoder's posterior mode; returns the final loss.
+
+    ``post_quant_conv`` is first scaled by ``1 / std(modes)`` so that the decoder starts from unit-scale inputs
+    (otherwise it sits on a plateau for the first ~80 steps).
+    """
+    vae.post_quant_conv.weight.data.mul_(1.0 / float(modes.std()))
     params = [*vae.post_quant_conv.parameters(), *vae.decoder.parameters()]
     optimizer = torch.optim.AdamW(params, lr=settings.decoder_learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(settings.seed + 1)
@@ -100,14 +116,46 @@ def fit_decoder(vae, modes: torch.Tensor, pixels: torch.Tensor, settings: Pretra
         optimizer.zero_grad()
         losses.append(loss.item())
     vae.requires_grad_(False)
-    return float(np.mean(losses[-20:])) if losses else float("nan")
+    return mean_of(losses, first=False)
+
+
+def train_unet(pipeline, latents: torch.Tensor, captions: list[str], settings: PretrainSettings, progress: bool):
+    """Epsilon-prediction training of ``pipeline.unet``; returns the per-step losses."""
+    from diffusers import DDPMScheduler
+
+    unet = pipeline.unet
+    vocabulary = sorted(set(captions)) + [""]  # the last one is the unconditional caption
+    embeddings = encode_text(pipeline.tokenizer, pipeline.text_encoder, vocabulary)
+    caption_rows = torch.tensor([vocabulary.index(caption) for caption in captions])
+    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(settings.seed)
+    unet.train()
+    losses = []
+    for _ in tqdm(range(settings.steps), desc="toy UNet", disable=not progress):
+        rows = torch.randint(0, len(latents), (settings.batch_size,), generator=generator)
+        unconditional = torch.rand(settings.batch_size, generator=generator) < settings.caption_dropout
+        conditioning = embeddings[torch.where(unconditional, len(vocabulary) - 1, caption_rows[rows])]
+        noise = torch.randn(latents[rows].shape, generator=generator)
+        timesteps = torch.randint(
+            0, noise_scheduler.config.num_train_timesteps, (settings.batch_size,), generator=generator
+        )
+        noisy = noise_scheduler.add_noise(latents[rows], noise, timesteps)
+        loss = F.mse_loss(unet(noisy, timesteps, conditioning).sample, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    unet.eval().requires_grad_(False)
+    return losses
 
 
 def pretrain_stable_diffusion(
     base_dir: str | Path, out_dir: str | Path, settings: PretrainSettings = PretrainSettings(), progress: bool = False
 ) -> PretrainReport:
-    """Write the pre-trained pipeline to ``out_dir`` (reused when it was built with the same settings)."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    """Write the pre-trained copy of the pipeline in ``base_dir`` to ``out_dir`` (reused if built alike)."""
+    from diffusers import StableDiffusionPipeline
 
     out_dir = Path(out_dir)
     report_path = out_dir / REPORT_NAME
@@ -118,50 +166,27 @@ def pretrain_stable_diffusion(
     started = time.perf_counter()
     torch.manual_seed(settings.seed)
     pipeline = StableDiffusionPipeline.from_pretrained(base_dir)
-    vae, unet = pipeline.vae, pipeline.unet
     pixels, captions = render_scenes(settings)
-    modes = posterior_modes(vae, pixels)
-    decoder_loss = fit_decoder(vae, modes, pixels, settings, progress)
+    modes = posterior_modes(pipeline.vae, pixels)
+    decoder_loss = fit_decoder(pipeline.vae, modes, pixels, settings, progress)
     scaling_factor = float(1.0 / modes.std())
-    vae.register_to_config(scaling_factor=scaling_factor)
-    latents = modes * scaling_factor
-    unique_captions = sorted(set(captions)) + [""]
-    embeddings = encode_text(pipeline.tokenizer, pipeline.text_encoder, unique_captions)
-    caption_index = torch.tensor([unique_captions.index(caption) for caption in captions])
-    empty_index = len(unique_captions) - 1
-
-    noise_scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=settings.learning_rate, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(settings.seed)
-    unet.train()
-    losses = []
-    for _ in tqdm(range(settings.steps), desc="toy SD pre-training", disable=not progress):
-        rows = torch.randint(0, len(latents), (settings.batch_size,), generator=generator)
-        dropped = torch.rand(settings.batch_size, generator=generator) < settings.caption_dropout
-        conditioning = embeddings[torch.where(dropped, empty_index, caption_index[rows])]
-        noise = torch.randn(latents[rows].shape, generator=generator)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (settings.batch_size,), generator=generator)
-        noisy = noise_scheduler.add_noise(latents[rows], noise, timesteps)
-        loss = F.mse_loss(unet(noisy, timesteps, conditioning).sample, noise)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    unet.eval()
+    pipeline.vae.register_to_config(scaling_factor=scaling_factor)
+    losses = train_unet(pipeline, modes * scaling_factor, captions, settings, progress)
+    pipeline.unet.register_to_config(sample_size=settings.resolution // pipeline.vae_scale_factor)
     pipeline.save_pretrained(out_dir, safe_serialization=True)
-    window = min(20, len(losses))
     report = PretrainReport(
         settings=asdict(settings),
         scaling_factor=scaling_factor,
         decoder_loss=decoder_loss,
-        first_losses=float(np.mean(losses[:window])),
-        last_losses=float(np.mean(losses[-window:])),
+        first_loss=mean_of(losses, first=True),
+        last_loss=mean_of(losses, first=False),
         seconds=round(time.perf_counter() - started, 2),
     )
-    report_path.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
-    logger.info("toy SD pre-trained in %.1fs (loss %.3f -> %.3f) at %s", report.seconds, report.first_losses,
-                report.last_losses, out_dir)
+    report_path.write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")  # written last: marks completion
+    logger.info(
+        "toy SD pre-trained in %.1fs (decoder MSE %.3f, UNet loss %.3f -> %.3f) at %s",
+        report.seconds, report.decoder_loss, report.first_loss, report.last_loss, out_dir,
+    )
     return report
 
 
@@ -169,8 +194,7 @@ def main(argv: list[str] | None = None) -> PretrainReport:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("base_dir", help="The toy world's sd/ folder.")
     parser.add_argument("out_dir")
-    defaults = PretrainSettings()
-    for name, value in asdict(defaults).items():
+    for name, value in asdict(PretrainSettings()).items():
         parser.add_argument(f"--{name}", type=type(value), default=value)
     args = vars(parser.parse_args(argv))
     base_dir, out_dir = args.pop("base_dir"), args.pop("out_dir")
