@@ -67,9 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-steps", type=int, default=200, help="LLaMA-Factory optimisation steps")
     sizes.add_argument("--reward-lr", type=float, default=3e-3)
     sizes.add_argument("--reward-batch-size", type=int, default=4)
-    sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
+    sizes.add_argument("--und-prompts", type=int, default=24, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=32, help="generation prompts sifted for Diffusion-DPO")
-    sizes.add_argument("--heldout-prompts", type=int, default=20, help="held-out prompts re-scored per model")
+    sizes.add_argument("--heldout-prompts", type=int, default=16, help="held-out prompts re-scored per model")
     sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
     sizes.add_argument("--answer-tokens", type=int, default=12, help="policy answer length")
     sizes.add_argument("--warmstart-steps", type=int, default=None,
