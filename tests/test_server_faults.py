@@ -82,12 +82,12 @@ def test_per_attempt_timeout_is_retried():
 def test_server_killed_mid_batch_then_restarted(toy_server):
     """REAL server: SIGKILL while a batch is in flight; items fail with a reason within the deadline,
     and after a restart the same batch completes."""
-    batch = requests(8)
+    batch = requests(48)  # long enough (seconds even on an idle machine) for the kill to land mid-batch
     backend = OpenAIBackend(toy_server.base_url, concurrency=2, timeout=30, deadline=20, **FAST_RETRY)
     baseline = backend.generate(batch[:1], max_new_tokens=24)
     assert baseline[0].error is None
 
-    killer = threading.Timer(0.5, toy_server.kill)
+    killer = threading.Timer(0.3, toy_server.kill)
     started = time.monotonic()
     killer.start()
     try:
