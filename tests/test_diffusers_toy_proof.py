@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from reward_core.toy.sd_pretrain import pretrain_stable_diffusion
 
@@ -26,6 +27,15 @@ pytestmark = pytest.mark.slow
 # with shuffled training labels (chance control) the margin stays at -0.05..0.52, whatever the accuracy's sign count.
 MIN_ACCURACY = 0.85
 MIN_MARGIN = 5.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The toy models are too small to gain from threads; on a shared CPU they only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,11 @@
 #!/usr/bin/env bash
-# The whole chain offline on the toy world, on CPU, in a few minutes:
-# tiny SD candidates -> toy UnifiedReward (tiny random Qwen2.5-VL: most verdicts fail to parse, which the sift
-# reports instead of inventing preferences) -> Diffusion-DPO under accelerate.
+# The Diffusion-DPO toy proof, offline on CPU in about a minute per seed (see examples/diffusers/toy_dpo_proof.py):
+# toy world -> its SD pre-trained on the toy scenes (python -m reward_core.toy.sd_pretrain) -> 4 candidates per
+# prompt (generate_candidates) -> sift with a brightness rule judge behind the UnifiedReward API (sift_images) ->
+# accelerate launch --config_file examples/diffusers/accelerate_cpu.yaml integrations/diffusers/train_diffusion_dpo.py
+# (LoRA, --eval_split test) -> held-out implicit accuracy before/after, and held-out prompts drawn by the tuned LoRA.
+# Controls: --preference darker (the opposite preference), --shuffle_train_labels (random labels: chance).
 set -euo pipefail
-WORK=${WORK:-demo-work/diffusers}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} HF_HUB_OFFLINE=1
-unifiedreward toy build "$WORK/world" > "$WORK.manifest.json" 2>/dev/null || python -c "from reward_core.toy import build_world; build_world('$WORK/world')"
-
-python -m integrations.diffusers.generate_candidates --pretrained_model_name_or_path "$WORK/world/sd" \
-  --prompts "$WORK/world/data/gen_prompts.jsonl" --max_prompts 16 --num_images_per_prompt 4 \
-  --num_inference_steps 2 --output_dir "$WORK/candidates" --device cpu
-
-python -m integrations.diffusers.sift_images --candidates_dir "$WORK/candidates" \
-  --reward_model "$WORK/world/reward-qwen2_5_vl" --mode logit --output_dir "$WORK/dpo_data" --device cpu
-
-accelerate launch --config_file examples/diffusers/accelerate_cpu.yaml integrations/diffusers/train_diffusion_dpo.py \
-  --pretrained_model_name_or_path "$WORK/world/sd" --dataset_name "$WORK/dpo_data" --output_dir "$WORK/lora" \
-  --resolution 32 --train_batch_size 2 --max_train_steps 10 --learning_rate 1e-4 --rank 4 \
-  --mixed_precision no --report_to none --checkpointing_steps 5
+WORK=${WORK:-demo-work/diffusers-toy-dpo}
+export HF_HUB_OFFLINE=1
+python examples/diffusers/toy_dpo_proof.py --work_dir "$WORK" --seeds 0 1 2 --json "$WORK/proof.json" "$@"
