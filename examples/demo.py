@@ -27,6 +27,7 @@ from demo_stages import report as report_writer  # noqa: E402
 from demo_stages import results  # noqa: E402
 from demo_stages.runner import REPO_ROOT, CommandFailed, Runner  # noqa: E402
 from demo_stages.toy_inputs import (  # noqa: E402
+    image_pair_items,
     image_score_items,
     read_json,
     split_prompts,
@@ -40,7 +41,9 @@ logger = logging.getLogger("demo")
 
 RECIPE = REPO_ROOT / "integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml"
 ACCELERATE_CPU = REPO_ROOT / "examples/diffusers/accelerate_cpu.yaml"
+TOY_WORLD_ITEMS = 200  # prompts per toy file: 160 train / 40 held-out
 GEN_POINT_TEMPLATE = "image_generation.point_score.v1"
+GEN_PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,12 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
     sizes.add_argument("--answer-points", type=int, default=240,
                        help="toy answer-quality points (80%% train, plus half as many badly formed answers)")
-    sizes.add_argument("--reward-steps", type=int, default=200, help="LLaMA-Factory optimisation steps")
+    sizes.add_argument("--reward-steps", type=int, default=400, help="LLaMA-Factory optimisation steps")
     sizes.add_argument("--reward-lr", type=float, default=3e-3)
     sizes.add_argument("--reward-batch-size", type=int, default=4)
-    sizes.add_argument("--und-prompts", type=int, default=24, help="understanding prompts sifted for DPO")
-    sizes.add_argument("--gen-prompts", type=int, default=32, help="generation prompts sifted for Diffusion-DPO")
-    sizes.add_argument("--heldout-prompts", type=int, default=16, help="held-out prompts re-scored per model")
+    sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
+    sizes.add_argument("--gen-prompts", type=int, default=64, help="generation prompts sifted for Diffusion-DPO")
+    sizes.add_argument("--heldout-prompts", type=int, default=40, help="held-out prompts re-scored per model")
     sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
     sizes.add_argument("--answer-tokens", type=int, default=12, help="policy answer length")
     sizes.add_argument("--warmstart-steps", type=int, default=None,
@@ -78,12 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--warmstart-lr", type=float, default=2e-3)
     sizes.add_argument("--policy-lr", type=float, default=1e-3)
     sizes.add_argument("--policy-beta", type=float, default=0.1)
-    sizes.add_argument("--policy-epochs", type=float, default=10.0)
+    sizes.add_argument("--policy-epochs", type=float, default=5.0)
+    sizes.add_argument("--policy-sft-weight", type=float, default=0.2,
+                       help="weight of TRL's 'sft' loss on the chosen answers added to DPO (RPO); 0 = plain DPO")
     sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
-    sizes.add_argument("--diffusion-lr", type=float, default=5e-4)
-    sizes.add_argument("--diffusion-beta", type=float, default=1000.0)
+    sizes.add_argument("--diffusion-lr", type=float, default=1e-3)
+    sizes.add_argument("--diffusion-beta", type=float, default=5000.0)
+    sizes.add_argument("--diffusion-rank", type=int, default=8, help="LoRA rank of the Diffusion-DPO UNet")
     sizes.add_argument("--inference-steps", type=int, default=10, help="denoising steps per image")
-    sizes.add_argument("--resolution", type=int, default=64, help="Diffusion-DPO training resolution")
+    sizes.add_argument("--resolution", type=int, default=32, help="image size: generation and Diffusion-DPO")
+    sizes.add_argument("--latent-sampling", choices=["sample", "mode"], default=None,
+                       help="Diffusion-DPO VAE latents (default: 'mode' for the toy SD, whose encoder is random)")
     return parser.parse_args(argv)
 
 
@@ -100,7 +108,7 @@ class Demo:
         self.world: dict = {}
         self.initial_reward = self.reward_model = self.policy = self.diffusion = ""
         self.prompts: dict[str, dict[str, Path]] = {}
-        self.aligned_policy = self.aligned_diffusion = Path()
+        self.aligned_policy = self.aligned_lora = Path()
 
     # ------------------------------------------------------------------ helpers
     def judge_flags(self, style: str = "dash") -> list[str]:
@@ -118,7 +126,8 @@ class Demo:
     def train_reward(self) -> dict:
         args, run = self.args, self.runner
         world_dir = self.work / "world"
-        run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed)])
+        run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed),
+                                  "--num-items", str(TOY_WORLD_ITEMS)])
         self.world = read_json(world_dir / "manifest.json")
         self.initial_reward = args.reward_model or self.world["reward_model"]
 
@@ -176,12 +185,10 @@ class Demo:
                             {"train": args.gen_prompts, "test": args.heldout_prompts})
         self.prompts = {"und": und, "gen": gen}
         self.policy = args.policy_model or self.world["policy_model"]
-        self.diffusion = args.diffusion_model or self.world["sd_model"]
+        self.diffusion = args.diffusion_model or self.pretrain_toy_diffusion()
         warmstart = self.warm_start_policy()
-
-
         self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und")
-        self.generate_images("03-generate-candidates", self.diffusion, gen["train"], self.work / "candidates")
+        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates")
         self.runner.run("03-sift-images", [
             self.runner.python, "-m", "integrations.diffusers.sift_images",
             "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
@@ -209,6 +216,16 @@ class Demo:
         self.policy = str(output_dir)
         return results.read_json_if(output_dir / "warmstart_report.json")
 
+    def pretrain_toy_diffusion(self) -> str:
+        """The toy world's SD is random (it draws grey noise); half a minute of pre-training on the toy scenes
+        gives it varied images (``reward_core.toy.sd_pretrain``), as a real base model has."""
+        output_dir = self.work / "sd-pretrained"
+        self.runner.run("03-toy-sd-pretrain", [
+            self.runner.python, "-m", "reward_core.toy.sd_pretrain", self.world["sd_model"], str(output_dir),
+            "--resolution", str(self.args.resolution), "--seed", str(self.args.seed),
+        ])
+        return str(output_dir)
+
     def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path) -> None:
         media_dir = Path(self.world["data"]["und_prompts"]).parent
         self.runner.run(name, [
@@ -218,38 +235,45 @@ class Demo:
             "--temperature", "1.0", "--mode", "logit", "--seed", str(self.args.seed), "--no-progress",
         ])
 
-    def generate_images(self, name: str, pipeline: str, prompts: Path, output_dir: Path) -> None:
+    def generate_images(self, name: str, prompts: Path, output_dir: Path, lora: Path | None = None) -> None:
+        args = self.args
         self.runner.run(name, [
             self.runner.python, "-m", "integrations.diffusers.generate_candidates",
-            "--pretrained_model_name_or_path", pipeline, "--prompts", str(prompts), "--output_dir", str(output_dir),
-            "--num_images_per_prompt", str(self.args.num_candidates), "--num_inference_steps",
-            str(self.args.inference_steps), "--seed", str(self.args.seed), "--device", self.args.device,
+            "--pretrained_model_name_or_path", self.diffusion, "--prompts", str(prompts), "--output_dir",
+            str(output_dir), "--num_images_per_prompt", str(args.num_candidates), "--num_inference_steps",
+            str(args.inference_steps), "--height", str(args.resolution), "--width", str(args.resolution),
+            "--seed", str(args.seed), "--device", args.device, *(["--lora_weights", str(lora)] if lora else []),
         ])
 
     # ------------------------------------------------------------------ stage 4
     def align(self) -> dict:
         args = self.args
-        self.aligned_policy = self.work / "policy-dpo"
+        policy_run = self.work / "policy-dpo"
         self.runner.run("04-trl-dpo", [
-            self.runner.python, "examples/demo_stages/policy_dpo.py", "--policy", self.policy,
-            "--pairs", str(self.work / "sift-und" / "pairs.jsonl"), "--output-dir", str(self.aligned_policy),
+            self.runner.python, "examples/trl/sift_then_dpo.py", "--policy", self.policy,
+            "--pairs", str(self.work / "sift-und" / "pairs.jsonl"), "--output-dir", str(policy_run),
             "--num-train-epochs", str(args.policy_epochs), "--batch-size", "4", "--learning-rate", str(args.policy_lr),
-            "--beta", str(args.policy_beta), "--seed", str(args.seed), *(["--use-cpu"] if args.device == "cpu" else []),
+            "--beta", str(args.policy_beta), "--sft-weight", str(args.policy_sft_weight), "--seed", str(args.seed),
+            *(["--use-cpu"] if args.device == "cpu" else []),
         ])
-        dpo_dir = self.work / "sd-dpo"
+        self.aligned_policy = policy_run / "dpo"
+        self.aligned_lora = self.work / "sd-dpo"
+        latent_sampling = args.latent_sampling or ("sample" if args.diffusion_model else "mode")
         self.runner.run("04-diffusion-dpo", [
-            self.runner.script("accelerate"), "launch", "--config_file", str(ACCELERATE_CPU),
+            self.runner.script("accelerate"), "launch",
+            *(["--config_file", str(ACCELERATE_CPU)] if args.device == "cpu" else []),
             "-m", "integrations.diffusers.train_diffusion_dpo",
             "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(self.work / "sift-gen"),
-            "--output_dir", str(dpo_dir), "--full_finetune", "--resolution", str(args.resolution),
-            "--train_batch_size", "4", "--max_train_steps", str(args.diffusion_steps),
+            "--output_dir", str(self.aligned_lora), "--rank", str(args.diffusion_rank),
+            "--resolution", str(args.resolution), "--latent_sampling", latent_sampling,
+            "--train_batch_size", "8", "--max_train_steps", str(args.diffusion_steps),
             "--learning_rate", str(args.diffusion_lr), "--beta_dpo", str(args.diffusion_beta),
-            "--report_to", "none", "--seed", str(args.seed), "--checkpointing_steps", "1000000",
+            "--mixed_precision", "no" if args.device == "cpu" else "bf16", "--report_to", "none", "--seed", str(args.seed),
+            "--checkpointing_steps", "1000000",
         ])
-        self.aligned_diffusion = results.pipeline_with_unet(Path(self.diffusion), dpo_dir / "unet",
-                                                            self.work / "sd-aligned")
-        return {"policy": results.read_json_if(self.aligned_policy / "dpo_report.json"),
-                "diffusion": results.diffusion_dpo_metrics(dpo_dir / "metrics.jsonl")}
+        policy_report = results.read_json_if(policy_run / "dpo_report.json") or {}
+        policy_report.pop("log_history", None)
+        return {"policy": policy_report, "diffusion": results.diffusion_dpo_metrics(self.aligned_lora / "metrics.jsonl")}
 
     # ------------------------------------------------------------------ stage 5
     def rescore(self) -> dict:
@@ -262,9 +286,9 @@ class Demo:
 
         gen_test = self.prompts["gen"]["test"]
         items = []
-        for when, pipeline in (("before", self.diffusion), ("after", str(self.aligned_diffusion))):
+        for when, lora in (("before", None), ("after", self.aligned_lora)):
             output_dir = self.work / "heldout-gen" / when
-            self.generate_images(f"05-images-{when}", pipeline, gen_test, output_dir)
+            self.generate_images(f"05-images-{when}", gen_test, output_dir, lora)
             items.append((when, output_dir))
         score_input = self.work / "heldout-gen" / "items.jsonl"
         image_score_items(items, score_input)
@@ -275,7 +299,16 @@ class Demo:
             "--output", str(score_output),
         ])
         generation = results.image_scores(score_output)
-        return {"understanding": results.compare(understanding), "generation": results.compare(generation)}
+
+        pair_input = self.work / "heldout-gen" / "pairs.jsonl"
+        image_pair_items(items[0][1], items[1][1], pair_input)
+        pair_output = self.work / "heldout-gen" / "head_to_head.jsonl"
+        self.runner.run("05-compare-images", [
+            self.unifiedreward, "compare", *self.judge_flags("dash"), "--template", GEN_PAIR_TEMPLATE, "--swap",
+            "--mode", "logit", "--input", str(pair_input), "--output", str(pair_output),
+        ])
+        return {"understanding": results.compare(understanding), "generation": results.compare(generation),
+                "generation_head_to_head": results.head_to_head(pair_output)}
 
 
 def main(argv: list[str] | None = None) -> int:

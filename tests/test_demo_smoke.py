@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 from demo_stages import report, results  # noqa: E402
 from demo_stages.toy_inputs import (  # noqa: E402
+    image_pair_items,
     image_score_items,
     write_answer_quality,
     write_policy_warmstart,
@@ -62,6 +63,28 @@ def test_compare_calls_a_consistent_rise_improved_and_a_drop_not():
     assert not drop["improved"] and drop["delta"] == pytest.approx(-0.1)
 
 
+def test_head_to_head_pairs_same_seed_images_and_counts_per_prompt(tmp_path):
+    for name, prompts in (("before", ("p0", "p1", "p2")), ("after", ("p0", "p1"))):  # p2 failed after DPO
+        _write_jsonl(tmp_path / name / "candidates.jsonl",
+                     [{"id": p, "prompt": f"prompt {p}", "images": [f"images/{p}/0.png", f"images/{p}/1.png"]}
+                      for p in prompts])
+    items = tmp_path / "pairs.jsonl"
+    assert image_pair_items(tmp_path / "before", tmp_path / "after", items) == 4
+    rows = [json.loads(line) for line in items.read_text().splitlines()]
+    assert rows[1] == {"id": "p0/1", "fields": {"prompt": "prompt p0"},
+                       "media": ["before/images/p0/1.png", "after/images/p0/1.png"]}
+
+    verdicts = [("p0/0", "ok", 2), ("p0/1", "ok", 2), ("p1/0", "ok", 1), ("p1/1", "parse_error", None),
+                ("p2/0", "ok", 0)]
+    duel = results.head_to_head(_write_jsonl(tmp_path / "out.jsonl", [
+        {"id": i, "status": status, "winner": winner} for i, status, winner in verdicts]))
+    assert (duel["pairs"], duel["failed"], duel["aligned_wins"], duel["base_wins"], duel["ties"]) == (4, 1, 2, 1, 1)
+    assert duel["aligned_win_rate"] == pytest.approx(2 / 3)
+    # p0: aligned 2-0, p1: base 1-0, p2: a tie -> 1 prompt each way, p = P(X >= 1 | n=2) = 3/4
+    assert (duel["prompts"], duel["prompts_aligned_preferred"], duel["prompts_base_preferred"]) == (3, 1, 1)
+    assert duel["sign_test_p"] == pytest.approx(0.75) and not duel["improved"]
+
+
 def test_image_scores_round_trip_through_score_items(tmp_path):
     for name in ("before", "after"):
         _write_jsonl(tmp_path / name / "candidates.jsonl",
@@ -89,7 +112,9 @@ def test_report_embeds_plots_and_states_the_verdict(tmp_path):
         "bench": {"benchmark": "genai-bench-image", "rows": 10,
                   "before": {"diff": 0.5, "tau": 0.5, "n_failed": 0}, "after": {"diff": 0.8, "tau": 0.8, "n_failed": 1}},
         "dpo": {"policy": {"losses": [0.69, 0.5]}, "diffusion": {"loss_curve": [{"step": 1, "loss": 0.69}]}},
-        "rescore": {"generation": rescore},
+        "rescore": {"generation": rescore, "generation_head_to_head": {
+            "pairs": 8, "failed": 0, "aligned_wins": 7, "base_wins": 1, "ties": 0, "prompts": 8,
+            "prompts_aligned_preferred": 7, "prompts_base_preferred": 1, "sign_test_p": 9 / 256, "improved": True}},
         "stages": [{"name": "reward", "title": "1. train", "seconds": 12.0, "cpu_seconds": 20.0, "commands": []}],
         "total_seconds": 12.0,
         "total_cpu_seconds": 20.0,
@@ -103,6 +128,7 @@ def test_report_embeds_plots_and_states_the_verdict(tmp_path):
     text = report.text_summary(summary)
     assert "0.500 -> 0.800" in text
     assert "NOT significantly higher" in text  # one prompt is no evidence
+    assert "aligned image in 7 of 8" in text and "judge prefers the aligned model" in text
 
 
 def test_answer_quality_rows_convert_with_the_sift_point_template(tmp_path):

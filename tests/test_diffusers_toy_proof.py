@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from integrations.diffusers.generate_candidates import main as generate_main
 from reward_core.toy.sd_pretrain import pretrain_stable_diffusion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,14 @@ def test_dpo_learns_the_toy_preference_on_held_out_pairs_reloads_and_resumes(pre
     # the checkpoint reloads into the pipeline, which now draws the held-out prompts brighter
     shift = proof.generation_shift(sd_dir, output_dir, proof.held_out_prompts(preference_data["prompts"]))
     assert shift["tuned"] > shift["base"] and shift["brighter_share"] >= 0.7, shift
+    # ... and so does `generate_candidates --lora_weights` (same seeds, so only the LoRA differs)
+    drawn = {}
+    for name, lora in (("base", []), ("tuned", ["--lora_weights", str(output_dir)])):
+        generate_main(["--pretrained_model_name_or_path", str(sd_dir), "--prompts", str(preference_data["prompts"]),
+                       "--output_dir", str(tmp_path / name), "--max_prompts", "4", "--num_images_per_prompt", "2",
+                       "--num_inference_steps", "10", "--device", "cpu", *lora])
+        drawn[name] = [proof.luminance(Image.open(path)) for path in sorted((tmp_path / name).glob("images/*/*.png"))]
+    assert len(drawn["tuned"]) == 8 and np.mean(drawn["tuned"]) > np.mean(drawn["base"]), drawn
 
     proof.accelerate_launch(
         proof.train_args(sd_dir, data_dir, output_dir, seed=0, steps=42, evaluate=False)

@@ -129,3 +129,30 @@ def test_quality_task_stripes_five_minus_quality_quadrants(quality):
     swing = np.abs(pixels[:, 0:-2:4, 1] - pixels[:, 2::4, 1])
     quadrants = [swing[r:r + 28, c // 4:(c + 28) // 4].mean() for r in (0, 28) for c in (0, 28)]
     assert sum(value > 100 for value in quadrants) == 5 - quality
+
+
+@pytest.mark.parametrize("quality", [1, 3, 5])
+def test_quality_task_shadows_five_minus_quality_quadrants(quality):
+    import random
+
+    import numpy as np
+
+    from reward_core.toy.scenes import random_scene
+    from reward_core.toy.tasks import SHADOW_LIGHT, render_quality_image
+
+    scene = random_scene(random.Random(0))
+    clean, shadowed = (np.asarray(render_quality_image(scene, q, random.Random(quality), flaw=flaw), np.float32)
+                       for q, flaw in ((5, "shadow"), (quality, "shadow")))
+    # same rng seed, so the same scene jitter: a shadowed quadrant is the clean one at SHADOW_LIGHT of its light
+    ratios = [shadowed[r:r + 28, c:c + 28].sum() / clean[r:r + 28, c:c + 28].sum() for r in (0, 28) for c in (0, 28)]
+    assert sum(abs(ratio - SHADOW_LIGHT) < 0.02 for ratio in ratios) == 5 - quality
+    assert sum(abs(ratio - 1.0) < 0.02 for ratio in ratios) == quality - 1
+
+
+def test_quality_task_mixes_flaws_only_when_asked(tmp_path):
+    from reward_core.toy.tasks import make_quality_points
+
+    stripes = make_quality_points(tmp_path / "a", 10, seed=3)
+    assert stripes == make_quality_points(tmp_path / "b", 10, seed=3, flaws=("stripes",))
+    with pytest.raises(ValueError, match="flaw"):
+        make_quality_points(tmp_path / "c", 2, flaws=("blur",))

@@ -39,7 +39,7 @@ def sift_dpo_run(toy_world, tmp_path_factory) -> Path:
     run_example(
         "sift_then_dpo.py",
         ["--toy-world", toy_world["root"], "--output-dir", str(out), "--num-prompts", "4",
-         "--num-candidates", "4", "--candidate-tokens", "8", "--max-steps", "2"],
+         "--num-candidates", "4", "--candidate-tokens", "8", "--max-steps", "2", "--sft-weight", "0.5"],
         cwd=out,
     )
     return out
@@ -66,6 +66,13 @@ def test_sift_writes_pairs_and_dpo_trains_on_them(sift_dpo_run):
 
     report = json.loads((sift_dpo_run / "dpo_report.json").read_text())
     assert report["steps"] == 2 and report["finite"] and len(report["losses"]) == 2
+    assert report["losses"][0] > 1.0  # DPO at the reference (ln 2) + 0.5 x the chosen answers' NLL (--sft-weight)
+    # the trained policy is saved where `unifiedreward sift --policy` can sample from it
+    from transformers import AutoProcessor
+
+    assert report["model_dir"] == str(sift_dpo_run / "dpo")
+    assert (sift_dpo_run / "dpo" / "model.safetensors").is_file()
+    assert AutoProcessor.from_pretrained(report["model_dir"]).tokenizer is not None
 
 
 def test_grpo_logs_unifiedreward_rewards(toy_world, tmp_path):
@@ -96,12 +103,12 @@ def test_trl024_dpo_collator_matches_trl116_vision_collator(sift_dpo_run, toy_wo
     run_example(
         "sift_then_dpo.py",
         ["--toy-world", toy_world["root"], "--pairs", str(sift_dpo_run / "sift" / "pairs.jsonl"),
-         "--output-dir", str(tmp_path), "--max-steps", "2"],
+         "--output-dir", str(tmp_path), "--max-steps", "2", "--sft-weight", "0.5"],
         cwd=tmp_path, python=str(LF_PYTHON),
     )
     old = json.loads((tmp_path / "dpo_report.json").read_text())
     new = json.loads((sift_dpo_run / "dpo_report.json").read_text())
-    assert old["steps"] == 2 and old["finite"]
+    assert old["steps"] == 2 and old["finite"] and old["losses"][0] > 1.0  # the 'sft' term on TRL 0.24 too
     first_old = next(e for e in old["log_history"] if "loss" in e)
     first_new = next(e for e in new["log_history"] if "loss" in e)
     # same rows, same weights: every image patch and the mRoPE positions reach the model in both stacks

@@ -126,7 +126,8 @@ def headline(summary: dict) -> list[tuple[str, str]]:
         result = summary["sift"][name]
         lines.append((f"sift {name}", f"kept {result['kept']} of {result['total']} prompts "
                                       f"(dropped {result['dropped']}, failed {result['failed']})"))
-    for name, result in summary.get("rescore", {}).items():
+    rescore = summary.get("rescore", {})
+    for name, result in ((name, rescore[name]) for name in ("understanding", "generation") if name in rescore):
         verdict = "higher" if result["improved"] else "NOT significantly higher"
         delta = "n/a" if result["delta"] is None else f"{result['delta']:+.3g}"
         if result.get("delta_in_candidate_std") is not None:
@@ -135,6 +136,14 @@ def headline(summary: dict) -> list[tuple[str, str]]:
                       f"{_fmt(result['mean_before'])} -> {_fmt(result['mean_after'])} "
                       f"(delta {delta}, {result['prompts_improved']}/{result['prompts']} prompts up, "
                       f"sign test p={_fmt(result['sign_test_p'])}: aligned model scores {verdict})"))
+    duel = rescore.get("generation_head_to_head")
+    if duel:
+        verdict = "prefers the aligned model" if duel["improved"] else "does NOT significantly prefer the aligned model"
+        lines.append(("held-out head-to-head, generation",
+                      f"judge picks the aligned image in {duel['aligned_wins']} of {duel['pairs']} same-seed pairs "
+                      f"(both orders; base {duel['base_wins']}, failed {duel['failed']}); "
+                      f"{duel['prompts_aligned_preferred']}/{duel['prompts']} prompts, "
+                      f"sign test p={_fmt(duel['sign_test_p'])}: judge {verdict}"))
     for stage in summary.get("stages", []):
         lines.append((f"time: {stage['title']}", f"{stage['seconds']:.0f} s ({stage['cpu_seconds']:.0f} CPU s)"))
     lines.append(("time: total", f"{summary.get('total_seconds', 0):.0f} s ({summary.get('total_cpu_seconds', 0):.0f} CPU s)"))

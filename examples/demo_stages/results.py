@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import statistics
 from pathlib import Path
 
@@ -106,6 +104,30 @@ def compare(runs: dict[str, dict]) -> dict:
     }
 
 
+def head_to_head(path: Path) -> dict:
+    """``unifiedreward compare --swap`` rows (media 1 = base model, media 2 = aligned): how often the judge
+    prefers the aligned model's output, per pair and per prompt (majority of its pairs), with a sign test."""
+    wins: dict[str, list[int]] = {}
+    failed = 0
+    for row in read_jsonl(path):
+        if row.get("status") != "ok" or row.get("winner") is None:
+            failed += 1
+            continue
+        wins.setdefault(row["id"].rsplit("/", 1)[0], []).append(row["winner"])
+    verdicts = [winner for prompt in wins.values() for winner in prompt]
+    after, before = verdicts.count(2), verdicts.count(1)
+    prompt_balance = [prompt.count(2) - prompt.count(1) for prompt in wins.values()]
+    prompts_up, prompts_down = sum(b > 0 for b in prompt_balance), sum(b < 0 for b in prompt_balance)
+    p_value = sign_test(prompts_up, prompts_down)
+    return {
+        "pairs": len(verdicts), "failed": failed, "aligned_wins": after, "base_wins": before,
+        "ties": verdicts.count(0), "aligned_win_rate": after / (after + before) if after + before else None,
+        "prompts": len(wins), "prompts_aligned_preferred": prompts_up, "prompts_base_preferred": prompts_down,
+        "sign_test_p": p_value,
+        "improved": bool(prompts_up > prompts_down and p_value is not None and p_value < 0.05),
+    }
+
+
 def sign_test(up: int, down: int) -> float | None:
     """One-sided sign-test p-value of ``up`` increases vs ``down`` decreases (ties left out)."""
     n = up + down
@@ -119,28 +141,3 @@ def diffusion_dpo_metrics(path: Path) -> dict:
     rows = read_jsonl(path)
     return {"steps": len(rows), "loss_curve": [{"step": r["step"], "loss": r["loss"]} for r in rows],
             "implicit_acc": [r["implicit_acc"] for r in rows]}
-
-
-def pipeline_with_unet(base: Path, unet: Path, out_dir: Path) -> Path:
-    """A diffusers pipeline folder = ``base``'s components (linked) with ``unet`` swapped in.
-
-    For a Hub id ``base`` this would be ``pipe.unet = UNet2DConditionModel.from_pretrained(unet)``;
-    the demo writes a folder so the same ``generate_candidates`` command loads either model.
-    """
-    if not base.is_dir():  # a Hub id: its snapshot folder
-        from huggingface_hub import snapshot_download
-
-        base = Path(snapshot_download(str(base)))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
-    for entry in base.iterdir():
-        target = out_dir / entry.name
-        if entry.name == "unet":
-            continue
-        if entry.is_dir():
-            os.symlink(entry.resolve(), target, target_is_directory=True)
-        else:
-            shutil.copyfile(entry, target)
-    os.symlink(unet.resolve(), out_dir / "unet", target_is_directory=True)
-    return out_dir

@@ -14,12 +14,14 @@ FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
 
 
 def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: int) -> dict[str, Path]:
-    """The toy *quality* judge task (stripe artifact = low quality), raw records with train/test splits."""
+    """The toy *quality* judge task, raw records with train/test splits: quality 5 - k has k of its four
+    quadrants flawed, by the stripe artifact or by a shadow (underexposure), one flaw per image or pair."""
+    flaws = ("stripes", "shadow")
     return {
         "toy_quality_pairs": write_jsonl(data_dir / "toy_quality_pairs.raw.jsonl",
-                                         make_quality_pairs(data_dir, num_pairs, seed=seed)),
+                                         make_quality_pairs(data_dir, num_pairs, seed=seed, flaws=flaws)),
         "toy_quality_points": write_jsonl(data_dir / "toy_quality_points.raw.jsonl",
-                                          make_quality_points(data_dir, num_points, seed=seed)),
+                                          make_quality_points(data_dir, num_points, seed=seed, flaws=flaws)),
     }
 
 
@@ -110,6 +112,25 @@ def image_score_items(runs: list[tuple[str, Path]], out_path: Path) -> int:
             for index, image in enumerate(record["images"]):
                 items.append({"id": f"{name}/{record['id']}/{index}", "media": [f"{candidates_dir.name}/{image}"],
                               "fields": {"prompt": record["prompt"]}})
+    write_jsonl(out_path, items)
+    return len(items)
+
+
+def image_pair_items(before_dir: Path, after_dir: Path, out_path: Path) -> int:
+    """``unifiedreward compare --input`` rows: each image of ``before_dir`` (media 1) against the image the
+    aligned model drew for the same prompt and seed in ``after_dir`` (media 2); ids read ``prompt id/index``.
+
+    Both folders are ``generate_candidates`` outputs directly under ``out_path``'s folder.
+    """
+    after = {record["id"]: record for record in read_jsonl(after_dir / "candidates.jsonl")}
+    items = []
+    for record in read_jsonl(before_dir / "candidates.jsonl"):
+        if record["id"] not in after:
+            continue
+        pairs = zip(record["images"], after[record["id"]]["images"])
+        for index, (first, second) in enumerate(pairs):
+            items.append({"id": f"{record['id']}/{index}", "fields": {"prompt": record["prompt"]},
+                          "media": [f"{before_dir.name}/{first}", f"{after_dir.name}/{second}"]})
     write_jsonl(out_path, items)
     return len(items)
 

@@ -9,7 +9,8 @@
 ``prompts.jsonl`` rows: ``{"id", "question", "image"}`` (paths relative to the file). On the offline toy
 world (CPU, seconds): ``--toy-world DIR`` fills in the toy policy, judge and prompts, with the judge in
 logit mode (a random toy judge writes no parseable verdict text). ``--pairs pairs.jsonl`` skips the sift
-and trains on existing pairs (e.g. under the LLaMA-Factory env's TRL 0.24).
+and trains on existing pairs (e.g. under the LLaMA-Factory env's TRL 0.24). The trained policy and its
+processor are saved to ``OUTPUT_DIR/dpo``, the losses to ``OUTPUT_DIR/dpo_report.json``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=5e-7)
     parser.add_argument("--beta", type=float, default=0.1)
+    parser.add_argument("--sft-weight", type=float, default=0.0,
+                        help="add TRL's 'sft' loss on the chosen answers with this weight (RPO); 0 = plain DPO")
     parser.add_argument("--use-cpu", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -87,6 +90,7 @@ def train(args: argparse.Namespace, pairs: Path) -> dict:
         dataset = load_preference_pairs(pairs)
     except ValueError as error:
         raise SystemExit(str(error)) from None
+    loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, args.sft_weight]} if args.sft_weight else {}
     config = DPOConfig(
         output_dir=str(Path(args.output_dir) / "dpo"),
         max_steps=args.max_steps,
@@ -94,6 +98,7 @@ def train(args: argparse.Namespace, pairs: Path) -> dict:
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         beta=args.beta,
+        **loss,
         max_length=None,  # never cut image tokens
         remove_unused_columns=False,
         gradient_checkpointing=False,
@@ -102,10 +107,14 @@ def train(args: argparse.Namespace, pairs: Path) -> dict:
     )
     trainer = vision_dpo_trainer(args.policy, config, dataset)
     result = trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    trainer.save_model(config.output_dir)
+    trainer.processing_class.save_pretrained(config.output_dir)
+    history = trainer.state.log_history
+    losses = [entry["loss"] for entry in history if "loss" in entry]
     report = {"pairs": len(dataset), "steps": trainer.state.global_step, "losses": losses,
+              "reward_accuracies": [entry["rewards/accuracies"] for entry in history if "rewards/accuracies" in entry],
               "train_loss": result.training_loss, "finite": all(math.isfinite(x) for x in losses),
-              "log_history": trainer.state.log_history}
+              "model_dir": config.output_dir, "log_history": history}
     (Path(args.output_dir) / "dpo_report.json").write_text(json.dumps(report, indent=2))
     return report
 

@@ -2,7 +2,7 @@
 
     python -m integrations.diffusers.generate_candidates --pretrained_model_name_or_path stabilityai/sdxl-turbo \\
         --prompts prompts.jsonl --num_images_per_prompt 10 --output_dir candidates \\
-        --num_inference_steps 1 --guidance_scale 0
+        --num_inference_steps 1 --guidance_scale 0 [--lora_weights diffusion-dpo-lora]
 
 ``prompts.jsonl`` has one object per line with ``prompt`` (or ``caption``) and optionally ``id``; other keys are kept
 as metadata. Each image has its own seed (``seed + prompt_index * num_images_per_prompt + j``, one generator per
@@ -187,6 +187,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--revision", default=None)
     parser.add_argument("--variant", default=None)
+    parser.add_argument("--lora_weights", default=None,
+                        help="LoRA to load into the pipeline (e.g. train_diffusion_dpo.py's --output_dir).")
     parser.add_argument("--torch_dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--device", default=None, help="Default: cuda if available, else cpu.")
     parser.add_argument("--max_prompts", type=int, default=None)
@@ -205,6 +207,8 @@ def main(input_args: list[str] | None = None) -> GenerationSummary:
         variant=args.variant,
         torch_dtype=getattr(torch, args.torch_dtype),
     ).to(device)
+    if args.lora_weights:
+        pipeline.load_lora_weights(args.lora_weights)
     prompts = read_prompts(args.prompts)[: args.max_prompts]
     call_kwargs = {
         name: getattr(args, name)

@@ -8,6 +8,10 @@ carry the artifact": five well separated levels that do not depend on colour, sh
 (An earlier version blended the whole image at strength ``(5 - q) / 4``; the tiny model could rank
 those images but not tell neighbouring levels apart: pointwise exact accuracy stayed near 65%.)
 
+A second flaw, ``shadow`` (the quadrant underexposed to a quarter of its light), can replace the stripes
+(``flaws=("stripes", "shadow")``: one flaw per image or pair), so that a judge also learns that well-lit is
+better, a preference that a toy text-to-image model's own images (light and dark backgrounds) can express.
+
 * ``quality_points``: caption + one image, target score = quality (1-5).
 * ``quality_pairs``: caption + two images of the caption's scene whose qualities differ by at
   least ``min_gap``; the winner is the higher-quality image. Training pairs are written in both
@@ -30,7 +34,9 @@ from .data import _save_image, _split
 from .scenes import random_scene, render_image
 
 QUALITIES = (1, 2, 3, 4, 5)
+FLAWS = ("stripes", "shadow")
 ARTIFACT_STRENGTH = 0.85  # a striped quadrant keeps a faint view of the scene
+SHADOW_LIGHT = 0.25  # a shadowed quadrant keeps a quarter of its light
 
 
 def stripe_artifact(size: int) -> np.ndarray:
@@ -52,25 +58,40 @@ def artifact_mask(quality: int, rng: random.Random, size: int) -> np.ndarray:
     return mask
 
 
-def render_quality_image(scene, quality: int, rng: random.Random, size: int = 56) -> Image.Image:
-    """The scene drawn cleanly, with the stripe artifact over ``5 - quality`` of its quadrants."""
+def render_quality_image(
+    scene, quality: int, rng: random.Random, size: int = 56, flaw: str = "stripes"
+) -> Image.Image:
+    """The scene drawn cleanly, with ``flaw`` over ``5 - quality`` of its quadrants: the stripe artifact, or a
+    shadow (the quadrant darkened to ``SHADOW_LIGHT`` of its light, i.e. underexposed)."""
+    if flaw not in FLAWS:
+        raise ValueError(f"flaw must be one of {FLAWS}, got {flaw!r}")
     clean = np.asarray(render_image(scene, rng, size, noise=0.02), dtype=np.float32)
-    strength = ARTIFACT_STRENGTH * artifact_mask(quality, rng, size)
-    pixels = (1 - strength) * clean + strength * stripe_artifact(size)
+    mask = artifact_mask(quality, rng, size)
+    if flaw == "stripes":
+        strength = ARTIFACT_STRENGTH * mask
+        pixels = (1 - strength) * clean + strength * stripe_artifact(size)
+    else:
+        pixels = clean * (1 - (1 - SHADOW_LIGHT) * mask)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def pick_flaw(flaws: tuple[str, ...], rng: random.Random) -> str:
+    """One of ``flaws`` (a single flaw draws nothing from ``rng``, so stripe-only data stay as they were)."""
+    return flaws[0] if len(flaws) == 1 else rng.choice(flaws)
 
 
 def make_quality_points(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56,
-    name: str = "quality_points",
+    name: str = "quality_points", flaws: tuple[str, ...] = ("stripes",),
 ) -> list[dict]:
-    """Caption + one image scored 1-5 by its quality (qualities are balanced)."""
+    """Caption + one image scored 1-5 by its quality (qualities are balanced); each image has one of ``flaws``."""
     rng = random.Random(f"{name}:{seed}")
     records = []
     for index in range(num_items):
         scene = random_scene(rng)
         quality = QUALITIES[index % len(QUALITIES)]
-        image = _save_image(render_quality_image(scene, quality, rng, size), data_dir, f"{name}/{index:05d}.png")
+        image = render_quality_image(scene, quality, rng, size, pick_flaw(flaws, rng))
+        image = _save_image(image, data_dir, f"{name}/{index:05d}.png")
         records.append(
             {"id": f"{name}-{index:05d}", "prompt": scene.caption(), "image": image, "score": quality,
              "split": _split(index, num_items, held_out)}
@@ -80,9 +101,9 @@ def make_quality_points(
 
 def make_quality_pairs(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56, min_gap: int = 2,
-    name: str = "quality_pairs",
+    name: str = "quality_pairs", flaws: tuple[str, ...] = ("stripes",),
 ) -> list[dict]:
-    """Caption + two renderings of its scene; the higher quality wins.
+    """Caption + two renderings of its scene with the same one of ``flaws``; the higher quality wins.
 
     Train pairs appear in both orders (two records each); test pairs once, in a random order.
     """
@@ -93,10 +114,9 @@ def make_quality_pairs(
         scene = random_scene(rng)
         better, worse = rng.choice(options)
         split = _split(index, num_items, held_out)
-        paths = [
-            _save_image(render_quality_image(scene, quality, rng, size), data_dir, f"{name}/{index:05d}_{slot}.png")
-            for slot, quality in (("a", better), ("b", worse))
-        ]
+        flaw = pick_flaw(flaws, rng)
+        images = [render_quality_image(scene, quality, rng, size, flaw) for quality in (better, worse)]
+        paths = [_save_image(image, data_dir, f"{name}/{index:05d}_{slot}.png") for slot, image in zip("ab", images)]
         orders = [(paths, 1), (paths[::-1], 2)] if split == "train" else [rng.choice([(paths, 1), (paths[::-1], 2)])]
         for images, winner in orders:
             records.append(
