@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -180,3 +181,20 @@ def test_policy_warmstart_trains_on_answer_tokens_only(toy_world, tmp_path):
     report = json.loads((out / "warmstart_report.json").read_text())
     assert report["steps"] == 2 and all(loss > 0 for loss in report["losses"])
     assert (out / "config.json").is_file()
+
+
+def test_bench_figure_leaves_a_missing_metric_out_instead_of_drawing_zero(monkeypatch):
+    import matplotlib.axes
+
+    bench = {"benchmark": "genai-bench-image", "rows": 4,
+             "before": {"diff": 0.5, "tau": None}, "after": {"diff": 0.75, "tau": 0.7}}
+    drawn, bar = [], matplotlib.axes.Axes.bar
+
+    def recording_bar(self, x, height, *args, **kwargs):
+        drawn.append(list(height))
+        return bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", recording_bar)
+    assert base64.b64decode(report.bench_figure(bench)).startswith(b"\x89PNG")
+    assert drawn[0][0] == 0.5 and math.isnan(drawn[0][1])  # no bar, not a bar at 0
+    assert drawn[1] == [0.75, 0.7]

@@ -56,7 +56,8 @@ def bench_figure(bench: dict) -> str | None:
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     width = 0.35
     for offset, when in ((-width / 2, "before"), (width / 2, "after")):
-        values = [bench[when].get(key) or 0.0 for key in keys]
+        values = [bench[when].get(key) for key in keys]
+        values = [float("nan") if value is None else value for value in values]  # a missing metric is no bar
         bars = ax.bar([i + offset for i in range(len(keys))], values, width, label=f"{when} training")
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance (diff)")
@@ -127,7 +128,10 @@ def headline(summary: dict) -> list[tuple[str, str]]:
         lines.append((f"sift {name}", f"kept {result['kept']} of {result['total']} prompts "
                                       f"(dropped {result['dropped']}, failed {result['failed']})"))
     rescore = summary.get("rescore", {})
-    for name, result in ((name, rescore[name]) for name in ("understanding", "generation") if name in rescore):
+    for name in ("understanding", "generation"):
+        if name not in rescore:
+            continue
+        result = rescore[name]
         verdict = "higher" if result["improved"] else "NOT significantly higher"
         delta = "n/a" if result["delta"] is None else f"{result['delta']:+.3g}"
         if result.get("delta_in_candidate_std") is not None:

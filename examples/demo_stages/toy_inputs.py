@@ -6,6 +6,7 @@ import json
 import random
 from pathlib import Path
 
+from integrations.diffusers.generate_candidates import CANDIDATES_FILE
 from reward_core.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
 from reward_core.toy.scenes import COLOURS, SHAPES
 from reward_core.toy.tasks import make_quality_pairs, make_quality_points
@@ -100,6 +101,12 @@ def split_prompts(source: Path, out_dir: Path, limits: dict[str, int]) -> dict[s
     return paths
 
 
+def candidate_records(candidates_dir: Path) -> list[dict]:
+    """The per-prompt records (``id``, ``prompt``, ``images`` relative to the folder) of a
+    ``generate_candidates`` run."""
+    return read_jsonl(candidates_dir / CANDIDATES_FILE)
+
+
 def image_score_items(runs: list[tuple[str, Path]], out_path: Path) -> int:
     """``unifiedreward score --input`` rows for every image of some ``generate_candidates`` runs.
 
@@ -108,7 +115,7 @@ def image_score_items(runs: list[tuple[str, Path]], out_path: Path) -> int:
     """
     items = []
     for name, candidates_dir in runs:
-        for record in read_jsonl(candidates_dir / "candidates.jsonl"):
+        for record in candidate_records(candidates_dir):
             for index, image in enumerate(record["images"]):
                 items.append({"id": f"{name}/{record['id']}/{index}", "media": [f"{candidates_dir.name}/{image}"],
                               "fields": {"prompt": record["prompt"]}})
@@ -122,9 +129,9 @@ def image_pair_items(before_dir: Path, after_dir: Path, out_path: Path) -> int:
 
     Both folders are ``generate_candidates`` outputs directly under ``out_path``'s folder.
     """
-    after = {record["id"]: record for record in read_jsonl(after_dir / "candidates.jsonl")}
+    after = {record["id"]: record for record in candidate_records(after_dir)}
     items = []
-    for record in read_jsonl(before_dir / "candidates.jsonl"):
+    for record in candidate_records(before_dir):
         if record["id"] not in after:
             continue
         pairs = zip(record["images"], after[record["id"]]["images"])
