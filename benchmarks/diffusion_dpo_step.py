@@ -46,7 +46,7 @@ def build_sd15_shaped_pipeline(out_dir: Path) -> Path:
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from reward_core.toy.tokenization import save_clip_tokenizer
+    from unifiedreward.toy.tokenization import save_clip_tokenizer
 
     vocab_size = save_clip_tokenizer(out_dir / "tokenizer", CAPTIONS, 77)
     tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
@@ -75,7 +75,7 @@ def build_sd15_shaped_pipeline(out_dir: Path) -> Path:
 
 
 def build_toy_pipeline(out_dir: Path) -> Path:
-    from reward_core.toy.sd import build_stable_diffusion
+    from unifiedreward.toy.sd import build_stable_diffusion
 
     return build_stable_diffusion(out_dir, CAPTIONS, seed=0)
 

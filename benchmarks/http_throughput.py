@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ur-http-bench-") as tmp:
         model = args.model
         if model is None:
-            from reward_core.toy.tokenization import train_qwen_tokenizer
-            from reward_core.toy.qwen import build_qwen2_5_vl
+            from unifiedreward.toy.tokenization import train_qwen_tokenizer
+            from unifiedreward.toy.qwen import build_qwen2_5_vl
 
             model = str(build_qwen2_5_vl(Path(tmp) / "reward", train_qwen_tokenizer()))
         server = TransformersServer(model, startup_timeout=300).start()

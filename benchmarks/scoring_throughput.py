@@ -165,7 +165,7 @@ def build_model(args, world: dict):
 
 
 def run(args) -> dict:
-    from reward_core.toy import build_world, load_world
+    from unifiedreward.toy import build_world, load_world
 
     world_dir = args.world or os.path.join(tempfile.gettempdir(), "unifiedreward-bench-world")
     world = load_world(world_dir) or build_world(world_dir)

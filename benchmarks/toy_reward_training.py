@@ -2,7 +2,7 @@
 
     python benchmarks/toy_reward_training.py --json bench-out/toy_reward_training.json
 
-Pipeline: toy quality task (``reward_core.toy.tasks``) -> ``data_converters.convert_toy_judge``
+Pipeline: toy quality task (``unifiedreward.toy.tasks``) -> ``data_converters.convert_toy_judge``
 (UnifiedReward prompts from the registry, "Image 1 is better." / "Final Score: 4" targets) ->
 ``llamafactory-cli train integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml <CPU + toy
 overrides>`` in ``.venv-llamafactory`` -> ``UnifiedReward.from_pretrained`` on the checkpoint ->

@@ -1,7 +1,7 @@
 """Preference pairs -> LLaMA-Factory pairwise (``ranking: true``) records for the DPO stage.
 
 Generic rows ``{prompt | question, image | images | video, chosen, rejected}`` (optionally with
-``chosen_score``/``rejected_score``), and the records ``reward_core.sift.run_sift`` writes
+``chosen_score``/``rejected_score``), and the records ``unifiedreward.sift.run_sift`` writes
 (``{id, status, fields: {question}, candidates, chosen_index, rejected_index, meta: {images}}``;
 only ``kept`` records are converted, the others are counted as filtered).
 ``chosen``/``rejected`` are answer strings (or ``{"content"|"value": str}`` messages).

@@ -218,10 +218,10 @@ class Demo:
 
     def pretrain_toy_diffusion(self) -> str:
         """The toy world's SD is random (it draws grey noise); half a minute of pre-training on the toy scenes
-        gives it varied images (``reward_core.toy.sd_pretrain``), as a real base model has."""
+        gives it varied images (``unifiedreward.toy.sd_pretrain``), as a real base model has."""
         output_dir = self.work / "sd-pretrained"
         self.runner.run("03-toy-sd-pretrain", [
-            self.runner.python, "-m", "reward_core.toy.sd_pretrain", self.world["sd_model"], str(output_dir),
+            self.runner.python, "-m", "unifiedreward.toy.sd_pretrain", self.world["sd_model"], str(output_dir),
             "--resolution", str(self.args.resolution), "--seed", str(self.args.seed),
         ])
         return str(output_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reward_core.cli_bench import main
+from unifiedreward.cli.bench import main
 
 VOTES = {1: "leftvote", 2: "rightvote"}
 

@@ -11,8 +11,8 @@ import sys
 import pytest
 from PIL import Image
 
-from reward_core.bench import load_benchmark
-from reward_core.bench.loaders import vl_rewardbench_category
+from unifiedreward.bench import load_benchmark
+from unifiedreward.bench.loaders import vl_rewardbench_category
 
 
 def _png(color: str) -> bytes:
@@ -168,7 +168,7 @@ def test_saved_hf_dataset_with_image_feature(tmp_path):
     assert Image.open(io.BytesIO(image)).getpixel((0, 0)) == (0, 0, 255)
 
 
-def test_reward_core_does_not_import_datasets_or_pyarrow():
-    code = "import sys, reward_core.bench, reward_core.cli_bench; print('datasets' in sys.modules, 'pyarrow' in sys.modules)"
+def test_bench_does_not_import_datasets_or_pyarrow():
+    code = "import sys, unifiedreward.bench, unifiedreward.cli.bench; print('datasets' in sys.modules, 'pyarrow' in sys.modules)"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.split() == ["False", "False"]

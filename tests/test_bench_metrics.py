@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reward_core.bench.metrics import (
+from unifiedreward.bench.metrics import (
     accuracy,
     accuracy_without_ties,
     category_accuracies,

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from reward_core.backends.base import AnswerLogprobs, Generation
-from reward_core.bench import evaluate, load_benchmark, write_report
-from reward_core.bench.runner import presentation_orders
+from unifiedreward.bench import evaluate, load_benchmark, write_report
+from unifiedreward.bench.runner import presentation_orders
 from reward_core.model import UnifiedReward
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from reward_core.cli import SUBCOMMANDS
+from unifiedreward.cli import SUBCOMMANDS
 from reward_core.prompts import get_template, list_templates, load_upstream_prompts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONIOENCODING="ascii")  # output must not depend on the locale
     return subprocess.run(
-        [sys.executable, "-m", "reward_core.cli", *args], input=stdin, capture_output=True, cwd=REPO, env=env, timeout=60
+        [sys.executable, "-m", "unifiedreward.cli", *args], input=stdin, capture_output=True, cwd=REPO, env=env, timeout=60
     )
 
 

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from reward_core import cli_score
 from servers import StubServer, chat_response
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 def run_cli(argv: list[str]) -> int:
-    """Through the real `unifiedreward` parser when score/compare are registered there, else ours alone."""
-    from reward_core import cli
+    """Through the real `unifiedreward` parser."""
+    from unifiedreward import cli
 
-    if {"score", "compare"} <= set(cli.SUBCOMMANDS):
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="unifiedreward")
-    cli_score.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return cli.main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from PIL import Image
 import data_converters as dc
 from data_converters.records import iter_rows
 from integrations.llamafactory import register_dataset
-from reward_core import cli
+from unifiedreward import cli
 from reward_core.parsers import parse_for
 from reward_core.prompts import get_template
 
@@ -313,7 +313,7 @@ def test_cli_convert_registers_the_dataset(tmp_path, media, capsys):
 
 
 def test_run_sift_records_become_ranking_records(tmp_path, media):
-    from reward_core.sift import PairOutcome, SiftRecord, SiftWriter
+    from unifiedreward.sift import PairOutcome, SiftRecord, SiftWriter
 
     def record(item_id, status, candidates, chosen=None, rejected=None):
         kept = status == "kept"

@@ -135,7 +135,7 @@ def test_report_embeds_plots_and_states_the_verdict(tmp_path):
 def test_answer_quality_rows_convert_with_the_sift_point_template(tmp_path):
     from data_converters.media_paths import MediaResolver
     from data_converters.toy_judge_data import convert_toy_judge_row
-    from reward_core.sift import SiftSettings
+    from unifiedreward.sift import SiftSettings
 
     path = write_answer_quality(tmp_path, 10, seed=0)["toy_answer_quality"]
     rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from integrations.diffusers.generate_candidates import main as generate_main
-from reward_core.toy.sd_pretrain import pretrain_stable_diffusion
+from unifiedreward.toy.sd_pretrain import pretrain_stable_diffusion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "examples" / "diffusers"))

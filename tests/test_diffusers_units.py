@@ -297,7 +297,7 @@ def test_training_step_pieces_learn_a_fixed_draw_with_adapters_off_as_reference(
 def test_sift_with_the_toy_reward_model_in_logit_mode(toy_world, tmp_path):
     """The real tiny Qwen2.5-VL through reward_core: every prompt gets a decision with a reason; kept pairs are
     strictly ordered by score."""
-    from reward_core.sift import SiftSettings
+    from unifiedreward.sift import SiftSettings
 
     write_candidates(tmp_path / "c", [[10, 200, 90, 60], [30, 140, 220, 70]])
     settings = SiftSettings(pair_template="image_generation.pair_rank.v1",

@@ -120,8 +120,8 @@ def test_quality_task_stripes_five_minus_quality_quadrants(quality):
 
     import numpy as np
 
-    from reward_core.toy.scenes import random_scene
-    from reward_core.toy.tasks import render_quality_image
+    from unifiedreward.toy.scenes import random_scene
+    from unifiedreward.toy.tasks import render_quality_image
 
     rng = random.Random(quality)
     pixels = np.asarray(render_quality_image(random_scene(rng), quality, rng), dtype=np.float32)
@@ -137,8 +137,8 @@ def test_quality_task_shadows_five_minus_quality_quadrants(quality):
 
     import numpy as np
 
-    from reward_core.toy.scenes import random_scene
-    from reward_core.toy.tasks import SHADOW_LIGHT, render_quality_image
+    from unifiedreward.toy.scenes import random_scene
+    from unifiedreward.toy.tasks import SHADOW_LIGHT, render_quality_image
 
     scene = random_scene(random.Random(0))
     clean, shadowed = (np.asarray(render_quality_image(scene, q, random.Random(quality), flaw=flaw), np.float32)
@@ -150,7 +150,7 @@ def test_quality_task_shadows_five_minus_quality_quadrants(quality):
 
 
 def test_quality_task_mixes_flaws_only_when_asked(tmp_path):
-    from reward_core.toy.tasks import make_quality_points
+    from unifiedreward.toy.tasks import make_quality_points
 
     stripes = make_quality_points(tmp_path / "a", 10, seed=3)
     assert stripes == make_quality_points(tmp_path / "b", 10, seed=3, flaws=("stripes",))

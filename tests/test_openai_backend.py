@@ -217,7 +217,7 @@ def test_trie_helpers():
 
 
 def test_serve_cmd_uses_replicas_for_small_judges(capsys):
-    from reward_core.cli_serve import main, params_from_name, plan
+    from unifiedreward.cli.serve_cmd import main, params_from_name, plan
 
     assert main(["CodeGoat24/UnifiedReward-2.0-qwen3vl-8b", "--gpus", "8"]) == 0
     command = capsys.readouterr().out

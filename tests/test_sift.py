@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reward_core.results import RewardResult, Status
-from reward_core.sift import (
+from unifiedreward.sift import (
     PairOutcome,
     SiftItem,
     SiftSettings,
@@ -201,7 +201,7 @@ def test_trl_rows_are_conversational_with_image_placeholders(tmp_path):
 
 RUNNER = SCRIPTED_RM + '''
 import sys
-from reward_core.sift import SiftItem, SiftSettings, run_sift
+from unifiedreward.sift import SiftItem, SiftSettings, run_sift
 
 items = [
     SiftItem(f"p{i}", {"question": f"q {i}"}, [f"q{i % 5}-a", f"q{(i * 7) % 6}-b", f"q{(i * 3) % 4}-c", "q2-d"], order=i)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from reward_core.toy import build_world
-from reward_core.toy.data import read_jsonl
-from reward_core.toy.scenes import COLOURS
-from reward_core.toy.tokenization import QWEN_SPECIAL_TOKENS
+from unifiedreward.toy import build_world
+from unifiedreward.toy.data import read_jsonl
+from unifiedreward.toy.scenes import COLOURS
+from unifiedreward.toy.tokenization import QWEN_SPECIAL_TOKENS
 
 
 def _records(toy_world: dict, name: str) -> list[dict]:
@@ -208,7 +208,7 @@ def test_same_seed_rebuilds_identical_files_in_process(toy_world, tmp_path):
 def test_cli_prints_only_the_manifest_and_rebuilds_the_same_world(toy_world, tmp_path):
     """A second process too: BPE training must not depend on hash seeds."""
     out_dir = tmp_path / "cli"
-    command = [sys.executable, "-m", "reward_core.toy", "build", str(out_dir), "--seed", str(toy_world["seed"]),
+    command = [sys.executable, "-m", "unifiedreward.toy", "build", str(out_dir), "--seed", str(toy_world["seed"]),
                "--num-items", "3"]
     manifest = json.loads(subprocess.run(command, capture_output=True, text=True, check=True, timeout=300).stdout)
     assert manifest["seed"] == toy_world["seed"]
@@ -219,7 +219,7 @@ def test_cli_prints_only_the_manifest_and_rebuilds_the_same_world(toy_world, tmp
 
 
 def test_make_api_takes_seed_size_and_difficulty(tmp_path):
-    from reward_core.toy.data import make_image_pairs
+    from unifiedreward.toy.data import make_image_pairs
 
     first = make_image_pairs(tmp_path / "a", 6, seed=0)
     assert [r["prompt"] for r in first] != [r["prompt"] for r in make_image_pairs(tmp_path / "b", 6, seed=1)]

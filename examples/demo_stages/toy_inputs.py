@@ -7,9 +7,9 @@ import random
 from pathlib import Path
 
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
-from reward_core.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
-from reward_core.toy.scenes import COLOURS, SHAPES
-from reward_core.toy.tasks import make_quality_pairs, make_quality_points
+from unifiedreward.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
+from unifiedreward.toy.scenes import COLOURS, SHAPES
+from unifiedreward.toy.tasks import make_quality_pairs, make_quality_points
 
 FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Diffusion-DPO toy proof, offline on CPU in about a minute per seed (see examples/diffusers/toy_dpo_proof.py):
-# toy world -> its SD pre-trained on the toy scenes (python -m reward_core.toy.sd_pretrain) -> 4 candidates per
+# toy world -> its SD pre-trained on the toy scenes (python -m unifiedreward.toy.sd_pretrain) -> 4 candidates per
 # prompt (generate_candidates) -> sift with a brightness rule judge behind the UnifiedReward API (sift_images) ->
 # accelerate launch --config_file examples/diffusers/accelerate_cpu.yaml integrations/diffusers/train_diffusion_dpo.py
 # (LoRA, --eval_split test) -> held-out implicit accuracy before/after, and held-out prompts drawn by the tuned LoRA.

@@ -3,7 +3,7 @@
 
     python examples/diffusers/toy_dpo_proof.py --work_dir demo-work/toy-dpo --seeds 0 1 2 --json proof.json
 
-1. toy world (``reward_core.toy``) -> its SD briefly pre-trained on the toy scenes (``reward_core.toy.sd_pretrain``);
+1. toy world (``unifiedreward.toy``) -> its SD briefly pre-trained on the toy scenes (``unifiedreward.toy.sd_pretrain``);
 2. ``generate_candidates``: 4 images per prompt for 160 prompts (128 train / 32 held-out ``test`` prompts);
 3. ``sift_images.sift_candidates`` with :class:`BrightnessJudge`, a rule judge behind the normal UnifiedReward API
    (it answers in UnifiedReward's formats, which ``reward_core`` parses): the brighter image wins;
@@ -78,7 +78,7 @@ class BrightnessJudge:
 
 def write_prompts(path: Path, num_prompts: int, seed: int) -> Path:
     """Toy captions (20% held out as split ``test``) as ``generate_candidates`` prompts."""
-    from reward_core.toy.data import make_gen_prompts, write_jsonl
+    from unifiedreward.toy.data import make_gen_prompts, write_jsonl
 
     return write_jsonl(path, make_gen_prompts(num_prompts, seed=seed, held_out=0.2))
 
@@ -164,7 +164,7 @@ def generation_shift(sd_dir: Path, lora_dir: Path, prompts: list[str], num_infer
 
 
 def held_out_prompts(prompts: Path) -> list[str]:
-    from reward_core.toy.data import read_jsonl
+    from unifiedreward.toy.data import read_jsonl
 
     return [record["prompt"] for record in read_jsonl(prompts) if record["split"] == "test"]
 
@@ -183,8 +183,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from reward_core.toy import build_world, load_world
-    from reward_core.toy.sd_pretrain import PretrainSettings, pretrain_stable_diffusion
+    from unifiedreward.toy import build_world, load_world
+    from unifiedreward.toy.sd_pretrain import PretrainSettings, pretrain_stable_diffusion
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

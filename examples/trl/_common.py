@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from reward_core.cli_common import load_judge
+from unifiedreward.cli.common import load_judge
 
 
 def apply_toy_world(args: argparse.Namespace) -> None:

@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def sift(args: argparse.Namespace) -> Path:
     """Runs ``unifiedreward sift`` (the same code as the console command) into ``output_dir/sift``."""
-    from reward_core.cli_sift import main as sift_main
+    from unifiedreward.cli.sift import main as sift_main
 
     prompts = Path(args.prompts)
     if args.num_prompts:

@@ -3,7 +3,7 @@
     python -m integrations.diffusers.sift_images --candidates_dir candidates \\
         --reward_model CodeGoat24/UnifiedReward-qwen-7b --output_dir dpo_data
 
-Uses the shared pair-rank + point-sift algorithm (:mod:`reward_core.sift`): candidates are ranked in disjoint pairs,
+Uses the shared pair-rank + point-sift algorithm (:mod:`unifiedreward.sift`): candidates are ranked in disjoint pairs,
 all are point-scored, and the best-scored winner vs the worst-scored loser is kept only when strictly better. Ties and
 failed judgements never become preferences. Output (``load_from_disk``-able, so ``--dataset_name output_dir`` works
 with ``train_diffusion_dpo.py``)::
@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from reward_core.sift import SiftItem, SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
+from unifiedreward.sift import SiftItem, SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
 
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
 

@@ -52,8 +52,8 @@ class ToyData:
 
 def build_toy_reward_model(out_dir: Path, setup: ToyTrainingSetup) -> Path:
     """A randomly initialised Qwen2.5-VL sized for the toy task (toy world tokenizer and processor)."""
-    from reward_core.toy.qwen import QwenSize, build_qwen2_5_vl
-    from reward_core.toy.tokenization import train_qwen_tokenizer
+    from unifiedreward.toy.qwen import QwenSize, build_qwen2_5_vl
+    from unifiedreward.toy.tokenization import train_qwen_tokenizer
 
     size = QwenSize(
         hidden_size=setup.hidden_size, num_layers=setup.num_layers, num_heads=setup.num_heads,
@@ -66,8 +66,8 @@ def build_toy_reward_model(out_dir: Path, setup: ToyTrainingSetup) -> Path:
 
 def prepare_toy_data(data_dir: Path, setup: ToyTrainingSetup) -> ToyData:
     """Write the quality task's records and media, convert the train split, register both datasets."""
-    from reward_core.toy.data import write_jsonl
-    from reward_core.toy.tasks import make_quality_pairs, make_quality_points
+    from unifiedreward.toy.data import write_jsonl
+    from unifiedreward.toy.tasks import make_quality_pairs, make_quality_points
 
     data_dir = Path(data_dir)
     num_pairs, num_points = setup.train_pairs + setup.test_pairs, setup.train_points + setup.test_points
@@ -95,12 +95,12 @@ def prepare_toy_data(data_dir: Path, setup: ToyTrainingSetup) -> ToyData:
 def prepare_toy_dpo_data(data_dir: Path, num_items: int = 8, seed: int = 0) -> ToyData:
     """Sift-format preference records for the DPO recipe, converted and registered as ``toy_sift_dpo``.
 
-    The records have exactly the layout ``reward_core.sift.run_sift`` writes (kept items with a chosen
+    The records have exactly the layout ``unifiedreward.sift.run_sift`` writes (kept items with a chosen
     and a rejected answer to a question about a toy image), but chosen/rejected come from the toy
     world's ground truth instead of a judge: the point is the data path and the ``stage: dpo`` run.
     """
-    from reward_core.sift import PairOutcome, SiftRecord, SiftWriter
-    from reward_core.toy.data import make_und_pairs
+    from unifiedreward.sift import PairOutcome, SiftRecord, SiftWriter
+    from unifiedreward.toy.data import make_und_pairs
 
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ import argparse
 import logging
 import sys
 
-from reward_core.bench.loaders import BENCHMARKS
-from reward_core.cli_common import load_judge
+from unifiedreward.bench.loaders import BENCHMARKS
+from unifiedreward.cli.common import load_judge
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def _video_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reward_core.bench import evaluate, load_benchmark, write_report
-    from reward_core.bench.runner import check_template
+    from unifiedreward.bench import evaluate, load_benchmark, write_report
+    from unifiedreward.bench.runner import check_template
     from reward_core.prompts import get_template
 
     try:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sys
 
-from reward_core.cli_common import parse_fields
+from unifiedreward.cli.common import parse_fields
 from reward_core.prompts import get_template, list_templates
 
 

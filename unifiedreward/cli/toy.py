@@ -26,7 +26,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .world import build_world  # imported here so that `unifiedreward --help` stays fast
+    from unifiedreward.toy.world import build_world  # imported here so that `unifiedreward --help` stays fast
 
     sizes = {} if args.num_items is None else {"num_items": args.num_items}
     manifest = build_world(args.out_dir, seed=args.seed, **sizes)

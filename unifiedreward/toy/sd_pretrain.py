@@ -1,6 +1,6 @@
 """Briefly pre-train the toy Stable Diffusion on toy scenes, so that it draws scenes and its loss means something.
 
-The toy world's SD (:mod:`reward_core.toy.sd`) is random: its decoder turns any latent into the same grey noise and
+The toy world's SD (:mod:`unifiedreward.toy.sd`) is random: its decoder turns any latent into the same grey noise and
 its UNet's denoising error hardly depends on the image, so there is no preference for Diffusion-DPO to learn. This
 module writes a copy of that pipeline, trained for about half a minute on CPU on the world's scene renderer:
 
@@ -13,7 +13,7 @@ module writes a copy of that pipeline, trained for about half a minute on CPU on
 Captions never name the background, so the pre-trained model draws white, beige, grey or black ones at random: a
 brightness judge then has a clear preference to express, and DPO a clear one to learn.
 
-    python -m reward_core.toy.sd_pretrain WORLD/sd OUT_DIR [--steps 120] [--seed 0]
+    python -m unifiedreward.toy.sd_pretrain WORLD/sd OUT_DIR [--steps 120] [--seed 0]
 
 The output is a ``StableDiffusionPipeline`` folder plus ``pretrain.json`` (settings and losses); a second call with
 the same settings reuses it.

@@ -14,15 +14,15 @@ import sys
 from collections.abc import Sequence
 
 SUBCOMMANDS: dict[str, str] = {
-    "prompt": "reward_core.cli_prompt",
-    "parse": "reward_core.cli_parse",
-    "score": "reward_core.cli_score:add_score_parser",
-    "compare": "reward_core.cli_score:add_compare_parser",
-    "sift": "reward_core.cli_sift",
-    "bench": "reward_core.cli_bench",
-    "convert": "reward_core.cli_convert:add_convert_parser",
-    "toy": "reward_core.toy.cli",
-    "serve-cmd": "reward_core.cli_serve",
+    "prompt": "unifiedreward.cli.prompt",
+    "parse": "unifiedreward.cli.parse",
+    "score": "unifiedreward.cli.score",
+    "compare": "unifiedreward.cli.compare",
+    "sift": "unifiedreward.cli.sift",
+    "bench": "unifiedreward.cli.bench",
+    "convert": "unifiedreward.cli.convert",
+    "toy": "unifiedreward.cli.toy",
+    "serve-cmd": "unifiedreward.cli.serve_cmd",
 }
 
 

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run this subcommand alone (``python -m reward_core.cli_serve MODEL ...``)."""
+    """Run this subcommand alone (``python -m unifiedreward.cli.serve_cmd MODEL ...``)."""
     parser = argparse.ArgumentParser(prog="unifiedreward")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve-cmd", *(argv or [])])

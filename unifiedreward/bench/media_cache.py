@@ -6,7 +6,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-from ..media import MediaError, VideoSpec, check_video, load_image
+from reward_core.media import MediaError, VideoSpec, check_video, load_image
 
 
 def content_key(value: Any) -> str | None:

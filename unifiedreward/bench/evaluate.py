@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..prompts import Template, get_template
+from reward_core.prompts import Template, get_template
 from .loaders import LoadedBenchmark, load_benchmark
 from .media_cache import MediaCache
 from .report import BenchReport, summarize

@@ -6,7 +6,7 @@ __all__ = ["build_world", "load_world"]
 
 
 def __getattr__(name: str):
-    # Lazy so that importing the CLI (or `reward_core.toy.data`) does not pull in torch and transformers.
+    # Lazy so that importing the CLI (or `unifiedreward.toy.data`) does not pull in torch and transformers.
     if name in __all__:
         from . import world
 

@@ -1,4 +1,4 @@
-"""`unifiedreward score` / `unifiedreward compare`: judge media from the command line.
+"""`unifiedreward score`: judge media from the command line (`unifiedreward compare` shares this code).
 
 One item::
 
@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from reward_core.cli_common import load_judge, parse_fields
+from unifiedreward.cli.common import load_judge, parse_fields
 
 DESCRIPTIONS = {
     "score": "pointwise verdict (score) for one item or a JSONL batch",
@@ -34,23 +34,12 @@ DESCRIPTIONS = {
 }
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register both ``score`` and ``compare``."""
-    add_score_parser(subparsers)
-    add_compare_parser(subparsers)
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``score``."""
+    return add_judge_parser(subparsers, "score")
 
 
-def add_score_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    return _add(subparsers, "score")
-
-
-def add_compare_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = _add(subparsers, "compare")
-    parser.add_argument("--swap", action="store_true", help="judge both orders and combine (reports consistency)")
-    return parser
-
-
-def _add(subparsers: argparse._SubParsersAction, command: str) -> argparse.ArgumentParser:
+def add_judge_parser(subparsers: argparse._SubParsersAction, command: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         command, help=DESCRIPTIONS[command], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -15,9 +15,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..media import MediaError
-from ..prompts import Template, get_template
-from ..results import RewardResult, Status
+from reward_core.media import MediaError
+from reward_core.prompts import Template, get_template
+from reward_core.results import RewardResult, Status
 from .items import PairItem
 from .loaders import BenchmarkSpec
 from .media_cache import MediaCache
@@ -173,7 +173,7 @@ class BenchmarkRunner:
         return outcomes
 
     def _run_chunk(self, chunk: Sequence[PairItem]) -> list[PairOutcome]:
-        from ..model import JudgeItem
+        from reward_core.model import JudgeItem
 
         outcomes = [PairOutcome(item) for item in chunk]
         pending: list[tuple[PairOutcome, str]] = []

@@ -29,8 +29,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .prompts import Template, get_template
-from .results import RewardResult
+from reward_core.prompts import Template, get_template
+from reward_core.results import RewardResult
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _template_fields(template: Template, values: dict[str, Any]) -> dict[str, An
 
 def pair_items(template: Template, item: SiftItem, pairs: Sequence[tuple[int, int]]) -> list[Any]:
     """Judge requests ranking each pair ``(a, b)`` with ``a`` shown first."""
-    from .model import JudgeItem
+    from reward_core.model import JudgeItem
 
     requests = []
     for a, b in pairs:
@@ -148,7 +148,7 @@ def pair_items(template: Template, item: SiftItem, pairs: Sequence[tuple[int, in
 
 def point_items(template: Template, item: SiftItem) -> list[Any]:
     """Judge requests scoring every candidate."""
-    from .model import JudgeItem
+    from reward_core.model import JudgeItem
 
     requests = []
     for candidate in item.candidates:
@@ -386,7 +386,7 @@ class TransformersPolicy:
     def __call__(self, item: SiftItem) -> list[str]:
         import torch
 
-        from .media import build_messages
+        from reward_core.media import build_messages
 
         messages = build_messages(list(item.media), _question(item))
         inputs = self.processor.apply_chat_template(
@@ -425,7 +425,7 @@ class OpenAIPolicy:
         self.headers = {"Authorization": f"Bearer {api_key or os.environ.get('OPENAI_API_KEY', 'EMPTY')}"}
 
     def _content(self, item: SiftItem) -> list[dict[str, Any]]:
-        from .media import load_image
+        from reward_core.media import load_image
 
         parts = []
         for entry in item.media:

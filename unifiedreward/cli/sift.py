@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .cli_common import load_judge
-from .sift import (
+from unifiedreward.cli.common import load_judge
+from unifiedreward.sift import (
     RESULTS_GLOB,
     OpenAIPolicy,
     SiftItem,
@@ -90,7 +90,7 @@ def _resolve(entry: Any, base: Path) -> Any:
 
 def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftItem]:
     """Rows to :class:`SiftItem`; ``id`` defaults to the row position, and must be unique."""
-    from .media import VideoSpec
+    from reward_core.media import VideoSpec
 
     items, seen = [], set()
     for order, row in enumerate(rows):

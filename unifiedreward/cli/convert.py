@@ -22,7 +22,7 @@ import sys
 KINDS = ("unifiedreward", "preference", "toy")
 
 
-def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``convert`` subcommand on the ``unifiedreward`` command's subparsers."""
     parser = subparsers.add_parser("convert", help="convert data files to LLaMA-Factory datasets", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

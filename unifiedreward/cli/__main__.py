@@ -1,0 +1,7 @@
+"""``python -m unifiedreward.cli``."""
+
+import sys
+
+from unifiedreward.cli import main
+
+sys.exit(main())
