@@ -5,18 +5,23 @@ export TOKENIZERS_PARALLELISM ?= false
 # The cached environments are shared by every checkout on a machine: this checkout's code comes first.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test venv venv-llamafactory toy clean
+.PHONY: demo test venv venv-llamafactory chromium toy clean
 
 ## Set up both environments, then run the paper's three stages on the offline toy world.
 demo: venv venv-llamafactory
 	$(PY) examples/demo.py --work-dir demo-work --report-dir demo-report
 
 ## Set up both environments, then run the whole test suite (both environments).
-test: venv venv-llamafactory
+test: venv venv-llamafactory chromium
 	$(PY) -m pytest -q
 
 venv:
 	bash env/make_venv.sh main
+
+## Debian's headless Chromium, for the tests that render the HTML reports (needs root, as on CI).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 venv-llamafactory:
 	bash env/make_venv.sh llamafactory

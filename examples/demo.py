@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["stages"] = [vars(stage) for stage in demo.runner.stages]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["total_cpu_seconds"] = round(sum(stage.cpu_seconds for stage in demo.runner.stages), 1)
-    paths = report_writer.write_report(summary, args.report_dir)
+    paths = report_writer.write_report(summary, args.report_dir, demo.work)
     print(report_writer.text_summary(summary))
     print(f"report: {paths['html']}\nsummary: {paths['json']}")
     return status

@@ -3,6 +3,7 @@
 import io
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +207,9 @@ def test_sift_builds_a_pickapic_dataset_and_never_invents_preferences(tmp_path):
                                                   "rejected_score"}
     records = [json.loads(line) for line in (tmp_path / "dpo" / "sift.jsonl").read_text().splitlines()]
     assert {r["id"]: r["status"] for r in records} == {"q0": "kept", "q1": "dropped", "q2": "failed", "q3": "kept"}
+    page = Path(result["report"])  # the HTML report: every prompt, its 4 candidates as thumbnails
+    assert page == tmp_path / "dpo" / "report" / "index.html"
+    assert page.read_text().count("<img ") == 4 * 4 and page.read_text().count('class="card" data-status=') == 4
 
 
 def test_sift_with_only_ties_writes_no_dataset(tmp_path):

@@ -7,6 +7,7 @@ Qwen2.5-VL collator, cross-checked against TRL 1.16's own vision collator, and O
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -58,6 +59,9 @@ def test_sift_writes_pairs_and_dpo_trains_on_them(sift_dpo_run):
     records = [json.loads(line) for line in (sift_dir / "sift.jsonl").read_text().splitlines()]
     assert len({r["id"] for r in records}) == 4 and all(len(r["candidates"]) == 4 for r in records)
     assert (sift_dir / "scores.png").stat().st_size > 0
+    page = (sift_dir / "report" / "index.html").read_text()  # answers, scores and the question image per prompt
+    assert page.count('class="card" data-status=') == 4 and page.count("<img ") == 4
+    assert html.escape(pairs[0]["chosen"][0]["content"]) in page and "chosen" in page
 
     from datasets import load_from_disk
 

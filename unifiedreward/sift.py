@@ -67,6 +67,7 @@ class PairOutcome:
     winner: int | None
     status: str  # "decisive" | "tie" | "inconsistent" | "failed"
     error: str | None = None
+    text: str | None = None  # the judge's raw answer (both orders with swap)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class SiftRecord:
     pairs: list[PairOutcome]
     fields: dict[str, str]
     meta: dict[str, Any]
+    point_texts: list[str | None] = field(default_factory=list)  # the judge's raw answer per point score
 
     @property
     def chosen(self) -> Any:
@@ -163,10 +165,10 @@ def point_items(template: Template, item: SiftItem) -> list[Any]:
 def rank_pair(a: int, b: int, verdict: RewardResult) -> PairOutcome:
     """Decide one pair from the verdict on (a, b); a tie (or, in swap mode, disagreeing orders) decides nothing."""
     if not verdict.ok or verdict.winner not in (0, 1, 2):
-        return PairOutcome(a, b, None, "failed", verdict.error or f"no winner in {verdict.text!r}")
+        return PairOutcome(a, b, None, "failed", verdict.error or f"no winner in {verdict.text!r}", verdict.text)
     if verdict.winner == 0:
-        return PairOutcome(a, b, None, "inconsistent" if verdict.consistency == 0.0 else "tie")
-    return PairOutcome(a, b, a if verdict.winner == 1 else b, "decisive")
+        return PairOutcome(a, b, None, "inconsistent" if verdict.consistency == 0.0 else "tie", text=verdict.text)
+    return PairOutcome(a, b, a if verdict.winner == 1 else b, "decisive", text=verdict.text)
 
 
 def choose(pairs: Sequence[PairOutcome], scores: Sequence[float | None]) -> tuple[int | None, int | None, str | None]:
@@ -229,6 +231,7 @@ def sift_item(rm: Any, item: SiftItem, settings: SiftSettings) -> SiftRecord:
         pairs=outcomes,
         fields=dict(item.fields),
         meta=dict(item.meta),
+        point_texts=[r.text for r in point_results],
     )
 
 

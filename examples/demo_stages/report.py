@@ -13,6 +13,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from unifiedreward.report.html import SCRIPT, STYLE  # noqa: E402
+
+from demo_stages.media import media_sections  # noqa: E402
+
 
 def _png(fig) -> str:
     buffer = io.BytesIO()
@@ -162,7 +166,8 @@ def text_summary(summary: dict) -> str:
                                                            for label, value in headline(summary))])
 
 
-def write_report(summary: dict, report_dir: Path) -> dict[str, Path]:
+def write_report(summary: dict, report_dir: Path, work_dir: Path | None = None) -> dict[str, Path]:
+    """``summary.json`` and ``index.html``; with ``work_dir``, also the held-out media before/after alignment."""
     report_dir.mkdir(parents=True, exist_ok=True)
     json_path = report_dir / "summary.json"
     json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -180,16 +185,17 @@ def write_report(summary: dict, report_dir: Path) -> dict[str, Path]:
     )
     plots = "".join(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>"
                     for title, png in figures if png)
+    media = media_sections(work_dir, report_dir) if work_dir is not None else ""
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>UnifiedReward demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;}}td{{padding:2px 12px;}}
+<style>{STYLE}body{{max-width:1100px;margin:2em auto;}}td{{padding:2px 12px;}}
 code{{font-size:85%;}}img{{max-width:100%;}}</style></head><body>
 <h1>UnifiedReward: the paper's three stages in miniature</h1>
 <p>Reward-model training (LLaMA-Factory), benchmarking (<code>unifiedreward bench</code>), pair sifting
 (<code>unifiedreward sift</code>, <code>sift_images</code>), DPO (TRL, Diffusion-DPO) and held-out re-scoring.
 All numbers below were measured in this run; see <code>summary.json</code> for every value.</p>
-<table>{rows}</table>{plots}
-<h2>Commands</h2><ol>{commands}</ol></body></html>
+<table>{rows}</table>{plots}{media}
+<h2>Commands</h2><ol>{commands}</ol><script>{SCRIPT}</script></body></html>
 """
     html_path = report_dir / "index.html"
     html_path.write_text(page, encoding="utf-8")

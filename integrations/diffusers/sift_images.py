@@ -25,6 +25,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from unifiedreward.report import try_report
+from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import SiftItem, SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
 
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
@@ -122,6 +124,7 @@ def sift_candidates(
     wanted = {item.id for item in items}
     records = [record for record in read_records([results_path]) if record.id in wanted]
     summary = write_summary(records, output_dir)
+    report = try_report(render_sift_records, records, output_dir / "report", f"Sift: {output_dir.name}")
     splits = pair_rows(records, output_dir, split_key)
     if not splits:
         raise RuntimeError(f"No pair was kept out of {summary.total} prompts; see {output_dir / 'summary.json'}.")
@@ -133,6 +136,7 @@ def sift_candidates(
         "failed": summary.failed,
         "reasons": summary.reasons,
         "splits": {name: len(rows) for name, rows in splits.items()},
+        "report": None if report is None else str(report),
     }
     logger.info("Sifted %s", result)
     return result

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "convert": "unifiedreward.cli.convert",
     "toy": "unifiedreward.cli.toy",
     "serve-cmd": "unifiedreward.cli.serve_cmd",
+    "report": "unifiedreward.cli.report",
 }
 
 

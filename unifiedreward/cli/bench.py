@@ -74,6 +74,8 @@ def _video_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from unifiedreward.bench import evaluate, load_benchmark, write_report
     from unifiedreward.bench.runner import check_template
+    from unifiedreward.report import try_report
+    from unifiedreward.report.bench_report import write_bench_report
     from reward_core.prompts import get_template
 
     try:
@@ -109,8 +111,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     paths = write_report(report, outcomes, args.output)
+    html = try_report(write_bench_report, outcomes, loaded.spec.candidate_kind, args.output)
     print(report.to_markdown())
-    print(f"wrote {paths['metrics']}, {paths['report']}, {paths['predictions']}")
+    print(f"wrote {paths['metrics']}, {paths['report']}, {paths['predictions']}" + (f", {html}" if html else ""))
     if report.n_scored == 0:
         print(f"unifiedreward bench: no pair was judged successfully ({report.failures})", file=sys.stderr)
         return 1

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from unifiedreward.cli.common import load_judge
+from unifiedreward.report import try_report
+from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import (
     RESULTS_GLOB,
     OpenAIPolicy,
@@ -104,10 +106,11 @@ def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftIte
         images = row.get("images", [row["image"]] if row.get("image") is not None else [])
         images = [_resolve(i, media_dir) for i in images]
         media: list[Any] = list(images)
+        meta: dict[str, Any] = {"images": images} if images else {}
         if row.get("video") is not None:
             media.append(VideoSpec(_resolve(row["video"], media_dir)))
+            meta["video"] = media[-1].path
         candidates = [_resolve(c, media_dir) for c in row.get("candidates", [])]
-        meta = {"images": images} if images else {}
         items.append(
             SiftItem(item_id, {"question": text, "prompt": text}, candidates, media, meta=meta, order=order)
         )
@@ -154,6 +157,8 @@ def merge_outputs(out_dir: Path) -> dict[str, Any]:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         report["pairs"] = str(out_dir / "pairs.jsonl")
         report["dataset"] = save_hf_dataset(rows, out_dir / "dataset")
+    html = try_report(render_sift_records, records, out_dir / "report", f"Sift: {out_dir.name}")
+    report["report"] = None if html is None else str(html)
     return report
 
 
