@@ -10,8 +10,10 @@ from typing import Any
 
 from reward_core import logit
 from reward_core.backends.base import Backend, BackendRequest
-from reward_core.media import MediaError, prepare_media
-from reward_core.prompts import Template, get_template
+from reward_core.checkpoints import Checkpoint, llava_error, resolve
+from reward_core.media import VIDEO_SUFFIXES, MediaError, VideoSpec, prepare_media
+from reward_core.media_protocol import apply_protocol
+from reward_core.prompts import Template, get_template, list_templates
 from reward_core.results import RewardResult, Status
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,23 @@ def _as_item(item: JudgeItem | Mapping[str, Any]) -> JudgeItem:
 
 def _media_kind(template: Template) -> str:
     return "video" if template.media.startswith("video") else "image"
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, Template) or (isinstance(value, str) and value in list_templates())
+
+
+def _is_video(entry: Any) -> bool:
+    return isinstance(entry, VideoSpec) or (isinstance(entry, str) and entry.lower().endswith(VIDEO_SUFFIXES))
+
+
+def infer_task(media: list[Any], fields: Mapping[str, Any]) -> str:
+    """The task of a call from its inputs: an ``instruction`` is an edit, a ``question`` understanding,
+    otherwise generation; video when any media entry is a video."""
+    if "instruction" in fields:
+        return "image_edit"
+    kind = "video" if any(_is_video(m) for m in media) else "image"
+    return f"{kind}_understanding" if {"question", "answer1", "response"} & set(fields) else f"{kind}_generation"
 
 
 def _understanding(template: Template) -> bool:
@@ -101,11 +120,19 @@ def combine_swapped(original: RewardResult, swapped_result: RewardResult) -> Rew
 class UnifiedReward:
     """A UnifiedReward judge over any :class:`~reward_core.backends.base.Backend`."""
 
-    def __init__(self, backend: Backend, batch_size: int = 8, max_new_tokens: int | None = None, chunk_size: int = 64):
+    def __init__(
+        self,
+        backend: Backend,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        chunk_size: int = 64,
+        checkpoint: Checkpoint | None = None,
+    ):
         self.backend = backend
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.chunk_size = max(chunk_size, batch_size)
+        self.checkpoint = checkpoint  # None: unknown judge (no default templates, no format check)
 
     @classmethod
     def from_pretrained(
@@ -117,46 +144,92 @@ class UnifiedReward:
         batch_size: int = 8,
         attn_implementation: str | None = None,
         max_new_tokens: int | None = None,
+        checkpoint: str | None = None,
         **backend_kwargs: Any,
     ) -> UnifiedReward:
-        """Load a Qwen2.5-VL / Qwen3-VL UnifiedReward checkpoint in-process."""
+        """Load a Qwen2.5-VL / Qwen3-VL / Qwen3.5 UnifiedReward checkpoint in-process.
+
+        ``path`` is a hub id or a local folder; its :class:`~reward_core.checkpoints.Checkpoint` (family,
+        default templates, chat-template options) is resolved from the id, the folder name or its
+        ``config.json`` (``checkpoint=`` names the family of a renamed local copy). Loader options
+        (``device_map``, ``dtype``/``torch_dtype``, ``quantization_config``, ``max_memory``, ...) go to the
+        model loader, generation options to ``generate_kwargs={...}``. A LLaVA-format checkpoint raises
+        :class:`~reward_core.checkpoints.LlavaCheckpointError` before anything is loaded.
+        """
         if backend != "transformers":
             raise ValueError(f"unknown backend {backend!r}: from_pretrained runs 'transformers'; use from_server for HTTP")
         from reward_core.backends.transformers_backend import TransformersBackend
 
+        info = resolve(path, checkpoint)
+        if not info.in_process:
+            raise llava_error(info.hub_id if info.registered else str(path))
+        backend_kwargs.setdefault("chat_template_kwargs", dict(info.chat_template_kwargs))
         runner = TransformersBackend.from_pretrained(
             path, device=device, dtype=dtype, batch_size=batch_size, attn_implementation=attn_implementation, **backend_kwargs
         )
-        return cls(runner, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        return cls(runner, batch_size=batch_size, max_new_tokens=max_new_tokens, checkpoint=info)
 
     @classmethod
-    def from_server(cls, base_url: str, model: str | None = None, concurrency: int = 16, **kwargs: Any) -> UnifiedReward:
-        """Judge through an OpenAI-compatible server (vLLM, SGLang, ``transformers serve``)."""
+    def from_server(
+        cls, base_url: str, model: str | None = None, concurrency: int = 16, checkpoint: str | None = None, **kwargs: Any
+    ) -> UnifiedReward:
+        """Judge through an OpenAI-compatible server (vLLM, SGLang, ``transformers serve``).
+
+        ``checkpoint`` (the served hub id, e.g. ``"CodeGoat24/UnifiedReward-7b-v1.5"``) picks its default
+        templates and sends its chat-template options (thinking off on Qwen3.5) with every request.
+        """
         from reward_core.backends.openai_backend import OpenAIBackend
 
         max_new_tokens = kwargs.pop("max_new_tokens", None)
-        return cls(OpenAIBackend(base_url, model=model, concurrency=concurrency, **kwargs), max_new_tokens=max_new_tokens)
+        info = resolve(checkpoint, checkpoint) if checkpoint is not None else None
+        if info is not None and info.chat_template_kwargs:
+            extra = dict(kwargs.pop("extra_body", None) or {})
+            extra.setdefault("chat_template_kwargs", dict(info.chat_template_kwargs))
+            kwargs["extra_body"] = extra
+        backend = OpenAIBackend(base_url, model=model, concurrency=concurrency, **kwargs)
+        return cls(backend, max_new_tokens=max_new_tokens, checkpoint=info)
 
     # --- single items -------------------------------------------------------------------------
 
-    def judge(self, template: str | Template, media: Any, mode: str = "generate", **fields: Any) -> RewardResult:
+    def judge(
+        self, template: str | Template, media: Any, mode: str = "generate", force: bool = False, **fields: Any
+    ) -> RewardResult:
         """Run ``template`` on one item's ``media`` (one entry or a list, in template order)."""
         max_new_tokens = fields.pop("max_new_tokens", None)
         item = JudgeItem(media=_as_list(media), fields=fields)
-        return self.judge_batch(template, [item], mode=mode, max_new_tokens=max_new_tokens)[0]
+        return self.judge_batch(template, [item], mode=mode, max_new_tokens=max_new_tokens, force=force)[0]
 
-    def score(self, template: str | Template, media: Any, mode: str = "generate", **fields: Any) -> RewardResult:
-        """Pointwise verdict (``result.score`` on the template's scale)."""
+    def score(
+        self,
+        template: Any = None,
+        media: Any = None,
+        mode: str = "generate",
+        kind: str | None = None,
+        force: bool = False,
+        **fields: Any,
+    ) -> RewardResult:
+        """Pointwise verdict (``result.score`` on the template's scale).
+
+        ``rm.score(image, prompt=...)`` picks the checkpoint's template for the task (from the media and
+        fields) and ``kind`` (template mode, default ``point_score``; ``multi_score`` for ACS/APS).
+        """
+        if not _is_template(template):
+            template, media = None, template
+        if template is None:
+            task = infer_task(_as_list(media), fields)
+            template = self.default_template(task, kind or ("edit_point_score" if task == "image_edit" else "point_score"))
         template = self._template(template, pairwise=False)
-        return self.judge(template, media, mode=mode, **fields)
+        return self.judge(template, media, mode=mode, force=force, **fields)
 
     def compare(
         self,
-        template: str | Template,
-        media1: Any,
+        template: Any = None,
+        media1: Any = None,
         media2: Any = None,
         swap: bool = False,
         mode: str = "generate",
+        kind: str | None = None,
+        force: bool = False,
         **fields: Any,
     ) -> RewardResult:
         """Pairwise verdict (``result.winner``: 1, 2 or 0 = tie).
@@ -164,11 +237,32 @@ class UnifiedReward:
         Generation templates take the two candidates as ``media1``/``media2`` (an edit template's
         source image first: ``media1=[source, edited1]``); understanding templates take one
         ``media1`` and ``answer1``/``answer2`` fields. ``swap=True`` also judges the other order.
+        Without a template (``rm.compare(a, b, prompt=...)``) the checkpoint's pairwise template for the
+        task is used (``kind`` overrides its mode: ``pair_rank``, ``pair_score``, ``cot_pair_rank`` ...).
         """
+        if not _is_template(template):
+            template, media1, media2 = None, template, media1
         max_new_tokens = fields.pop("max_new_tokens", None)
         media = _as_list(media1) + ([] if media2 is None else _as_list(media2))
+        if template is None:
+            task = infer_task(media, fields)
+            pair_mode = "pair_rank" if task == "image_edit" else self._pair_mode
+            template = self.default_template(task, kind or pair_mode)
         item = JudgeItem(media=media, fields=fields)
-        return self.compare_batch(template, [item], swap=swap, mode=mode, max_new_tokens=max_new_tokens)[0]
+        return self.compare_batch(template, [item], swap=swap, mode=mode, max_new_tokens=max_new_tokens, force=force)[0]
+
+    def default_template(self, task: str, kind: str) -> Template:
+        """This judge's template for ``task`` and template mode ``kind`` (see :mod:`reward_core.checkpoints`)."""
+        if self.checkpoint is None:
+            raise ValueError(
+                "this judge's checkpoint is unknown, so there is no default template: pass a template key, "
+                "or from_server(..., checkpoint='CodeGoat24/...')"
+            )
+        return self.checkpoint.default_template(task, kind)
+
+    @property
+    def _pair_mode(self) -> str:
+        return self.checkpoint.pair_mode if self.checkpoint is not None else "pair_rank"
 
     # --- batches ------------------------------------------------------------------------------
 
@@ -204,14 +298,22 @@ class UnifiedReward:
         mode: str = "generate",
         progress: bool = False,
         max_new_tokens: int | None = None,
+        force: bool = False,
     ) -> BatchResults:
-        """Judge many items; results keep the input order and a bad item fails alone."""
+        """Judge many items; results keep the input order and a bad item fails alone.
+
+        A template of the other prompt format than the checkpoint's (a LLaVA ``<image>`` prompt on a Qwen
+        judge) raises ``ValueError`` unless ``force=True``.
+        """
         template = get_template(template)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if self.checkpoint is not None:
+            self.checkpoint.check_template(template, force=force)
         candidates = logit.candidates_for(template) if mode == "logit" else None
         items = [_as_item(item) for item in items]
-        budget = max_new_tokens or self.max_new_tokens or template.max_new_tokens
+        floor = (self.checkpoint.min_new_tokens if self.checkpoint is not None else None) or 0
+        budget = max_new_tokens or self.max_new_tokens or max(template.max_new_tokens, floor)
         results = BatchResults([None] * len(items))
         from tqdm.auto import tqdm
 
@@ -237,7 +339,7 @@ class UnifiedReward:
         """Validated backend request; raises MediaError / ValueError for this item only."""
         text = template.render(**item.fields)
         media = prepare_media(item.media, _media_kind(template), template.media_count)
-        return BackendRequest(media=media, text=text, answer_prefix=template.answer_prefix)
+        return BackendRequest(media=apply_protocol(template, media), text=text, answer_prefix=template.answer_prefix)
 
     def _judge_chunk(
         self, template: Template, items: list[JudgeItem], candidates: list[str] | None, max_new_tokens: int

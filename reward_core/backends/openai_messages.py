@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from reward_core.media import FRAMES_PER_VIDEO, MediaError, VideoSpec, load_image, load_video_frames
+from reward_core.media_protocol import JPEG_INFO
 
 IMAGE_FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 VIDEO_MODES = ("frames", "video_url")
@@ -56,6 +57,9 @@ def media_parts(
         elif isinstance(item, VideoSpec):
             frames = load_video_frames(item, item.nframes or frames_per_video)
             parts += [_image_part(frame, image_format, jpeg_quality) for frame in frames]
+        elif isinstance(item, Image.Image) and JPEG_INFO in item.info:  # encoded by the media protocol: send as is
+            url = f"data:image/jpeg;base64,{base64.b64encode(item.info[JPEG_INFO]).decode('ascii')}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
         else:
             parts.append(_image_part(load_image(item), image_format, jpeg_quality))
     return parts

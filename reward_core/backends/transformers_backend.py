@@ -27,6 +27,41 @@ from reward_core.media import MediaError, VideoSpec, build_messages
 logger = logging.getLogger(__name__)
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+# from_pretrained options that belong to the model loader, never to generate()
+LOADER_KEYS = frozenset({
+    "device_map", "max_memory", "offload_folder", "offload_state_dict", "quantization_config", "low_cpu_mem_usage",
+    "revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "variant", "subfolder", "use_safetensors",
+    "tp_plan", "key_mapping",
+})  # fmt: skip
+BACKEND_KEYS = frozenset({"do_sample", "prefetch", "chat_template_kwargs", "generate_kwargs"})
+DTYPES = {
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+    "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
+}  # fmt: skip
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> str | torch.dtype:
+    """``"auto"``, a torch dtype, or a name (``"bf16"``, ``"bfloat16"``, ``"torch.float16"``, ...) -> loader dtype."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return "auto" if dtype is None else dtype
+    name = str(dtype).lower().removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use 'auto', a torch.dtype or one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def split_from_pretrained_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(loader kwargs, backend kwargs)``; anything else raises ``TypeError`` (generation options go in
+    ``generate_kwargs={...}`` so that a loader option can never reach ``generate()``)."""
+    loader = {k: v for k, v in kwargs.items() if k in LOADER_KEYS}
+    backend = {k: v for k, v in kwargs.items() if k in BACKEND_KEYS}
+    unknown = sorted(set(kwargs) - set(loader) - set(backend))
+    if unknown:
+        raise TypeError(
+            f"unknown from_pretrained option(s) {unknown}: loader options are {sorted(LOADER_KEYS)}; "
+            "pass generation options as generate_kwargs={...}"
+        )
+    return loader, backend
 
 
 @dataclass
@@ -146,16 +181,18 @@ class TransformersBackend:
         batch_size: int = 8,
         do_sample: bool = False,
         prefetch: bool = True,
-        **generate_kwargs: Any,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
     ):
         self.model = model.eval()
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})  # e.g. {"enable_thinking": False} (Qwen3.5)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = max(1, int(batch_size))
         self.do_sample = do_sample
         self.prefetch = prefetch  # encode the next group in a background thread while the model runs
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
-        self.generate_kwargs = generate_kwargs
+        self.generate_kwargs = dict(generate_kwargs or {})
         config = getattr(model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
         self.eos_token_id = eos if eos is not None else self.tokenizer.eos_token_id
@@ -167,22 +204,39 @@ class TransformersBackend:
         cls,
         path: str,
         device: str | None = None,
-        dtype: str | torch.dtype = "auto",
+        dtype: str | torch.dtype | None = "auto",
         batch_size: int = 8,
         attn_implementation: str | None = None,
+        torch_dtype: str | torch.dtype | None = None,
         **kwargs: Any,
     ) -> TransformersBackend:
-        """Load a checkpoint (local path or hub id) onto ``device`` (default: cuda when available)."""
+        """Load a checkpoint (local path or hub id).
+
+        Without ``device_map`` the weights load straight onto ``device`` (default: cuda when available);
+        ``device_map="auto"`` (accelerate) shards a large judge over every visible GPU (and CPU / disk with
+        ``max_memory`` / ``offload_folder``). ``dtype`` (or its old name ``torch_dtype``) takes ``"auto"``, a torch
+        dtype or a name such as ``"bf16"``; ``attn_implementation``: ``"sdpa"``, ``"eager"``, ``"flash_attention_2"``.
+        """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
-        model_kwargs: dict[str, Any] = {"dtype": dtype}
+        loader, backend = split_from_pretrained_kwargs(kwargs)
+        if torch_dtype is not None:
+            if dtype not in (None, "auto") and resolve_dtype(dtype) != resolve_dtype(torch_dtype):
+                raise ValueError(f"dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one")
+            dtype = torch_dtype
+        loader["dtype"] = resolve_dtype(dtype)
         if attn_implementation:
-            model_kwargs["attn_implementation"] = attn_implementation
-        model = AutoModelForImageTextToText.from_pretrained(path, **model_kwargs).to(device)
-        processor = AutoProcessor.from_pretrained(path)
-        return cls(model, processor, batch_size=batch_size, **kwargs)
+            loader["attn_implementation"] = attn_implementation
+        if "device_map" in loader and device is not None:
+            raise ValueError("pass device or device_map, not both")
+        if "device_map" not in loader:
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            if device != "cpu":
+                loader["device_map"] = device  # load onto the GPU directly, never a full copy in host memory first
+        logger.info("loading %s with %s", path, {k: str(v) for k, v in loader.items() if k != "token"})
+        model = AutoModelForImageTextToText.from_pretrained(path, **loader)
+        processor = AutoProcessor.from_pretrained(path, **{k: loader[k] for k in ("revision", "cache_dir", "token", "local_files_only", "trust_remote_code") if k in loader})
+        return cls(model, processor, batch_size=batch_size, **backend)
 
     @property
     def device(self) -> torch.device:
@@ -193,7 +247,9 @@ class TransformersBackend:
     def prompt_text(self, request: BackendRequest) -> tuple[str, list[dict[str, Any]]]:
         """The chat-templated prompt (ending with the assistant header) and its messages."""
         messages = build_messages(request.media, request.text)
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+        )
         return text, messages
 
     def _prepare(self, request: BackendRequest) -> tuple[str, dict[str, Any]]:
