@@ -19,12 +19,16 @@ misses the space token and multi-digit answers, so it is not used here.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from reward_core.results import RewardResult, Status
+from reward_core.score_trie import ScoreTrie, score_distribution, value_key
+
+logger = logging.getLogger(__name__)
 
 Node = tuple[int, ...]
 
@@ -116,6 +120,27 @@ def candidates_for(template: Any) -> list[str]:
     if low != int(low) or high != int(high):
         raise ValueError(f"template {template.key!r}: logit mode needs an integer scale, got {template.scale}")
     return [str(v) for v in range(int(low), int(high) + 1)]
+
+
+def trie_for(template: Any) -> ScoreTrie:
+    """The decimal answer trie of a pointwise template's scale (see :mod:`reward_core.score_trie`)."""
+    if template.answer_prefix is None:
+        raise ValueError(f"template {template.key!r} has no answer_prefix: logit mode is not available")
+    if template.pairwise or template.scale is None:
+        raise ValueError(f"template {template.key!r} has no point scale to score")
+    return ScoreTrie.for_scale(template.scale)
+
+
+def result_from_node_probs(template: Any, trie: ScoreTrie, node_probs: Mapping[str, Mapping[str, float]]) -> RewardResult:
+    """Expected score over the trie's in-scale answers; ``probs`` keyed by value ("3", "3.5", "2.33")."""
+    try:
+        distribution = score_distribution(trie, node_probs)
+    except (KeyError, ValueError) as error:
+        return RewardResult.failure(Status.BACKEND_ERROR, f"unusable answer probabilities: {error}")
+    probs = {value_key(v, trie.decimals): p for v, p in distribution.probs.items()}
+    if distribution.coverage < 0.5:
+        logger.debug("%s: only %.3f of the answer mass is an in-scale number", template.key, distribution.coverage)
+    return RewardResult(status=Status.OK, score=distribution.expected, probs=probs)
 
 
 def expected_score(probs: Mapping[str, float]) -> float:

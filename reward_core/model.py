@@ -310,7 +310,9 @@ class UnifiedReward:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if self.checkpoint is not None:
             self.checkpoint.check_template(template, force=force)
-        candidates = logit.candidates_for(template) if mode == "logit" else None
+        candidates: list[str] | logit.ScoreTrie | None = None  # logit mode: pair candidates or a score trie
+        if mode == "logit":
+            candidates = logit.candidates_for(template) if template.pairwise else logit.trie_for(template)
         items = [_as_item(item) for item in items]
         floor = (self.checkpoint.min_new_tokens if self.checkpoint is not None else None) or 0
         budget = max_new_tokens or self.max_new_tokens or max(template.max_new_tokens, floor)
@@ -342,7 +344,7 @@ class UnifiedReward:
         return BackendRequest(media=apply_protocol(template, media), text=text, answer_prefix=template.answer_prefix)
 
     def _judge_chunk(
-        self, template: Template, items: list[JudgeItem], candidates: list[str] | None, max_new_tokens: int
+        self, template: Template, items: list[JudgeItem], candidates: list[str] | logit.ScoreTrie | None, max_new_tokens: int
     ) -> list[RewardResult]:
         results: list[RewardResult | None] = [None] * len(items)
         requests, positions = [], []
@@ -360,12 +362,14 @@ class UnifiedReward:
         return results
 
     def _run(
-        self, template: Template, requests: list[BackendRequest], candidates: list[str] | None, max_new_tokens: int
+        self, template: Template, requests: list[BackendRequest], candidates: list[str] | logit.ScoreTrie | None, max_new_tokens: int
     ) -> list[RewardResult]:
         from reward_core.parsers import parse
 
         try:
-            if candidates is not None:
+            if isinstance(candidates, logit.ScoreTrie):
+                answers = self.backend.answer_node_probs(requests, candidates.nodes)
+            elif candidates is not None:
                 answers = self.backend.answer_logprobs(requests, candidates)
             else:
                 answers = self.backend.generate(requests, max_new_tokens)
@@ -376,6 +380,8 @@ class UnifiedReward:
         for answer in answers:
             if answer.error is not None:
                 results.append(RewardResult.failure(Status.BACKEND_ERROR, answer.error))
+            elif isinstance(candidates, logit.ScoreTrie):
+                results.append(logit.result_from_node_probs(template, candidates, answer.probs))
             elif candidates is not None:
                 results.append(logit.result_from_logprobs(template, answer.logprobs))
             else:

@@ -31,9 +31,20 @@ class AnswerLogprobs:
     error: str | None = None
 
 
+@dataclass
+class NodeProbs:
+    """Probability of each next symbol ("0".."9", ".") at each answer-trie node ("" = right after the
+    answer prefix, "3", "3." ...), or the reason it failed (see :mod:`reward_core.score_trie`)."""
+
+    probs: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None
+
+
 class Backend(Protocol):
     """Runs judge calls. Never raises for a per-item failure: it returns the error in that item."""
 
     def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]: ...
 
     def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]: ...
+
+    def answer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]: ...

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation
+from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
 from reward_core.backends.http_client import RequestFailed, RetryPolicy, gather_ordered, post_json, run_sync
 from reward_core.backends.openai_messages import (
     IMAGE_FORMATS,
@@ -35,6 +35,7 @@ from reward_core.backends.openai_messages import (
 )
 from reward_core.logit import answer_text
 from reward_core.media import FRAMES_PER_VIDEO, MediaError
+from reward_core.score_trie import SYMBOLS
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,11 @@ class OpenAIBackend:
         """Log-probability of each candidate answer after each request's answer prefix, in input order."""
         return run_sync(lambda: self.aanswer_logprobs(requests, candidates))
 
+    def answer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
+        """P(next symbol) at each score-trie node: one prefilled one-token request per node (top-k logprobs;
+        a symbol outside the top-k counts as 0). The server's prefix cache keeps each one cheap."""
+        return run_sync(lambda: self.aanswer_node_probs(requests, nodes))
+
     def served_models(self) -> list[str]:
         """Model ids listed by the server's ``/v1/models``."""
         return run_sync(self._served_models)
@@ -173,6 +179,31 @@ class OpenAIBackend:
                 return run
 
             return await self._gather([job(r) for r in requests], deadline, lambda e: AnswerLogprobs(error=e))
+
+    async def aanswer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
+        async with self._client() as client, self._encoder() as encode:
+            model = await self._resolve_model(client)
+            deadline = self._batch_deadline()
+
+            def job(request: BackendRequest) -> Callable[[], Awaitable[NodeProbs]]:
+                async def run() -> NodeProbs:
+                    if request.answer_prefix is None:
+                        return NodeProbs(error="logit mode needs an answer prefix; this template has none")
+                    try:
+                        parts = await encode(request)
+                    except MediaError as exc:
+                        return NodeProbs(error=f"media error: {exc}")
+                    probs = {}
+                    for node in nodes:
+                        prefill = answer_text(request.answer_prefix, node)
+                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, logprobs=True)
+                        top = await self._first_token_logprobs(client, payload, deadline)
+                        probs[node] = {s: math.exp(top[s]) for s in SYMBOLS if s in top}
+                    return NodeProbs(probs=probs)
+
+                return run
+
+            return await self._gather([job(r) for r in requests], deadline, lambda e: NodeProbs(error=e))
 
     # ----- helpers -----------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ next (media decoding, chat template, processor). Decoding is greedy unless told 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,8 @@ import torch
 from PIL import Image
 
 from reward_core import logit
-from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation
+from reward_core.backends import tree_scoring
+from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
 from reward_core.media import MediaError, VideoSpec, build_messages
 
 logger = logging.getLogger(__name__)
@@ -447,6 +449,37 @@ class TransformersBackend:
             for index, nodes in node_logprobs.items():
                 if results[index].error is None:
                     results[index].logprobs = logit.candidate_logprobs(layouts[requests[index].answer_prefix], nodes)
+
+        self._encoded_groups(requests, score_group)
+        return results
+
+    def answer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
+        """P(next symbol) at every score-trie node after each request's answer prefix: one prefill per item
+        (vision tower included) and one tree step over all nodes that reuses its KV cache."""
+        results = [NodeProbs() for _ in requests]
+        layouts: dict[str, tree_scoring.TreeLayout] = {}
+        try:
+            for prefix in dict.fromkeys(r.answer_prefix for r in requests if r.answer_prefix is not None):
+                with self._tokenizer_lock:
+                    layouts[prefix] = tree_scoring.tree_layout(self.tokenizer, prefix, nodes)
+        except ValueError as error:
+            return [NodeProbs(error=str(error)) for _ in requests]
+
+        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+            by_prefix: dict[str, list[tuple[int, Encoded]]] = {}
+            for index, item, error in zip(indices, encoded, errors):
+                prefix = requests[index].answer_prefix
+                if item is None or prefix is None:
+                    results[index].error = error if item is None else "logit mode needs an answer_prefix"
+                    continue
+                by_prefix.setdefault(prefix, []).append((index, item.extend(layouts[prefix].shared)))
+            for prefix, ready in by_prefix.items():
+                run = partial(tree_scoring.node_log_probs, self.model, layout=layouts[prefix])
+                for (index, _), output in zip(ready, self._run_batched([item for _, item in ready], run)):
+                    if isinstance(output, Exception):
+                        results[index].error = f"{type(output).__name__}: {output}"
+                    else:
+                        results[index].probs = {n: {k: math.exp(v) for k, v in d.items()} for n, d in output.items()}
 
         self._encoded_groups(requests, score_group)
         return results
