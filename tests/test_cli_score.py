@@ -39,7 +39,8 @@ def test_score_one_image_logit_json(toy, capsys):
     assert run_cli(argv) == 0
     result = last_json(capsys.readouterr().out)
     assert result["status"] == "ok" and 1.0 <= result["score"] <= 5.0
-    assert sum(result["probs"].values()) == pytest.approx(1.0) and set(result["probs"]) == {"1", "2", "3", "4", "5"}
+    assert sum(result["probs"].values()) == pytest.approx(1.0)  # over the decimal answers "1" .. "4.99", "5"
+    assert all(1.0 <= float(k) <= 5.0 and len(k.partition(".")[2]) <= 2 for k in result["probs"])
 
 
 def test_compare_generate_and_understanding_swap(toy, capsys):

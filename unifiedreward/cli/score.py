@@ -34,6 +34,9 @@ DESCRIPTIONS = {
 }
 
 
+TOP_PROBS = 5
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``score``."""
     return add_judge_parser(subparsers, "score")
@@ -156,8 +159,9 @@ def describe(result) -> str:
         parts.append(f"score: {result.score:.4g}")
     if result.scores:
         parts.append("scores: " + ", ".join(f"{k}={v:.4g}" for k, v in result.scores.items()))
-    if result.probs:
-        parts.append("probs: " + ", ".join(f"{k}={v:.3f}" for k, v in result.probs.items()))
+    if result.probs:  # a decimal score distribution has hundreds of values: show the likeliest
+        top = sorted(result.probs.items(), key=lambda kv: -kv[1])[:TOP_PROBS] if len(result.probs) > TOP_PROBS else result.probs.items()
+        parts.append("probs: " + ", ".join(f"{k}={v:.3f}" for k, v in top))
     if result.consistency is not None:
         parts.append(f"consistency: {result.consistency:g}")
     return "; ".join(parts)
