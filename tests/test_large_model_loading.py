@@ -70,3 +70,21 @@ def test_tree_scores_agree_across_attention_implementations(toy_world):
         assert rm.backend.model.config._attn_implementation == implementation
         scores[implementation] = rm.score(IMAGE, prompt="a red square", mode="logit").score
     assert scores["eager"] == pytest.approx(scores["sdpa"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_gpu_acceptance_script_runs_its_code_path_on_the_toy_judge(toy_world, tmp_path):
+    """benchmarks/gpu_acceptance.py at toy size on CPU: same loader options, generate and logit checks."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import gpu_acceptance
+
+    out = tmp_path / "summary.json"
+    argv = ["--size", "tiny", "--world", toy_world["root"], "--items", "2", "--image-size", "28", "--max-new-tokens", "4",
+            "--no-reference", "--tmp", str(tmp_path), "--json", str(out)]  # fmt: skip
+    assert gpu_acceptance.main(argv) == 0
+    summary = json.loads(out.read_text())
+    assert summary["dtype"] == "torch.bfloat16" and summary["attn"] == "sdpa" and all(summary["checks"].values())
