@@ -15,6 +15,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from reward_core.checkpoints import LLAVA, lookup
+
 SERVED_NAME = "UnifiedReward"
 
 
@@ -45,14 +47,16 @@ def plan(model: str, gpus: int = 1, gpu_memory_gb: float = 80.0, params_b: float
     while params_b * 2 / tp > gpu_memory_gb / 2 and tp < gpus:
         tp *= 2
     name = model.lower()
+    known = lookup(model)  # the checkpoint registry decides for released ids; the name for anything else
     return ServePlan(
         model=model,
         params_b=params_b,
         tp=tp,
         dp=max(1, gpus // tp),
-        llava="qwen" not in name,  # UnifiedReward-7b / -7b-v1.5 / Think-7b are LLaVA-OneVision
-        thinking_toggle="qwen35" in name or "qwen3.5" in name,
-    )
+        llava=known.prompt_format == LLAVA if known else "qwen" not in name,
+        thinking_toggle=known.chat_template_kwargs.get("enable_thinking") is False if known else (
+            "qwen35" in name or "qwen3.5" in name),
+    )  # fmt: skip
 
 
 def vllm_command(p: ServePlan, port: int, max_model_len: int, images: int, max_pixels: int | None) -> list[str]:
