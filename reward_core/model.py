@@ -213,7 +213,7 @@ class UnifiedReward:
         ``rm.score(image, prompt=...)`` picks the checkpoint's template for the task (from the media and
         fields) and ``kind`` (template mode, default ``point_score``; ``multi_score`` for ACS/APS).
         """
-        if not _is_template(template):
+        if media is None and not _is_template(template):  # rm.score(media, **fields)
             template, media = None, template
         if template is None:
             task = infer_task(_as_list(media), fields)
@@ -240,7 +240,7 @@ class UnifiedReward:
         Without a template (``rm.compare(a, b, prompt=...)``) the checkpoint's pairwise template for the
         task is used (``kind`` overrides its mode: ``pair_rank``, ``pair_score``, ``cot_pair_rank`` ...).
         """
-        if not _is_template(template):
+        if template is not None and not _is_template(template):  # rm.compare(media1, media2, **fields)
             template, media1, media2 = None, template, media1
         max_new_tokens = fields.pop("max_new_tokens", None)
         media = _as_list(media1) + ([] if media2 is None else _as_list(media2))

@@ -102,11 +102,12 @@ def test_calls_without_a_key_use_the_checkpoints_template(tmp_path, name, call, 
     backend = Recorder()
     rm = UnifiedReward(backend, checkpoint=lookup(name))
     calls = {
-        "compare_images": lambda: rm.compare(image, image, prompt="a cat"),
+        "compare_images": lambda: rm.compare(image, image, prompt="a cat") if "Think" in name else rm.compare(
+            media1=image, media2=image, prompt="a cat"),
         "compare_edits": lambda: rm.compare([image, image], image, instruction="make it red"),
         "compare_answers": lambda: rm.compare(image, question="q?", answer1="a", answer2="b"),
         "score_image": lambda: rm.score(image, prompt="a cat"),
-        "score_video": lambda: rm.score(str(video), prompt="a cat"),
+        "score_video": lambda: rm.score(media=str(video), prompt="a cat"),
     }
     calls[call]()
     (request, budget), = backend.requests
