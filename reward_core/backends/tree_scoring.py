@@ -4,10 +4,15 @@ The context (prompt + media + answer prefix) runs once, keeping its KV cache; th
 as one flattened sequence of single tokens, each attending to the context and to its own ancestors only
 (a 4D attention mask) at the position it would have in a plain answer. The vision tower and the context
 run once per item, whatever the number of nodes (52 on 1-5 with two decimals, 102 on 0-100).
+
+Models with recurrent (linear-attention) layers, such as Qwen3.5's Gated DeltaNet, cannot take a tree mask:
+their state runs through every token in order. For them each deepest branch (a few tokens) runs on its own
+copy of the prefill cache instead: still one vision tower and context pass per item.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +52,10 @@ class TreeLayout:
     def depths(self) -> torch.Tensor:
         return torch.tensor([len(n) for n in self.nodes[1:]])
 
+    def branches(self) -> list[str]:
+        """Deepest nodes: running each one's symbols after the context exposes every node's distribution."""
+        return [n for n in self.nodes[1:] if not any(m != n and m.startswith(n) for m in self.nodes)]
+
 
 def tree_layout(tokenizer: Any, prefix: str, nodes: tuple[str, ...]) -> TreeLayout:
     """Check that digits and "." are single tokens after ``prefix`` and lay the trie out.
@@ -82,6 +91,25 @@ def tree_layout(tokenizer: Any, prefix: str, nodes: tuple[str, ...]) -> TreeLayo
     return TreeLayout(shared, symbol_ids, tuple(nodes), parents)
 
 
+def positions_after(attention_mask: torch.Tensor, rope_deltas: torch.Tensor | None, depths: torch.Tensor) -> torch.Tensor:
+    """3D (M-RoPE) positions of tokens at ``depths`` (1 = right after the context) after a left-padded prefill:
+    the model's own decode rule, real-token count plus its M-RoPE offset."""
+    batch, context = attention_mask.shape
+    device = attention_mask.device
+    if rope_deltas is not None:
+        base = attention_mask.long().sum(-1) + rope_deltas.view(-1).to(device)
+    else:
+        base = torch.full((batch,), context, device=device)
+    positions = base[:, None] + depths.to(device)[None, :] - 1
+    return positions[None].expand(3, batch, depths.numel())
+
+
+def recurrent(model: Any) -> bool:
+    """Whether the language model has non-attention (linear / recurrent) layers."""
+    config = getattr(model.config, "text_config", model.config)
+    return any(t not in ("full_attention", "sliding_attention") for t in getattr(config, "layer_types", None) or ())
+
+
 def tree_step_inputs(
     layout: TreeLayout, attention_mask: torch.Tensor, rope_deltas: torch.Tensor | None, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
@@ -95,15 +123,10 @@ def tree_step_inputs(
         dim=-1,
     )[:, None]
     mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    if rope_deltas is not None:  # the model's own decode rule: positions of real tokens plus its M-RoPE offset
-        base = attention_mask.long().sum(-1) + rope_deltas.view(-1).to(device)
-    else:
-        base = torch.full((batch,), context, device=device)
-    positions = base[:, None] + layout.depths().to(device)[None, :] - 1
     return {
         "input_ids": torch.tensor([layout.tokens], device=device).expand(batch, size),
         "attention_mask": mask,
-        "position_ids": positions[None].expand(3, batch, size),
+        "position_ids": positions_after(attention_mask, rope_deltas, layout.depths()),
     }
 
 
@@ -123,18 +146,11 @@ def node_log_probs(model: Any, batch: dict[str, Any], layout: TreeLayout) -> lis
         holder.rope_deltas = None  # a stale offset from an earlier call must not leak into this prefill
     prefill = model(**batch, use_cache=True, logits_to_keep=1)
     root = torch.log_softmax(prefill.logits[:, -1].float(), dim=-1)
-    step = tree_step_inputs(layout, batch["attention_mask"], getattr(holder, "rope_deltas", None), prefill.logits.dtype)
-    step["attention_mask"] = step["attention_mask"].to(model.dtype)
-    implementation = getattr(model.config, "_attn_implementation", "eager")
-    switch = implementation not in TREE_ATTENTION
-    if switch:  # e.g. flash_attention_2 takes no custom mask: the (short) tree step runs under sdpa
-        model.set_attn_implementation("sdpa")
-    try:
-        tree = model(**step, past_key_values=prefill.past_key_values, use_cache=True)
-    finally:
-        if switch:
-            model.set_attn_implementation(implementation)
-    logprobs = torch.log_softmax(tree.logits.float(), dim=-1)
+    deltas = getattr(holder, "rope_deltas", None)
+    if recurrent(model):
+        logprobs = _branch_log_probs(model, batch["attention_mask"], prefill.past_key_values, deltas, layout)
+    else:
+        logprobs = _tree_log_probs(model, batch["attention_mask"], prefill.past_key_values, deltas, layout)
     ids = torch.tensor([layout.symbol_ids[s] for s in SYMBOLS if layout.symbol_ids[s] >= 0])
     names = [s for s in SYMBOLS if layout.symbol_ids[s] >= 0]
     rows = []
@@ -142,3 +158,39 @@ def node_log_probs(model: Any, batch: dict[str, Any], layout: TreeLayout) -> lis
         table = torch.cat([root[row : row + 1], logprobs[row]], dim=0)[:, ids].cpu().tolist()
         rows.append({node: dict(zip(names, values)) for node, values in zip(layout.nodes, table)})
     return rows
+
+
+def _branch_log_probs(model, attention_mask, cache, rope_deltas, layout: TreeLayout) -> torch.Tensor:
+    """(batch, nodes - 1, vocab) log-probabilities, one branch at a time on a copy of the prefill cache."""
+    batch = attention_mask.shape[0]
+    index = {node: i for i, node in enumerate(layout.nodes[1:])}
+    out: torch.Tensor | None = None
+    for branch in layout.branches():
+        tokens = torch.tensor([[layout.symbol_ids[c] for c in branch]], device=attention_mask.device).expand(batch, -1)
+        mask = torch.cat([attention_mask, torch.ones_like(tokens)], dim=-1)
+        depths = torch.arange(1, len(branch) + 1)
+        logits = model(
+            input_ids=tokens, attention_mask=mask, position_ids=positions_after(attention_mask, rope_deltas, depths),
+            past_key_values=copy.deepcopy(cache), use_cache=True,
+        ).logits  # fmt: skip
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        if out is None:
+            out = torch.empty(batch, len(layout.nodes) - 1, logprobs.shape[-1], device=logprobs.device)
+        for depth in range(len(branch)):
+            out[:, index[branch[: depth + 1]]] = logprobs[:, depth]
+    return out
+
+
+def _tree_log_probs(model, attention_mask, cache, rope_deltas, layout: TreeLayout) -> torch.Tensor:
+    """(batch, nodes - 1, vocab) log-probabilities from one tree-attention step on the prefill cache."""
+    step = tree_step_inputs(layout, attention_mask, rope_deltas, model.dtype)
+    implementation = getattr(model.config, "_attn_implementation", "eager")
+    switch = implementation not in TREE_ATTENTION
+    if switch:  # e.g. flash_attention_2 takes no custom mask: the (short) tree step runs under sdpa
+        model.set_attn_implementation("sdpa")
+    try:
+        tree = model(**step, past_key_values=cache, use_cache=True)
+    finally:
+        if switch:
+            model.set_attn_implementation(implementation)
+    return torch.log_softmax(tree.logits.float(), dim=-1)
