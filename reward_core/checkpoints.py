@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -246,11 +246,32 @@ def resolve(id_or_path: str | Path, checkpoint: str | None = None) -> Checkpoint
         return found if found is not None and found.prompt_format == LLAVA else _unregistered(id_or_path, "llava-onevision")
     if found is not None:
         return found
+    by_name = _from_name(str(id_or_path))
+    if by_name is not None:  # a size not in the table yet ("UnifiedReward-2.0-qwen35-2b")
+        logger.warning("%s is not in the checkpoint table; using the %s %s family by its name",
+                       id_or_path, by_name.generation, by_name.backbone)
+        return by_name
     model_type = (config or {}).get("model_type", "")
     backbone = _BACKBONE_OF_MODEL_TYPE.get(model_type)
     if config is not None and backbone is None:
         logger.warning("%s: model_type %r is not a Qwen-VL judge; assuming the classic Qwen prompts", id_or_path, model_type)
     return _unregistered(id_or_path, backbone or "qwen2.5-vl")
+
+
+_NAME = re.compile(r"unifiedreward-(?:(2\.0|think|edit|flex)-)?(qwen|qwen3vl|qwen35)-[\d.]+b$")
+_TAG_BACKBONE = {"qwen": "qwen2.5-vl", "qwen3vl": "qwen3-vl", "qwen35": "qwen3.5"}
+
+
+def _from_name(name: str) -> Checkpoint | None:
+    """A released-style name's family, for sizes the table does not list."""
+    match = _NAME.search(name.rstrip("/").rsplit("/", 1)[-1].lower())
+    if match is None:
+        return None
+    generation, tag = match.group(1) or "1.0", match.group(2)
+    templates = {"1.0": _CLASSIC, "2.0": _V2, "edit": _EDIT, "flex": _FLEX,
+                 "think": _think("think" if tag == "qwen" else "think.qwen3")}[generation]  # fmt: skip
+    found = _qwen(name.rstrip("/").rsplit("/", 1)[-1], generation, _TAG_BACKBONE[tag], templates)
+    return replace(found, registered=False)
 
 
 def _unregistered(path: str | Path, backbone: str) -> Checkpoint:

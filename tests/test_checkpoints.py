@@ -60,6 +60,14 @@ def test_every_released_id_resolves(name):
         assert entry.default_template("image_generation", "pair_rank").key.startswith("image_generation.pair_rank.v1")
 
 
+def test_new_sizes_resolve_by_their_name():
+    entry = resolve("CodeGoat24/UnifiedReward-Think-qwen35-27b")
+    assert not entry.registered and (entry.generation, entry.backbone) == ("think", "qwen3.5")
+    assert entry.chat_template_kwargs == {"enable_thinking": False}
+    assert entry.default_template("image_generation", "cot_pair_rank").key == "think.qwen3.image_generation.pair_rank"
+    assert resolve("UnifiedReward-2.0-qwen3vl-1b").generation == "2.0"
+
+
 def test_template_formats():
     llava = {k for k in list_templates() if template_format(get_template(k)) == LLAVA}
     assert all(k.endswith(".llava") or k.startswith(("dpo.", "preference.", "bench.")) or "sglang" in k for k in llava)
