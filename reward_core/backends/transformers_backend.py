@@ -9,6 +9,7 @@ next (media decoding, chat template, processor). Decoding is greedy unless told 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import threading
@@ -231,12 +232,17 @@ class TransformersBackend:
             loader["attn_implementation"] = attn_implementation
         if "device_map" in loader and device is not None:
             raise ValueError("pass device or device_map, not both")
+        move_to = None
         if "device_map" not in loader:
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            if device != "cpu":
+            if device != "cpu" and importlib.util.find_spec("accelerate") is not None:
                 loader["device_map"] = device  # load onto the GPU directly, never a full copy in host memory first
+            elif device != "cpu":
+                move_to = device  # without accelerate: load in host memory, then move
         logger.info("loading %s with %s", path, {k: str(v) for k, v in loader.items() if k != "token"})
         model = AutoModelForImageTextToText.from_pretrained(path, **loader)
+        if move_to is not None:
+            model = model.to(move_to)
         processor = AutoProcessor.from_pretrained(path, **{k: loader[k] for k in ("revision", "cache_dir", "token", "local_files_only", "trust_remote_code") if k in loader})
         return cls(model, processor, batch_size=batch_size, **backend)
 
