@@ -42,16 +42,24 @@ RESIZE = 512  # upstream unifiedreward_score_sglang judges 512x512 images
 
 
 def split_images(images: Any, resize: int | None = None) -> list[Any]:
-    """A batch (NCHW tensor, NHWC array, or a list) -> one RGB PIL image per entry, ``resize`` x ``resize`` if given."""
-    from reward_core.media import load_image
+    """A batch (NCHW tensor, NHWC array, or a list) -> one entry per image: an RGB PIL image (``resize`` x ``resize``
+    if given), or the raw entry when it cannot be read, so that the judge reports that item as a ``media_error``."""
+    from reward_core.media import MediaError, load_image
 
     if not isinstance(images, (list, tuple)):
         shape = getattr(images, "shape", None)
         if shape is None or len(shape) != 4:
             raise ValueError(f"Expected a batch of images (NCHW tensor or NHWC array), got shape {shape}.")
         images = [images[index] for index in range(shape[0])]
-    pils = [load_image(image) for image in images]
-    return [image.resize((resize, resize)) for image in pils] if resize else pils
+    out = []
+    for image in images:
+        try:
+            pil = load_image(image)
+        except MediaError:
+            out.append(image)
+            continue
+        out.append(pil.resize((resize, resize)) if resize else pil)
+    return out
 
 
 def impute_by_prompt(scores: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
