@@ -7,7 +7,7 @@ judge (logit mode): pointwise score + group win rate, ``num_generations=4`` and 
 so each step's 3 groups are laid out [g0 g0 g0 g0 g1 g1 | g1 g1 g2 g2 g2 g2] and group g1 is split between the two
 processes. Each process pickles, per reward call, its slice of the batch (prompts, completion texts, images)
 and the rewards it returned to ``OUT_DIR/rank{R}.pkl``; the test re-scores the concatenated global batch in one
-process and compares.
+process and compares. The sharp win rate runs as an async reward function (TRL awaits it on its event loop).
 """
 
 from __future__ import annotations
@@ -49,11 +49,21 @@ class Recorder:
     def __init__(self, func, log: list):
         self.func, self.__name__, self.log = func, func.__name__, log
 
-    def __call__(self, prompts, completions, completion_ids=None, **columns):
-        rewards = self.func(prompts, completions, completion_ids, **columns)
+    def record(self, prompts, completions, columns, rewards):
         self.log.append({"name": self.__name__, "prompts": prompts, "completions": completions,
                          "image": list(columns["image"]), "rewards": list(rewards)})
         return rewards
+
+    def __call__(self, prompts, completions, completion_ids=None, **columns):
+        return self.record(prompts, completions, columns, self.func(prompts, completions, completion_ids, **columns))
+
+
+class AsyncRecorder(Recorder):
+    """For an async reward function (TRL >= 0.27 awaits it on its event loop, concurrently with the others)."""
+
+    async def __call__(self, prompts, completions, completion_ids=None, **columns):
+        rewards = await self.func(prompts, completions, completion_ids, **columns)
+        return self.record(prompts, completions, columns, rewards)
 
 
 def main(world: str, out: str) -> None:
@@ -74,7 +84,7 @@ def main(world: str, out: str) -> None:
     log: list = []
     rewards = [Recorder(get_pointwise_reward(judge, mode="logit", name="point"), log),
                Recorder(get_winrate_reward(judge, mode="logit", name="winrate"), log),
-               Recorder(get_winrate_reward(OrderJudge(), name="winrate_sharp"), log)]
+               AsyncRecorder(get_winrate_reward(OrderJudge(), name="winrate_sharp", use_async=True), log)]
     config = GRPOConfig(output_dir=out, num_generations=4, per_device_train_batch_size=6, max_completion_length=6,
                         max_steps=2, learning_rate=1e-5, report_to=[], bf16=False, use_cpu=True, seed=0,
                         logging_steps=1, save_strategy="no")
