@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from grpo_two_process import OrderJudge  # noqa: E402
 
-from integrations.trl.rewards import get_pointwise_reward, get_winrate_reward, group_members, row_key, row_media  # noqa: E402
+from integrations.trl.rewards import get_pointwise_reward, get_winrate_reward, group_members, row_key  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).parent / "torchrun"

@@ -188,7 +188,7 @@ def test_pairwise_failed_completion_gets_the_group_mean():
     assert rewards == [1.0, 0.5, 0.0]
 
 
-def test_factories_return_picklable_configured_rewards(tmp_path, monkeypatch):
+def test_factories_return_picklable_configured_rewards(monkeypatch):
     import pickle
 
     monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")
