@@ -1,6 +1,5 @@
 """Fast tests of the diffusers integration pieces: DPO loss, pair data, candidates, sifting, Flow-GRPO reward."""
 
-import functools
 import io
 import json
 import math
@@ -262,7 +261,8 @@ def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
     monkeypatch.setenv("UNIFIEDREWARD_MODEL", toy_world["reward_model"])
     monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")
     monkeypatch.setenv("UNIFIEDREWARD_TEMPLATE", "image_generation.point_score.sglang_v1.5")  # upstream's prompt
-    scorer = functools.partial(unifiedreward_score, resize=64)("cpu")  # as multi_score calls it: factory(device)
+    assert "device" in unifiedreward_score.__code__.co_varnames  # how multi_score decides to call factory(device)
+    scorer = unifiedreward_score("cpu", resize=64)  # template and mode from the env (small images: CPU time)
     assert (scorer.mode, scorer.template.key, scorer.divisor) == ("logit", "image_generation.point_score.sglang_v1.5", 5.0)
     scores, info = scorer(torch.rand(2, 3, 32, 32), ["a red circle", "a blue square"], None)
     assert np.isfinite(scores).all() and info["num_failed"] == 0  # logit mode: an expected score, never a parse
