@@ -12,7 +12,12 @@ from PIL import Image
 
 from integrations.diffusers.dpo_data import PairTransform, collate_pairs, drop_ties, open_image, pair_preprocessor
 from integrations.diffusers.dpo_loss import diffusion_dpo_loss
-from integrations.diffusers.flow_grpo_reward import UnifiedRewardScorer, UnifiedRewardWinRateScorer, split_images
+from integrations.diffusers.flow_grpo_reward import (
+    UnifiedRewardScorer,
+    UnifiedRewardWinRateScorer,
+    split_images,
+    unifiedreward_score,
+)
 from integrations.diffusers.generate_candidates import generate_candidates, read_prompts
 from integrations.diffusers.sift_images import sift_candidates
 from reward_core import UnifiedReward
@@ -222,29 +227,45 @@ def test_sift_with_only_ties_writes_no_dataset(tmp_path):
 # --------------------------------------------------------------------------- Flow-GRPO reward
 
 
-def test_flow_grpo_scorer_takes_tensors_and_arrays_and_fails_with_nan():
+def test_flow_grpo_scorer_takes_tensors_and_arrays_and_imputes_failures():
     judge = BrightnessJudge(fail_when=lambda r: brightness(r.media[0]) > 0.9)
-    scorer = UnifiedRewardScorer(UnifiedReward(judge))
-    images = torch.stack([torch.full((3, 16, 16), v) for v in (0.0, 0.5, 1.0)])  # NCHW in [0, 1]
-    scores, info = scorer(images, ["p"] * 3, [{}] * 3)
-    assert scores.shape == (3,) and np.isnan(scores[2]) and info["num_failed"] == 1
+    scorer = UnifiedRewardScorer(UnifiedReward(judge), resize=None)
+    images = torch.stack([torch.full((3, 16, 16), v) for v in (0.0, 0.5, 1.0, 1.0)])  # NCHW in [0, 1]
+    scores, info = scorer(images, ["p", "p", "p", "q"], [{}] * 4)
     assert scores[0] == pytest.approx(1 / 5) and scores[1] == pytest.approx((1 + 4 * 128 / 255) / 5, abs=1e-3)
+    # the failed image of prompt p gets p's mean (no NaN for Flow-GRPO's stat tracker); q has no successful score
+    assert scores[2] == pytest.approx((scores[0] + scores[1]) / 2) and np.isnan(scores[3])
+    assert info["num_failed"] == 2 and info["imputed"] == [False, False, True, False]
     assert info["status"][2] == "parse_error" and info["raw_score"][2] is None
     array = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # NHWC uint8
-    assert np.allclose(scorer(array, ["p"] * 3)[0][:2], scores[:2], atol=1e-3)
+    assert np.allclose(scorer(array, ["p"] * 4)[0][:2], scores[:2], atol=1e-3)
+    strict = UnifiedRewardScorer(UnifiedReward(judge), impute=None, resize=None)
+    assert np.isnan(strict(images, ["p"] * 4)[0][2])
     assert scorer.__name__ == "unifiedreward"
     with pytest.raises(ValueError):
         split_images(torch.zeros(3, 8, 8))
+    assert [im.size for im in split_images(images[:1], resize=512)] == [(512, 512)]  # as upstream Flow-GRPO
 
 
 def test_flow_grpo_winrate_groups_by_prompt_and_skips_failed_games():
     judge = BrightnessJudge()
-    scorer = UnifiedRewardWinRateScorer(UnifiedReward(judge), swap=False)
+    scorer = UnifiedRewardWinRateScorer(UnifiedReward(judge), swap=False, resize=None)
     images = [Image.new("RGB", (8, 8), (v,) * 3) for v in (10, 100, 200, 50, 60)]
     scores, info = scorer(images, ["a", "a", "a", "b", "c"], None)
     assert scores[:3].tolist() == [0.0, 0.5, 1.0]
     assert np.isnan(scores[3]) and np.isnan(scores[4])  # alone in their group: nothing to compare with
     assert info["comparisons"] == 3 and info["failed_comparisons"] == 0
+
+
+def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
+    monkeypatch.setenv("UNIFIEDREWARD_MODEL", toy_world["reward_model"])
+    monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")
+    monkeypatch.setenv("UNIFIEDREWARD_TEMPLATE", "image_generation.point_score.sglang_v1.5")  # upstream's prompt
+    assert "device" in unifiedreward_score.__code__.co_varnames  # how multi_score decides to call factory(device)
+    scorer = unifiedreward_score("cpu", resize=64)  # template and mode from the env (small images: CPU time)
+    assert (scorer.mode, scorer.template.key, scorer.divisor) == ("logit", "image_generation.point_score.sglang_v1.5", 5.0)
+    scores, info = scorer(torch.rand(2, 3, 32, 32), ["a red circle", "a blue square"], None)
+    assert np.isfinite(scores).all() and info["num_failed"] == 0  # logit mode: an expected score, never a parse
 
 
 def test_flow_grpo_scorer_with_the_toy_reward_model(toy_world):

@@ -20,9 +20,13 @@ from integrations.trl.rewards import (
     PairwiseWinRateReward,
     PointwiseReward,
     balanced_pairs,
-    group_spans,
-    think_accuracy_reward,
-    think_format_reward,
+    get_pointwise_reward,
+    get_winrate_reward,
+    group_members,
+    impute_group_mean,
+    row_key,
+    unifiedreward_think_accuracy_reward as think_accuracy_reward,
+    unifiedreward_think_format_reward as think_format_reward,
 )
 from reward_core import RewardResult, Status, VideoSpec
 
@@ -87,25 +91,34 @@ def test_think_accuracy_tolerates_a_trailing_period():
     ]
     labels = ["Image 1 is better", "Image 1 is better", "Image 1 is better", ""]
     assert think_accuracy_reward(completions, solution=labels) == [1.0, 0.0, 0.0, None]
+    import trl.rewards
+
+    assert not hasattr(trl.rewards, "unifiedreward_think_format_reward")  # our names never shadow TRL's
     with pytest.raises(ValueError):
         think_accuracy_reward(completions)
 
 
-def test_pointwise_reward_normalizes_and_marks_failures_none():
+def test_pointwise_reward_normalizes_and_imputes_failures_with_the_group_mean():
     judge = ScriptedJudge()
     reward = PointwiseReward(judge, name="point")
-    logged = {}
+    logged, extra = {}, {}
     rewards = reward(
-        [conversation("colour?")] * 3,
-        [answer("q4 red"), answer("bad"), "q1 blue"],
+        [conversation("colour?")] * 4,
+        [answer("q4 red"), answer("bad"), "q1 blue", "q5 green"],
         completion_ids=None,
-        image=["a.png", "b.png", "c.png"],
+        image=["a.png", "a.png", "a.png", "c.png"],
         trainer_state=object(),
         log_metric=lambda name, value: logged.update({name: value}),
+        log_extra=lambda column, values: extra.update({column: values}),
     )
-    assert rewards == [pytest.approx(0.8), None, pytest.approx(0.2)]  # 0-100 scale -> [0, 1]
-    assert reward.__name__ == "point" and (reward.items, reward.failed) == (3, 1)
-    assert logged == {"point/failed_fraction": pytest.approx(1 / 3)}
+    # 0-100 scale -> [0, 1]; the failed answer gets its group's (image a.png) mean, (0.8 + 0.2) / 2
+    assert rewards == [pytest.approx(0.8), pytest.approx(0.5), pytest.approx(0.2), pytest.approx(1.0)]
+    assert reward.__name__ == "point" and (reward.items, reward.failed, reward.imputed) == (4, 1, 1)
+    assert logged == {"point/failed_fraction": pytest.approx(1 / 4)}
+    assert extra["point/status"] == ["ok", "parse_error (imputed)", "ok", "ok"]
+    assert len(extra["point/judge_text"]) == 4
+    assert PointwiseReward(ScriptedJudge(), impute=None)([conversation("c?")] * 2, ["q4", "bad"], image=["a", "a"]) == [
+        pytest.approx(0.8), None]
     assert judge.seen[0].media == ["a.png"] and judge.seen[0].fields == {"question": "colour?", "response": "q4 red"}
 
 
@@ -133,9 +146,14 @@ def test_multidim_reward_weights_dimensions():
     assert MultiDimensionReward(ScriptedJudge(), weights={"physics": 1})(["p"], ["q5"], image=["i.png"]) == [None]
 
 
-def test_group_spans_and_balanced_pairs():
-    assert group_spans(["a", "a", "b", "b", "b"]) == [range(0, 2), range(2, 5)]
-    assert group_spans(["a"] * 4, group_size=2) == [range(0, 2), range(2, 4)]
+def test_groups_imputation_and_balanced_pairs():
+    assert group_members(["a", "b", "a", "b", "b"]) == [[0, 2], [1, 3, 4]]
+    assert group_members(["a"] * 4, group_size=2) == [[0, 1], [2, 3]]
+    values, imputed = impute_group_mean([0.2, None, 0.6, None, None], [[0, 1, 2], [3, 4]])
+    assert values == [0.2, pytest.approx(0.4), 0.6, None, None] and imputed == [False, True, False, False, False]
+    # same question, different images: different rows
+    q = conversation("Which colour?")
+    assert row_key(q, ["a.png"]) != row_key(q, ["b.png"]) and row_key(q, ["a.png"]) == row_key(conversation("Which colour?"), ["a.png"])
     assert len(balanced_pairs(4)) == 6 and len(set(balanced_pairs(5))) == 10
     some = balanced_pairs(6, max_pairs=6)
     assert sorted(x for pair in some for x in pair) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
@@ -150,6 +168,41 @@ def test_pairwise_win_rate_per_group_with_ties_and_failures():
     # group 1: q5 beats both (1.0); the two q3 lose to q5 and tie each other (0.25 each); group 2 only failed
     assert rewards == [1.0, 0.25, 0.25, None, None]
     assert len(judge.seen) == 3 + 1 and all(item.media == ["a.png"] for item in judge.seen[:3])
+
+
+def test_pairwise_groups_are_prompt_rows_not_prompt_texts():
+    """Two adjacent rows with the same question about different images are two groups (2 pairs, not 6)."""
+    judge = ScriptedJudge()
+    prompts = [conversation("Which colour?")] * 4
+    rewards = PairwiseWinRateReward(judge, swap=False)(prompts, ["q5", "q1", "q2", "q4"], image=["a.png"] * 2 + ["b.png"] * 2)
+    assert rewards == [1.0, 0.0, 0.0, 1.0] and len(judge.seen) == 2
+    assert [item.media for item in judge.seen] == [["a.png"], ["b.png"]]
+    # interleaved rows (any layout) still group by identity
+    judge = ScriptedJudge()
+    rewards = PairwiseWinRateReward(judge)(prompts, ["q5", "q2", "q1", "q4"], image=["a.png", "b.png"] * 2)
+    assert rewards == [1.0, 0.0, 0.0, 1.0] and len(judge.seen) == 2
+
+
+def test_pairwise_failed_completion_gets_the_group_mean():
+    rewards = PairwiseWinRateReward(ScriptedJudge())([conversation("p")] * 3, ["q5", "bad", "q1"], image=["a.png"] * 3)
+    assert rewards == [1.0, 0.5, 0.0]
+
+
+def test_factories_return_picklable_configured_rewards(monkeypatch):
+    import pickle
+
+    monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")
+    reward = get_winrate_reward(model="/ckpt/toy", max_pairs=4, name="wr")
+    assert isinstance(reward, PairwiseWinRateReward) and reward.mode == "logit" and reward.max_pairs == 4
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone.__name__ == "wr" and clone._config.model == "/ckpt/toy" and clone._reward_model is None
+    judged = get_pointwise_reward(ScriptedJudge(), use_async=True)
+    import inspect
+
+    assert inspect.iscoroutinefunction(type(judged).__call__)
+    import asyncio
+
+    assert asyncio.run(judged(["q?"], ["q5"], image=["a.png"])) == [pytest.approx(1.0)]
 
 
 def test_pairwise_win_rate_rejects_media_pair_templates():
@@ -168,7 +221,7 @@ def test_judge_unflips_only_valid_ranks_and_uses_the_media_lookup():
     for _ in range(5):  # random flips must never change the answers
         assert judge.judge(prompts, pairs) == [0, 1, -1, -1, -1]
     scores = judge.judge(prompts, pairs, return_scores=True)
-    assert scores[:2] == [1.0, 0.0] and all(math.isnan(s) for s in scores[2:])
+    assert scores == [1.0, 0.0, 0.5, 0.5, 0.5] and not any(math.isnan(s) for s in scores)  # failed: neutral 0.5
     assert judge.reward_model.seen[0].media == ["a.png"]
 
 

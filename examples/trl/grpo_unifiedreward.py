@@ -65,13 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from trl import GRPOConfig, GRPOTrainer
 
-    from integrations.trl.rewards import PairwiseWinRateReward, PointwiseReward
+    from integrations.trl.rewards import get_pointwise_reward, get_winrate_reward
 
     judge = load_reward_judge(args)
     mode = args.mode or "generate"
-    reward_funcs = [
-        PointwiseReward(judge, mode=mode, name="unifiedreward_point"),
-        PairwiseWinRateReward(judge, mode=mode, max_pairs=args.max_pairs, name="unifiedreward_winrate"),
+    reward_funcs = [  # groups span processes under accelerate launch; a failed judgement gets its group's mean
+        get_pointwise_reward(judge, mode=mode, name="unifiedreward_point"),
+        get_winrate_reward(judge, mode=mode, max_pairs=args.max_pairs, name="unifiedreward_winrate"),
     ]
     config = GRPOConfig(
         output_dir=args.output_dir,
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "log_history": trainer.state.log_history,
         "failed": {f.__name__: f.failed for f in reward_funcs},
+        "imputed": {f.__name__: f.imputed for f in reward_funcs},
         "judged": {f.__name__: f.items for f in reward_funcs},
     }
     (Path(args.output_dir) / "grpo_report.json").write_text(json.dumps(report, indent=2, default=str))

@@ -13,6 +13,8 @@ chosen and rejected) and a ``DPOTrainer`` subclass that skips the pre-tokenizati
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,8 @@ import torch
 from reward_core.media import load_image
 
 from ._compat import TRL_HAS_VISION_DPO, ensure_warnings_issued
+
+logger = logging.getLogger(__name__)
 
 
 def _images_of(row: dict[str, Any]) -> list[Any]:
@@ -54,10 +58,13 @@ class QwenVLPreferenceCollator:
     Output keys follow TRL 0.24's ``DPOTrainer``: ``prompt_input_ids`` (left-padded, shared by chosen
     and rejected), ``chosen_input_ids`` / ``rejected_input_ids`` (right-padded) with their masks,
     ``pixel_values`` (every patch row of every image, row order) and ``image_grid_thw``.
+    ``max_length`` bounds prompt + completion by cutting the completions only: the prompt (with its
+    image tokens) is never cut, and a completion keeps at least one token.
     """
 
     processor: Any
     max_completion_length: int | None = None
+    max_length: int | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         images = [_images_of(row) for row in rows]
@@ -88,6 +95,14 @@ class QwenVLPreferenceCollator:
             batch["pixel_values"] = prompt_batch["pixel_values"]
             batch["image_grid_thw"] = prompt_batch["image_grid_thw"]
         tokenizer = self.processor.tokenizer
+        budget = self.max_completion_length
+        if self.max_length is not None:
+            room = self.max_length - batch["prompt_input_ids"].shape[1]
+            if room < 1:
+                logger.warning("prompt with image tokens (%d) exceeds max_length=%d; kept whole, completions cut to 1 token",
+                               batch["prompt_input_ids"].shape[1], self.max_length)
+            room = max(room, 1)
+            budget = room if budget is None else min(budget, room)
         for key, texts in (("chosen", chosens), ("rejected", rejecteds)):
             tokens = tokenizer(
                 texts,
@@ -95,21 +110,63 @@ class QwenVLPreferenceCollator:
                 padding_side="right",
                 return_tensors="pt",
                 add_special_tokens=False,
-                truncation=self.max_completion_length is not None,
-                max_length=self.max_completion_length,
+                truncation=budget is not None,
+                max_length=budget,
             )
             batch[f"{key}_input_ids"] = tokens["input_ids"]
             batch[f"{key}_attention_mask"] = tokens["attention_mask"]
         return batch
 
 
-def vision_preference_collator(processor: Any, **kwargs: Any) -> Any:
-    """TRL's ``DataCollatorForVisionPreference`` on TRL >= 0.29, else :class:`QwenVLPreferenceCollator`."""
-    if TRL_HAS_VISION_DPO:
-        from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+def _image_safe_collator_class() -> type:
+    """TRL >= 0.29's ``DataCollatorForVisionPreference`` whose ``max_length`` never cuts into the prompt."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-        return DataCollatorForVisionPreference(processor, **kwargs)
+    @dataclass
+    class ImageSafeVisionPreferenceCollator(DataCollatorForVisionPreference):
+        """TRL's collator cuts every row at ``max_length`` from the right, image tokens included when the prompt
+        is long; this one cuts the completions only (the prompt of every row is kept whole)."""
+
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            limit, self.max_length = self.max_length, None
+            try:
+                batch = super().torch_call(examples)
+            finally:
+                self.max_length = limit
+            if limit is None:
+                return batch
+            prompt = batch["attention_mask"].bool() & ~batch["completion_mask"].bool()
+            columns = prompt.any(dim=0).nonzero()
+            keep = int(columns.max()) + 2 if len(columns) else 0  # the prompt and at least one completion token
+            if keep > limit:
+                logger.warning("prompt with image tokens (%d) exceeds max_length=%d; kept whole", keep - 1, limit)
+            length = max(limit, keep)
+            for key in ("input_ids", "attention_mask", "completion_mask", "token_type_ids", "mm_token_type_ids"):
+                if key in batch:
+                    batch[key] = batch[key][:, :length]
+            return batch
+
+    return ImageSafeVisionPreferenceCollator
+
+
+def vision_preference_collator(processor: Any, **kwargs: Any) -> Any:
+    """TRL's vision preference collator (TRL >= 0.29), else :class:`QwenVLPreferenceCollator`; ``max_length``
+    (e.g. ``DPOConfig.max_length``) cuts completions, never the prompt's image tokens."""
+    if TRL_HAS_VISION_DPO:
+        return _image_safe_collator_class()(processor, **kwargs)
     return QwenVLPreferenceCollator(processor, **kwargs)
+
+
+def _load_policy(model: Any, processing_class: Any) -> tuple[Any, Any]:
+    """A model path becomes the model (``AutoModelForImageTextToText``) and, if none is given, its processor."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    if isinstance(model, str):
+        processing_class = processing_class or AutoProcessor.from_pretrained(model)
+        model = AutoModelForImageTextToText.from_pretrained(model, dtype="auto")
+    elif processing_class is None:
+        processing_class = AutoProcessor.from_pretrained(model.config._name_or_path)
+    return model, processing_class
 
 
 @contextlib.contextmanager
@@ -140,19 +197,45 @@ def forward_kwargs(model: torch.nn.Module, image_grid_thw: torch.Tensor | None) 
 
 
 def vision_dpo_trainer_class() -> type:
-    """``DPOTrainer`` that trains Qwen2.5-VL preference rows correctly on this TRL version."""
+    """``DPOTrainer`` that trains Qwen2.5-VL preference rows correctly on this TRL version.
+
+    Both accept a model path (loaded with ``AutoModelForImageTextToText``, processor from the same path) and
+    default to :func:`vision_preference_collator` with ``args.max_length`` (completions cut, never image tokens).
+    On TRL < 0.29 the config is adjusted for vision rows: ``remove_unused_columns=False`` (the collator needs
+    ``images``), and TRL's own truncation (``max_length`` / ``max_prompt_length``, which would cut image tokens:
+    "Image features and image tokens do not match") is handed to the collator.
+    """
     from trl import DPOTrainer
 
     if TRL_HAS_VISION_DPO:
-        return DPOTrainer
+
+        class VisionDPOTrainer(DPOTrainer):
+            """TRL's ``DPOTrainer`` with a model path and an image-safe ``max_length`` by default."""
+
+            def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
+                         processing_class=None, **kwargs):
+                model, processing_class = _load_policy(model, processing_class)
+                if data_collator is None:
+                    data_collator = vision_preference_collator(processing_class, max_length=getattr(args, "max_length", None))
+                super().__init__(model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                                 eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+
+        return VisionDPOTrainer
 
     class QwenVLDPOTrainer(DPOTrainer):
-        """TRL < 0.29 ``DPOTrainer`` fed by :class:`QwenVLPreferenceCollator` (pass it as ``data_collator``)."""
+        """TRL < 0.29 ``DPOTrainer`` fed by :class:`QwenVLPreferenceCollator`, with vision-safe config values."""
 
-        def __init__(self, model, *args, **kwargs):
-            if isinstance(model, torch.nn.Module):
-                ensure_warnings_issued(model)
-            super().__init__(model, *args, **kwargs)
+        def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
+                     processing_class=None, **kwargs):
+            model, processing_class = _load_policy(model, processing_class)
+            ensure_warnings_issued(model)
+            if args is not None:
+                args = vision_dpo_args(args)
+            if data_collator is None:
+                data_collator = QwenVLPreferenceCollator(processing_class, args.max_completion_length if args else None,
+                                                         getattr(args, "vision_max_length", None))
+            super().__init__(model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                             eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset  # processed per batch by the collator
@@ -164,3 +247,24 @@ def vision_dpo_trainer_class() -> type:
                 return super().concatenated_forward(model, batch, is_ref_model=is_ref_model)
 
     return QwenVLDPOTrainer
+
+
+def vision_dpo_args(args: Any) -> Any:
+    """TRL < 0.29 ``DPOConfig`` values for vision rows (a copy): keep the image columns, no truncation by TRL.
+
+    The user's ``max_length`` moves to ``vision_max_length`` for :class:`QwenVLPreferenceCollator`.
+    """
+    changes = {}
+    if args.remove_unused_columns:
+        changes["remove_unused_columns"] = False
+    for key in ("max_length", "max_prompt_length"):
+        if getattr(args, key, None) is not None:
+            changes[key] = None
+    if changes:
+        logger.info("vision DPO on TRL < 0.29: %s", ", ".join(f"{k}={v}" for k, v in changes.items()))
+    vision_max_length = args.max_length
+    args = copy.copy(args)
+    for key, value in changes.items():
+        setattr(args, key, value)
+    args.vision_max_length = vision_max_length
+    return args

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .collator import vision_dpo_trainer_class, vision_preference_collator
+from .collator import vision_dpo_trainer_class
 
 SCORE_COLUMNS = ("chosen_score", "rejected_score")
 
@@ -30,19 +30,8 @@ def load_preference_pairs(path: str | Path) -> Any:
 def vision_dpo_trainer(policy: str, args: Any, train_dataset: Any, **kwargs: Any) -> Any:
     """A ``DPOTrainer`` for the VLM checkpoint ``policy`` that batches image preference rows right on this TRL.
 
-    ``args`` is a ``DPOConfig``; keep ``max_length=None`` (image tokens must not be cut) and
-    ``remove_unused_columns=False`` (the collator needs ``images``). The processor is the trainer's
-    ``processing_class``.
+    ``args`` is a ``DPOConfig``; its ``max_length`` cuts completions only, never image tokens, and on
+    TRL < 0.29 the vision-safe values are set for you (:func:`vision_dpo_trainer_class`). The processor
+    is the trainer's ``processing_class``.
     """
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(policy)
-    model = AutoModelForImageTextToText.from_pretrained(policy, dtype="auto")
-    return vision_dpo_trainer_class()(
-        model=model,
-        args=args,
-        train_dataset=train_dataset,
-        processing_class=processor,
-        data_collator=vision_preference_collator(processor),
-        **kwargs,
-    )
+    return vision_dpo_trainer_class()(model=policy, args=args, train_dataset=train_dataset, **kwargs)

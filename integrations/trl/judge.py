@@ -19,6 +19,8 @@ from .rewards import completion_text, prompt_text, row_media
 
 logger = logging.getLogger(__name__)
 
+NEUTRAL_SCORE = 0.5  # ``return_scores`` of a pair the judge could not rank: no preference
+
 try:  # trl 0.24 - 1.0
     from trl import BasePairwiseJudge as _JudgeBase
 except ImportError:  # trl >= 1.1 has no judges
@@ -77,7 +79,8 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
     ``tie_break="fail"``. ``shuffle_order=True`` shows the pair in a random order and maps the answer
     back (only valid answers are mapped, unlike TRL's remote judges, which turned -1 into 2).
     ``return_scores=True`` gives P(first completion is better): the logit-mode probability, else 1, 0
-    or 0.5 from the verdict, NaN on failure.
+    or 0.5 from the verdict, and a neutral 0.5 on failure (never NaN: TRL's NashMD mixes these scores
+    into its weights and ``WinRateCallback`` averages them); ``self.failed`` counts the failures.
     """
 
     def __init__(
@@ -100,6 +103,7 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
             media_lookup = PromptMediaLookup(media_lookup)
         self.media_lookup = media_lookup
         self.rng = random.Random(seed)
+        self.calls = self.failed = 0
 
     @property
     def reward_model(self) -> Any:
@@ -150,10 +154,12 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
                 p_first = {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
             scores[i] = 1.0 - p_first if flips[i] else p_first
         failed = sum(s != s for s in scores)
+        self.calls, self.failed = self.calls + 1, self.failed + failed
         if failed:
-            logger.warning("judge: %d/%d pairs could not be judged", failed, len(prompts))
+            logger.warning("judge: %d/%d pairs could not be judged%s", failed, len(prompts),
+                           " (scored a neutral 0.5)" if return_scores else " (-1)")
         if return_scores:
-            return scores
+            return [NEUTRAL_SCORE if s != s else s for s in scores]
         return [self._rank(score) for score in scores]
 
     def _rank(self, p_first: float) -> int:

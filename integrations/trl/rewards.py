@@ -1,14 +1,19 @@
 """UnifiedReward reward functions for TRL's ``GRPOTrainer`` / ``RLOOTrainer``.
 
-Each follows TRL's contract ``f(prompts, completions, completion_ids=None, **columns) -> list[float | None]``:
-``None`` marks an item the judge could not score (bad media, unparseable output, server down); TRL
-turns it into NaN and ``nansum`` ignores it. Media come from the dataset's ``images`` / ``image`` /
-``video`` columns (or, failing that, the image parts TRL put into the prompt).
+Each follows TRL's contract ``f(prompts, completions, completion_ids=None, **columns) -> list[float | None]``.
+Media come from the dataset's ``images`` / ``image`` / ``video`` columns (or, failing that, the image parts
+TRL put into the prompt). A group is the completions of one prompt *row* (its text and media), over the
+batch of every process of an accelerate / torchrun run, so 1 or N processes give the same rewards.
 
-Use the classes with your own ``UnifiedReward``::
+A completion the judge could not score (bad media, unparseable output, server down) is logged and, by
+default, given the mean of its group's successful scores for this reward: its advantage then does not
+depend on this reward, in TRL 0.24 and 1.x, with one reward function or several (never 0, never the
+worst). ``impute=None`` returns None instead (TRL: NaN).
 
-    reward = PointwiseReward(UnifiedReward.from_pretrained("CodeGoat24/UnifiedReward-qwen-7b"))
-    GRPOTrainer(model, reward_funcs=[reward], ...)
+Build them with the factories (or the classes, with your own ``UnifiedReward``)::
+
+    reward = get_pointwise_reward(UnifiedReward.from_pretrained("CodeGoat24/UnifiedReward-qwen-7b"))
+    GRPOTrainer(model, reward_funcs=[reward, get_winrate_reward(server="http://localhost:8080/v1")], ...)
 
 or the module-level functions, configured by ``UNIFIEDREWARD_*`` env vars / a config file
 (:mod:`integrations.trl.config`), e.g. ``trl grpo --reward_funcs integrations.trl.rewards.pointwise_reward``.
@@ -16,15 +21,19 @@ or the module-level functions, configured by ``UNIFIEDREWARD_*`` env vars / a co
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import math
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from reward_core import JudgeItem, RewardResult, VideoSpec, get_template
 from reward_core.parsers import parse
 
+from ..distributed import ProcessExchange, media_fingerprint
 from .config import RewardConfig, load_reward_model
 
 logger = logging.getLogger(__name__)
@@ -97,11 +106,76 @@ def normalized(value: float, scale: tuple[float, float] | None) -> float:
     return (value - low) / (high - low)
 
 
+# --------------------------------------------------------------------------- groups and neutral failure
+
+
+def row_key(prompt: Any, media: Sequence[Any]) -> str:
+    """Identity of a prompt *row*: every text part of the prompt plus a fingerprint of each media entry.
+
+    Two rows asking the same question about different images get different keys; the completions TRL
+    generated for one row (wherever they sit in the batch, on whichever process) share one.
+    """
+    if isinstance(prompt, str):
+        text = prompt
+    else:
+        text = "\x1f".join(f"{m.get('role')}:{_text_of(m.get('content'))}" for m in prompt)
+    ident = text + "\x1e" + "\x1f".join(media_fingerprint(m) for m in media)
+    return hashlib.blake2b(ident.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def group_members(keys: Sequence[Any], group_size: int | None = None) -> list[list[int]]:
+    """Groups of indices: items with equal keys (first-seen order), or TRL's contiguous ``group_size`` blocks."""
+    if group_size:
+        if len(keys) % group_size:
+            raise ValueError(f"batch of {len(keys)} is not a multiple of group_size={group_size}")
+        return [list(range(s, s + group_size)) for s in range(0, len(keys), group_size)]
+    groups: dict[Any, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def impute_group_mean(values: Sequence[float | None], groups: Sequence[Sequence[int]]) -> tuple[list[float | None], list[bool]]:
+    """Each failed value (None) becomes the mean of its group's successful values, so it moves no advantage.
+
+    GRPO centres every reward on its group mean; a failed completion holding exactly that mean contributes
+    nothing to its own advantage (nor, in TRL's ``normalize_then_sum``, to any other). A group with no
+    successful value stays None: TRL then gives the whole group the same value (0 via ``nansum``, or
+    "unscorable" in TRL 1.x), which moves no advantage either. Returns the values and an "imputed" mask.
+    """
+    out, imputed = list(values), [False] * len(values)
+    for members in groups:
+        ok = [values[i] for i in members if values[i] is not None]
+        if not ok or len(ok) == len(members):
+            continue
+        mean = sum(ok) / len(ok)
+        for i in members:
+            if values[i] is None:
+                out[i], imputed[i] = mean, True
+    return out, imputed
+
+
 # --------------------------------------------------------------------------- base class
 
 
+@dataclass
+class Judged:
+    """What :meth:`UnifiedRewardFunction.compute` found for this process's items."""
+
+    values: list[float | None]
+    statuses: list[str]
+    texts: list[str | None]
+    errors: list[str] = field(default_factory=list)
+
+
 class UnifiedRewardFunction:
-    """Common plumbing: lazy model, failure accounting and logging, TRL's ``__name__``."""
+    """Common plumbing: lazy model, groups across processes, neutral failure, TRL logging, ``__name__``.
+
+    ``impute="group_mean"`` (default) gives a completion the judge could not score the mean of its group's
+    successful scores, so its advantage does not depend on this reward (``impute=None`` returns None).
+    Groups are prompt rows (:func:`row_key`) over the whole batch of every process, or TRL's
+    ``num_generations`` blocks of the gathered batch with ``group_size``.
+    """
 
     section = ""
     default_templates: dict[str, str] = {}
@@ -113,13 +187,19 @@ class UnifiedRewardFunction:
         mode: str = "generate",
         name: str | None = None,
         config: RewardConfig | None = None,
+        group_size: int | None = None,
+        impute: str | None = "group_mean",
     ):
+        if impute not in ("group_mean", None):
+            raise ValueError("impute must be 'group_mean' or None")
         self._reward_model = reward_model
         self._config = config
         self.template = template
         self.mode = mode
+        self.group_size, self.impute = group_size, impute
         self.__name__ = name or f"unifiedreward_{self.section}"
-        self.calls = self.items = self.failed = 0
+        self.calls = self.items = self.failed = self.imputed = 0
+        self.exchange = ProcessExchange()
 
     @property
     def reward_model(self) -> Any:
@@ -127,27 +207,66 @@ class UnifiedRewardFunction:
             self._reward_model = load_reward_model(self._config or RewardConfig.from_env())
         return self._reward_model
 
+    def __getstate__(self) -> dict:
+        """Picklable: a reward configured by a ``RewardConfig`` reloads its model where it is unpickled."""
+        state = dict(self.__dict__)
+        if self._config is not None:
+            state["_reward_model"] = None
+        return state
+
     def template_for(self, columns: dict[str, Any]) -> str:
         if self.template:
             return self.template
         return self.default_templates["video" if _has_video(columns) else "image"]
 
     def __call__(self, prompts: list, completions: list, completion_ids: list | None = None, **columns: Any) -> list[float | None]:
-        log_metric = columns.get("log_metric")
+        log_metric, log_extra = columns.get("log_metric"), columns.get("log_extra")
         columns = {k: v for k, v in columns.items() if k not in TRAINER_KWARGS}
-        rewards, errors = self.compute(prompts, completions, columns)
+        keys = [row_key(p, row_media(columns, i, p)) for i, p in enumerate(prompts)]
+        judged = self.compute(prompts, completions, columns, keys)
+        rewards, imputed = self.neutralize(keys, judged.values)
         self.calls += 1
         self.items += len(rewards)
-        failed = sum(r is None for r in rewards)
+        failed = sum(v is None for v in judged.values)
         self.failed += failed
+        self.imputed += sum(imputed)
         if failed:
-            logger.warning("%s: %d/%d items got no reward (first error: %s)", self.__name__, failed, len(rewards), errors[0] if errors else "?")
+            logger.warning("%s: judge failed on %d/%d items, %d given their group's mean (first error: %s)",
+                           self.__name__, failed, len(rewards), sum(imputed), judged.errors[0] if judged.errors else "?")
         if callable(log_metric):
             log_metric(f"{self.__name__}/failed_fraction", failed / max(len(rewards), 1))
+        if callable(log_extra):
+            log_extra(f"{self.__name__}/status", [f"{s} (imputed)" if m else s for s, m in zip(judged.statuses, imputed)])
+            log_extra(f"{self.__name__}/judge_text", judged.texts)
         return rewards
 
-    def compute(self, prompts: list, completions: list, columns: dict[str, Any]) -> tuple[list[float | None], list[str]]:
+    def neutralize(self, keys: list[str], values: list[float | None]) -> tuple[list[float | None], list[bool]]:
+        """Impute failed values from the groups of the whole (every process's) batch; this process's slice back."""
+        if self.impute is None:
+            return list(values), [False] * len(values)
+        shards = self.exchange.gather((keys, values))
+        offset = sum(len(k) for k, _ in shards[: self.exchange.rank])
+        all_keys = [k for ks, _ in shards for k in ks]
+        all_values = [v for _, vs in shards for v in vs]
+        out, imputed = impute_group_mean(all_values, group_members(all_keys, self.group_size))
+        local = slice(offset, offset + len(values))
+        return out[local], imputed[local]
+
+    def compute(self, prompts: list, completions: list, columns: dict[str, Any], keys: list[str]) -> Judged:
         raise NotImplementedError
+
+
+class AsyncRewardMixin:
+    """``async def __call__`` for TRL >= 0.27, which runs async reward functions concurrently (server judges).
+
+    The judging runs in a worker thread; the process group is set up before the first ``await``, in the
+    order TRL starts the coroutines, so that every process creates it in the same order.
+    """
+
+    async def __call__(self, prompts: list, completions: list, completion_ids: list | None = None, **columns: Any):
+        self.exchange.gather(None)  # creates this function's process group in TRL's (deterministic) order
+        call = super().__call__  # type: ignore[misc]
+        return await asyncio.to_thread(call, prompts, completions, completion_ids, **columns)
 
 
 def _errors(results: Sequence[RewardResult]) -> list[str]:
@@ -192,10 +311,12 @@ class PointwiseReward(UnifiedRewardFunction):
             return None
         return normalized(result.score, template.scale) if self.normalize else result.score
 
-    def compute(self, prompts, completions, columns):
+    def compute(self, prompts, completions, columns, keys):
         template = get_template(self.template_for(columns))
         results = self.reward_model.score_batch(template, self.judge_items(template, prompts, completions, columns), mode=self.mode)
-        return [self.value(r, template) for r in results], _errors(results)
+        values = [self.value(r, template) for r in results]
+        statuses = ["ok" if v is not None else r.status.value if not r.ok else "no_score" for r, v in zip(results, values)]
+        return Judged(values, statuses, [r.text for r in results], _errors(results))
 
 
 class MultiDimensionReward(PointwiseReward):
@@ -203,7 +324,7 @@ class MultiDimensionReward(PointwiseReward):
 
     ``weights`` maps dimension names (``alignment``, ``coherence``, ``style``, ``physics``) to weights;
     by default every dimension the template reports counts equally. A missing weighted dimension makes
-    the item fail (None) rather than silently re-weighting.
+    the item fail rather than silently re-weighting.
     """
 
     section = "multidim"
@@ -229,20 +350,6 @@ class MultiDimensionReward(PointwiseReward):
 # --------------------------------------------------------------------------- pairwise win rate
 
 
-def group_spans(keys: Sequence[Any], group_size: int | None = None) -> list[range]:
-    """Contiguous groups: fixed ``group_size`` (TRL's ``num_generations``), else runs of equal keys."""
-    if group_size:
-        if len(keys) % group_size:
-            raise ValueError(f"batch of {len(keys)} is not a multiple of group_size={group_size}")
-        return [range(s, s + group_size) for s in range(0, len(keys), group_size)]
-    spans, start = [], 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            spans.append(range(start, i))
-            start = i
-    return spans
-
-
 def balanced_pairs(size: int, max_pairs: int | None = None) -> list[tuple[int, int]]:
     """Unordered pairs of ``range(size)``, nearest ring neighbours first so that any prefix spreads the
     comparisons evenly over members; all ``size*(size-1)/2`` when ``max_pairs`` is None."""
@@ -256,50 +363,85 @@ def balanced_pairs(size: int, max_pairs: int | None = None) -> list[tuple[int, i
     return pairs if max_pairs is None else pairs[:max_pairs]
 
 
-class PairwiseWinRateReward(UnifiedRewardFunction):
-    """Each completion's win rate against the other completions of its prompt (Pref-GRPO style).
+def win_share(result: RewardResult, soft: bool) -> float | None:
+    """Share of the first answer's win in one comparison: 1, 0, 0.5 (tie), P(first) when ``soft``; None = failed."""
+    if not result.ok or result.winner is None:
+        return None
+    if soft and result.probs:
+        return float(result.probs["1"])
+    return {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
 
-    Pairs are ranked in both orders by default (``swap=True``): orders that disagree count as a tie.
-    A tie gives each side half a win; a failed comparison counts for neither, and a completion with
-    no successful comparison gets None. ``max_pairs`` caps the comparisons per group (pairs chosen
-    evenly over members); in ``mode="logit"`` a win is the judge's probability instead of 0/1.
+
+class PairwiseWinRateReward(UnifiedRewardFunction):
+    """Each completion's win rate against the other completions of its prompt row (Pref-GRPO style).
+
+    A group is every completion of one prompt row in the whole batch of every process (or a
+    ``group_size`` block), so a process holding part of a group still compares with all of it; each
+    pair is judged once, by the process that holds its first completion. Pairs are ranked in both
+    orders by default (``swap=True``): orders that disagree count as a tie. A tie gives each side half
+    a win; a failed comparison counts for neither, and a completion with no successful comparison
+    failed. ``max_pairs`` caps the comparisons per group (pairs chosen evenly over members); in
+    ``mode="logit"`` a win is the judge's probability instead of 0/1.
     """
 
     section = "pairwise"
     default_templates = {"image": "image_understanding.pair_rank.v1", "video": "video_understanding.pair_rank.v1"}
 
     def __init__(self, reward_model: Any = None, template: str | None = None, mode: str = "generate",
-                 swap: bool = True, max_pairs: int | None = None, group_size: int | None = None, **kwargs: Any):
+                 swap: bool = True, max_pairs: int | None = None, **kwargs: Any):
         super().__init__(reward_model, template, mode, **kwargs)
-        self.swap, self.max_pairs, self.group_size = swap, max_pairs, group_size
+        self.swap, self.max_pairs = swap, max_pairs
 
-    def compute(self, prompts, completions, columns):
+    def compute(self, prompts, completions, columns, keys):
         template = get_template(self.template_for(columns))
         if not {"answer1", "answer2"} <= set(template.fields):
             raise ValueError(f"{template.key}: the win-rate reward needs an answer-pair template (completions are texts)")
         texts = [completion_text(c) for c in completions]
-        pairs, items = [], []
-        for span in group_spans([prompt_text(p) for p in prompts], self.group_size):
-            for a, b in balanced_pairs(len(span), self.max_pairs):
-                i, j = span[a], span[b]
-                fields = {"question": prompt_text(prompts[i]), "answer1": texts[i], "answer2": texts[j]}
-                items.append(JudgeItem(media=row_media(columns, i, prompts[i]), fields=fields))
-                pairs.append((i, j))
+        shards = self.exchange.gather((keys, texts))
+        rank = self.exchange.rank
+        owners = [r for r, (ks, _) in enumerate(shards) for _ in ks]
+        offset = owners.index(rank) if rank in owners else 0
+        all_keys = [k for ks, _ in shards for k in ks]
+        all_texts = [t for _, ts in shards for t in ts]
+        pairs = [(members[a], members[b]) for members in group_members(all_keys, self.group_size)
+                 for a, b in balanced_pairs(len(members), self.max_pairs)]
+        mine = [n for n, (i, _) in enumerate(pairs) if owners[i] == rank]
+        items = []
+        for n in mine:
+            i, j = pairs[n]
+            local = i - offset
+            fields = {"question": prompt_text(prompts[local]), "answer1": all_texts[i], "answer2": all_texts[j]}
+            items.append(JudgeItem(media=row_media(columns, local, prompts[local]), fields=fields))
         results = self.reward_model.compare_batch(template, items, swap=self.swap, mode=self.mode) if items else []
-        wins, counted = [0.0] * len(prompts), [0] * len(prompts)
-        for (i, j), result in zip(pairs, results):
-            if not result.ok or result.winner is None:
-                continue
-            if self.mode == "logit" and result.probs:
-                share_i = result.probs["1"]
-            else:
-                share_i = {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
-            wins[i] += share_i
-            wins[j] += 1.0 - share_i
-            counted[i] += 1
-            counted[j] += 1
-        rewards = [w / n if n else None for w, n in zip(wins, counted)]
-        return rewards, _errors(results)
+        soft = self.mode == "logit"
+        outcomes = [(n, win_share(r, soft)) for n, r in zip(mine, results)]
+        wins, games = [0.0] * len(all_keys), [0] * len(all_keys)
+        for shard in self.exchange.gather(outcomes):
+            for n, share in shard:
+                if share is None:
+                    continue
+                i, j = pairs[n]
+                wins[i] += share
+                wins[j] += 1.0 - share
+                games[i] += 1
+                games[j] += 1
+        local = range(offset, offset + len(prompts))
+        values = [wins[g] / games[g] if games[g] else None for g in local]
+        statuses = ["ok" if games[g] else "no_comparison" for g in local]
+        texts_out = [f"{games[g]} comparisons" for g in local]
+        return Judged(values, statuses, texts_out, _errors(results))
+
+
+class AsyncPointwiseReward(AsyncRewardMixin, PointwiseReward):
+    """:class:`PointwiseReward` as an async reward function."""
+
+
+class AsyncPairwiseWinRateReward(AsyncRewardMixin, PairwiseWinRateReward):
+    """:class:`PairwiseWinRateReward` as an async reward function."""
+
+
+class AsyncMultiDimensionReward(AsyncRewardMixin, MultiDimensionReward):
+    """:class:`MultiDimensionReward` as an async reward function."""
 
 
 # --------------------------------------------------------------------------- Think (CoT) rewards
@@ -310,7 +452,7 @@ _THINK_FORMAT = re.compile(
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
-def think_format_reward(completions: list, **kwargs: Any) -> list[float]:
+def unifiedreward_think_format_reward(completions: list, **kwargs: Any) -> list[float]:
     """1.0 when the whole completion is ``<think>…</think><answer>…</answer>`` (anchored at both ends)."""
     return [1.0 if _THINK_FORMAT.fullmatch(completion_text(c)) else 0.0 for c in completions]
 
@@ -319,7 +461,7 @@ def _label_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().rstrip(".").strip().casefold()
 
 
-def think_accuracy_reward(completions: list, solution: list[str] | None = None, **kwargs: Any) -> list[float | None]:
+def unifiedreward_think_accuracy_reward(completions: list, solution: list[str] | None = None, **kwargs: Any) -> list[float | None]:
     """1.0 when the ``<answer>`` names the labelled winner (``solution`` column, e.g. "Image 1 is better").
 
     Verdicts are read with UnifiedReward's own parsers, so "Image 1 is better." (trailing period)
@@ -327,7 +469,7 @@ def think_accuracy_reward(completions: list, solution: list[str] | None = None, 
     0.0; a row without a label gives None.
     """
     if solution is None:
-        raise ValueError("think_accuracy_reward needs a `solution` column (e.g. 'Image 1 is better')")
+        raise ValueError("unifiedreward_think_accuracy_reward needs a `solution` column (e.g. 'Image 1 is better')")
     rewards: list[float | None] = []
     for completion, label in zip(completions, solution):
         if not label:
@@ -343,6 +485,46 @@ def think_accuracy_reward(completions: list, solution: list[str] | None = None, 
         else:  # a label that names no winner: compare the texts
             rewards.append(1.0 if _label_text(match.group(1)) == _label_text(label) else 0.0)
     return rewards
+
+
+# --------------------------------------------------------------------------- factories (TRL style)
+
+_CLASSES = {
+    "pointwise": (PointwiseReward, AsyncPointwiseReward),
+    "pairwise": (PairwiseWinRateReward, AsyncPairwiseWinRateReward),
+    "multidim": (MultiDimensionReward, AsyncMultiDimensionReward),
+}
+
+
+def _make(section: str, reward_model: Any, use_async: bool, model: str | None, server: str | None,
+          **kwargs: Any) -> UnifiedRewardFunction:
+    sync_class, async_class = _CLASSES[section]
+    config = None
+    if reward_model is None:
+        config = RewardConfig.from_env()
+        config.model, config.server = model or config.model, server or config.server
+        kwargs = {**config.section(section), **kwargs}
+    return (async_class if use_async else sync_class)(reward_model, config=config, **kwargs)
+
+
+def get_pointwise_reward(reward_model: Any = None, *, model: str | None = None, server: str | None = None,
+                         use_async: bool = False, **kwargs: Any) -> PointwiseReward:
+    """A :class:`PointwiseReward` for ``reward_funcs``: with ``reward_model``, or loaded (lazily, once per
+    process) from ``model`` (checkpoint) / ``server`` (OpenAI-compatible URL) / the ``UNIFIEDREWARD_*`` config.
+    ``use_async=True`` returns an async reward function (TRL >= 0.27 runs those concurrently)."""
+    return _make("pointwise", reward_model, use_async, model, server, **kwargs)
+
+
+def get_winrate_reward(reward_model: Any = None, *, model: str | None = None, server: str | None = None,
+                       use_async: bool = False, **kwargs: Any) -> PairwiseWinRateReward:
+    """A :class:`PairwiseWinRateReward` (arguments as :func:`get_pointwise_reward`; ``max_pairs``, ``swap``)."""
+    return _make("pairwise", reward_model, use_async, model, server, **kwargs)
+
+
+def get_multidim_reward(reward_model: Any = None, *, model: str | None = None, server: str | None = None,
+                        use_async: bool = False, **kwargs: Any) -> MultiDimensionReward:
+    """A :class:`MultiDimensionReward` (arguments as :func:`get_pointwise_reward`; ``weights``)."""
+    return _make("multidim", reward_model, use_async, model, server, **kwargs)
 
 
 # --------------------------------------------------------------------------- module-level functions
