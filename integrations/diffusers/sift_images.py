@@ -19,8 +19,10 @@ Splits come from each prompt's ``split`` metadata (``--split_key``), else everyt
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,20 @@ def read_candidates(candidates_dir: str | Path) -> list[SiftItem]:
     return items
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_stem(item_id: str) -> str:
+    """A file name for ``item_id`` that stays inside its folder: safe ids are kept as they are; anything
+    else (``../x``, slashes, NUL, an empty or dot-only id) is replaced and tagged with a hash, so two ids
+    never share a name."""
+    cleaned = _UNSAFE.sub("_", item_id).strip(".")[:80]
+    if cleaned == item_id and cleaned:
+        return cleaned
+    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned or 'id'}-{digest}"
+
+
 def pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "split") -> dict[str, list[dict]]:
     """Kept records -> Pick-a-Pic rows per split (chosen is ``jpg_0``, ``label_0 = 1``), images copied alongside."""
     image_dir = output_dir / "images"
@@ -66,7 +82,7 @@ def pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "spl
             continue
         copies = []
         for role, source in (("chosen", record.chosen), ("rejected", record.rejected)):
-            target = image_dir / f"{record.id}_{role}{Path(source).suffix}"
+            target = image_dir / f"{file_stem(record.id)}_{role}{_UNSAFE.sub('', Path(source).suffix)}"
             shutil.copyfile(source, target)
             copies.append(target)
         row = {
@@ -179,4 +195,4 @@ def main(input_args: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(1 if main()["failed"] else 0)
