@@ -7,6 +7,7 @@ never invent a verdict: text they cannot read gives ``status=parse_error`` with 
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -159,9 +160,44 @@ def _verdict(match: re.Match[str]) -> int | None:
     return winner
 
 
+# "Although Image 1 is better in color, Image 2 is better." : a conceded or scoped comparison is not the verdict.
+_CONCESSION = re.compile(
+    r"\b(?:although|though|while|whereas|even\s+if|despite|admittedly|granted|albeit)\b", re.IGNORECASE
+)
+_SCOPE = re.compile(
+    r"\s*(?:in\s+terms\s+of|in|at|for|on|regarding|concerning|with\s+respect\s+to|when\s+it\s+comes\s+to)\b"
+    r"(?!\s+(?:all|every|most|overall|general)\b)",
+    re.IGNORECASE,
+)
+_CLAUSE_END = re.compile(r"[,;:!?\n]|\.(?=\s|$)")
+
+
+def _conceded_flags(region: str, matches: list[re.Match[str]]) -> list[bool]:
+    """Per conclusion: whether it sits in a concessive clause ("although Image 1 is better in X, ...").
+
+    The clause runs from the concessive word to the next comma or sentence end. Linear in the region.
+    """
+    clause_ends = [m.end() for m in _CLAUSE_END.finditer(region)]
+    concessions = [m.start() for m in _CONCESSION.finditer(region)]
+    flags = []
+    for match in matches:
+        before = bisect.bisect_right(clause_ends, match.start())
+        clause_start = clause_ends[before - 1] if before else 0
+        word = bisect.bisect_left(concessions, clause_start)
+        flags.append(word < len(concessions) and concessions[word] < match.start())
+    return flags
+
+
 def _decide(region: str, subject_key: str, pick_first: bool = False) -> tuple[int | None, str | None]:
-    """The verdict of ``region``: its last conclusion (first when ``pick_first``)."""
-    matches = [m for m in _CONCLUSIONS[subject_key].finditer(region) if _verdict(m) is not None]
+    """The verdict of ``region``: its last conclusion (first when ``pick_first``).
+
+    Conclusions in a concessive clause never count; ones scoped to an aspect ("Image 1 is better in
+    color") count only when the region has no plain conclusion.
+    """
+    found = [m for m in _CONCLUSIONS[subject_key].finditer(region) if _verdict(m) is not None]
+    found = [m for m, conceded in zip(found, _conceded_flags(region, found)) if not conceded]
+    plain = [m for m in found if m.group("tie") or not _SCOPE.match(region, m.end())]
+    matches = plain or found
     if not matches:
         return None, "no conclusion such as 'Image 1 is better' found"
     index = 0 if pick_first else len(matches) - 1
