@@ -18,6 +18,7 @@ from PIL import Image
 
 FRAMES_PER_VIDEO = 8
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+MIN_VIDEO_FRAMES = 2  # qwen-vl-utils samples a multiple of FRAME_FACTOR = 2 frames
 MAX_ASPECT_RATIO = 200  # qwen-vl-utils' smart_resize rejects longer/shorter sides beyond this ratio
 REMOTE_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "hf://")
 
@@ -74,9 +75,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_image_size(width: int, height: int, source: Any) -> None:
-    """Reject sizes no Qwen-VL processor accepts (empty, or an aspect ratio above ``MAX_ASPECT_RATIO``)."""
+    """Reject sizes no Qwen-VL processor accepts (empty, or an aspect ratio above ``MAX_ASPECT_RATIO``) and
+    more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; ``None`` lifts it)."""
     if width < 1 or height < 1:
         raise MediaError(source, f"image has no pixels ({width}x{height})")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise MediaError(
+            source, f"refused: decompression bomb: {width}x{height} pixels is above PIL.Image.MAX_IMAGE_PIXELS ({limit})"
+        )
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise MediaError(source, f"aspect ratio {width}x{height} is above {MAX_ASPECT_RATIO}:1 (Qwen-VL's limit)")
 
@@ -242,7 +249,12 @@ def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image
     if kind == "video":
         specs = [as_video_spec(entry) for entry in entries]
         for spec in specs:
-            check_video(spec)
+            frames = check_video(spec)
+            if frames < MIN_VIDEO_FRAMES and not spec.as_frames:
+                raise MediaError(
+                    spec, f"video has {frames} frame; Qwen-VL video input needs at least {MIN_VIDEO_FRAMES} "
+                    "(as_frames=True feeds it as images)"
+                )
         return specs
     raise ValueError(f"unknown media kind {kind!r}")
 

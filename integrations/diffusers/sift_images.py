@@ -39,20 +39,38 @@ PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 POINT_TEMPLATE = "image_generation.point_score.v1"
 
 
-def read_candidates(candidates_dir: str | Path) -> list[SiftItem]:
-    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder."""
+def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None) -> list[SiftItem]:
+    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder.
+
+    A line that is not a candidates record is skipped, logged and, when given, its reason appended to ``invalid``.
+    """
     candidates_dir = Path(candidates_dir).resolve()
-    items = []
+    items, seen = [], set()
     lines = (candidates_dir / CANDIDATES_FILE).read_text(encoding="utf-8").splitlines()
-    for order, line in enumerate(line for line in lines if line.strip()):
-        record = json.loads(line)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            item_id, prompt, images = str(record["id"]), record["prompt"], record["images"]
+            if not isinstance(prompt, str) or not isinstance(images, list):
+                raise TypeError("'prompt' must be a string and 'images' a list")
+            if item_id in seen:
+                raise ValueError(f"duplicate id {item_id!r}")
+        except (ValueError, KeyError, TypeError) as error:
+            reason = f"{CANDIDATES_FILE}:{number}: {type(error).__name__}: {error}"
+            logger.error("skipped %s", reason)
+            if invalid is not None:
+                invalid.append(reason)
+            continue
+        seen.add(item_id)
         items.append(
             SiftItem(
-                id=record["id"],
-                fields={"prompt": record["prompt"]},
-                candidates=[str(candidates_dir / path) for path in record["images"]],
-                meta={**record.get("meta", {}), "seeds": record.get("seeds")},
-                order=order,
+                id=item_id,
+                fields={"prompt": prompt},
+                candidates=[str(candidates_dir / str(path)) for path in images],
+                meta={**(record.get("meta") or {}), "seeds": record.get("seeds")},
+                order=len(items),
             )
         )
     return items
@@ -134,7 +152,8 @@ def sift_candidates(
     """Sift (resuming any earlier run in ``output_dir``) and write the dataset; returns the summary."""
     output_dir = Path(output_dir)
     settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
-    items = read_candidates(candidates_dir)
+    invalid: list[str] = []
+    items = read_candidates(candidates_dir, invalid)
     results_path = shard_path(output_dir)
     run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
     wanted = {item.id for item in items}
@@ -151,6 +170,7 @@ def sift_candidates(
         "dropped": summary.dropped,
         "failed": summary.failed,
         "reasons": summary.reasons,
+        "invalid_lines": invalid,
         "splits": {name: len(rows) for name, rows in splits.items()},
         "report": None if report is None else str(report),
     }
@@ -194,5 +214,10 @@ def main(input_args: list[str] | None = None) -> dict[str, Any]:
     )
 
 
+def exit_status(result: dict[str, Any]) -> int:
+    """0 when every prompt was sifted, 1 when a prompt failed or a candidates line was unreadable."""
+    return 1 if result["failed"] or result["invalid_lines"] else 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(1 if main()["failed"] else 0)
+    raise SystemExit(exit_status(main()))

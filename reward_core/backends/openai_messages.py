@@ -79,6 +79,8 @@ def completion_text(body: dict[str, Any]) -> str:
         raise ValueError(f"malformed chat completion (no choices[0].message.content): {str(body)[:200]}") from None
     if content is None:
         raise ValueError("chat completion has empty content")
+    if not isinstance(content, str):
+        raise ValueError(f"malformed chat completion: content is a {type(content).__name__}, not text")
     return content
 
 

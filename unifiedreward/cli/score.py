@@ -100,7 +100,10 @@ def read_items(path: Path, fields: dict[str, str], root: Path, video: bool, as_f
     for index, line in enumerate(lines):
         item_id = str(index)
         try:
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"invalid JSON ({error})") from None
             if not isinstance(row, dict):
                 raise ValueError(f"expected a JSON object, got a {type(row).__name__}")
             item_id = str(row.get("id", index))
@@ -111,7 +114,7 @@ def read_items(path: Path, fields: dict[str, str], root: Path, video: bool, as_f
                 raise ValueError(f"'fields' must be an object, got a {type(row_fields).__name__}")
             item = JudgeItem([_media_entry(m, root, video, as_frames) for m in media], {**fields, **row_fields}, item_id)
             entries.append((item_id, item))
-        except (ValueError, TypeError) as error:  # json.JSONDecodeError is a ValueError
+        except (ValueError, TypeError) as error:
             entries.append((item_id, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: line {index + 1}: {error}")))
     return entries
 
