@@ -281,7 +281,8 @@ def test_cli_bench_pairs_with_hostile_media(corpus, toy_world, tmp_path):
     rows = [{"prompt": c.name, "left_image": _absolute(root, Case("good", "img/good.png")),
              "right_image": _absolute(root, c), "vote_type": "leftvote"} for c in cases]
     out = tmp_path / "bench"
-    status = cli(["bench", "--benchmark", "genai-bench-image", "--data", str(_jsonl(tmp_path / "bench.jsonl", rows)),
+    data = _jsonl(tmp_path / "bench.jsonl", rows, [line for _, line, _ in INVALID_LINES[:2]])
+    status = cli(["bench", "--benchmark", "genai-bench-image", "--data", str(data),
                   "--model", toy_world["reward_model"], "--device", "cpu", "--mode", "logit", "--swap",
                   "--output", str(out), "--no-progress"])
     assert status == 1
@@ -291,4 +292,7 @@ def test_cli_bench_pairs_with_hostile_media(corpus, toy_world, tmp_path):
         errors = [p["error"] for p in prediction["presentations"] if p["error"]]
         status = "ok" if prediction["margin"] is not None and not errors else "failed"
         tally.add(case, status, "; ".join(errors) or None)
+    invalid = json.loads((out / "metrics.json").read_text())["invalid_records"]
+    for (name, _, _), record, reason in zip(INVALID_LINES, invalid, ("invalid json", "not an object")):
+        tally.add(Case(name, "-", reason), "invalid", record["error"])
     tally.check()
