@@ -296,3 +296,17 @@ def test_cli_bench_pairs_with_hostile_media(corpus, toy_world, tmp_path):
     for (name, _, _), record, reason in zip(INVALID_LINES, invalid, ("invalid json", "not an object")):
         tally.add(Case(name, "-", reason), "invalid", record["error"])
     tally.check()
+
+
+def test_cli_sift_refuses_an_output_folder_another_sift_is_writing(corpus, toy_world, tmp_path, capsys):
+    from unifiedreward.sift import SiftWriter
+
+    rows = [{"id": "a", "question": "What color?", "image": "img/good.png", "candidates": ["red", "blue"]}]
+    source = _jsonl(tmp_path / "und.jsonl", rows)
+    out = tmp_path / "sift"
+    argv = ["sift", "--input", str(source), "--media-dir", str(corpus[0]), "--output-dir", str(out),
+            "--reward-model", toy_world["reward_model"], "--device", "cpu", "--mode", "logit", "--no-progress"]
+    with SiftWriter(out / "sift.jsonl"):  # another sift holds the results file
+        assert cli(argv) == 2
+    assert "is being written by another sift" in capsys.readouterr().err
+    assert (out / "sift.jsonl").read_text() == ""  # refused before loading the judge; nothing judged twice

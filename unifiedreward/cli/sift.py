@@ -29,6 +29,7 @@ from unifiedreward.sift import (
     SiftItem,
     SiftLockedError,
     SiftSettings,
+    SiftWriter,
     TransformersPolicy,
     atomic_write_text,
     candidates_are_text,
@@ -240,13 +241,15 @@ def run(args: argparse.Namespace) -> int:
             logger.error("skipped input line: %s", reason)
         shard_index, num_shards, state = shard_of(args)
         items = select_shard(items, shard_index, num_shards)
+        results_path = shard_path(out_dir, shard_index, num_shards)
         try:
+            SiftWriter(results_path).close()  # fail fast, before loading any model; run_sift holds the lock
             summary = run_sift(
                 load_judge(args.reward_model, args.reward_server, args.reward_server_model, device=args.device,
                            batch_size=args.batch_size),
                 items,
                 settings,
-                shard_path(out_dir, shard_index, num_shards),
+                results_path,
                 candidate_source=candidate_source(args),
                 retry_failed=args.retry_failed,
                 progress=not args.no_progress,
