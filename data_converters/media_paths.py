@@ -26,6 +26,10 @@ class MediaResolver:
     def resolve(self, reference: object) -> str:
         if not isinstance(reference, str) or not reference.strip():
             raise RowError(f"media path must be a non-empty string, got {reference!r}")
+        if "\x00" in reference:
+            raise RowError(f"media path {reference!r} contains a NUL byte")
+        if "://" in reference:
+            raise RowError(f"media path {reference!r} is a URL; remote URLs are not fetched (download the file first)")
         media_dir = os.path.realpath(self.media_dir)
         source_root = os.path.realpath(self.source_root or self.media_dir)
         full_path = os.path.realpath(os.path.join(source_root, reference))

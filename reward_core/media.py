@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,9 @@ from PIL import Image
 
 FRAMES_PER_VIDEO = 8
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+MIN_VIDEO_FRAMES = 2  # qwen-vl-utils samples a multiple of FRAME_FACTOR = 2 frames
+MAX_ASPECT_RATIO = 200  # qwen-vl-utils' smart_resize rejects longer/shorter sides beyond this ratio
+REMOTE_SCHEMES = ("http://", "https://", "ftp://", "s3://", "gs://", "hf://")
 
 
 class MediaError(ValueError):
@@ -59,7 +61,12 @@ def describe(source: Any) -> str:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB like qwen-vl-utils: transparent pixels become white, everything else is converted."""
+    """RGB like qwen-vl-utils: transparent pixels become white, everything else is converted.
+
+    16-bit grayscale (``I;16*``) is scaled to 8 bits first (PIL's own conversion clips it to white).
+    """
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
     if image.mode == "RGBA":
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.split()[3])
@@ -67,15 +74,54 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def check_image_size(width: int, height: int, source: Any) -> None:
+    """Reject sizes no Qwen-VL processor accepts (empty, or an aspect ratio above ``MAX_ASPECT_RATIO``) and
+    more pixels than PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``; ``None`` lifts it)."""
+    if width < 1 or height < 1:
+        raise MediaError(source, f"image has no pixels ({width}x{height})")
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise MediaError(
+            source, f"refused: decompression bomb: {width}x{height} pixels is above PIL.Image.MAX_IMAGE_PIXELS ({limit})"
+        )
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise MediaError(source, f"aspect ratio {width}x{height} is above {MAX_ASPECT_RATIO}:1 (Qwen-VL's limit)")
+
+
 def _open_image(data: str | bytes, source: Any) -> Image.Image:
+    """Decode one image file or byte string. The one place image decoding happens: every failure,
+    whatever the decoder raises (corrupt data, a decompression bomb, an unsupported mode), is a
+    :class:`MediaError` with the reason."""
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
+            check_image_size(*opened.size, source)  # before decoding: a bomb is refused from its header
             opened.load()
             return to_rgb(opened)
+    except MediaError:
+        raise
     except FileNotFoundError:
         raise MediaError(source, "file not found") from None
-    except (OSError, SyntaxError, ValueError) as error:  # PIL reports corrupt data as OSError / SyntaxError
-        raise MediaError(source, f"cannot decode image ({error})") from None
+    except Image.DecompressionBombError as error:
+        raise MediaError(source, f"refused: decompression bomb ({error})") from None
+    except MemoryError:
+        raise MediaError(source, "out of memory decoding the image") from None
+    except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, struct.error ... for bad data
+        raise MediaError(source, f"cannot decode image ({type(error).__name__}: {error})") from None
+
+
+def local_path(source: str | os.PathLike, kind: str = "image") -> str:
+    """A local media path (``file://`` stripped), or :class:`MediaError` saying why it is not one."""
+    path = os.fspath(source)
+    path = path[len("file://"):] if path.startswith("file://") else path
+    if "\x00" in path:
+        raise MediaError(repr(path), "path contains a NUL byte")
+    if path.lower().startswith(REMOTE_SCHEMES):
+        raise MediaError(source, f"remote URLs are not fetched; download the {kind} first")
+    if os.path.isdir(path):
+        raise MediaError(source, "is a directory, not a file")
+    if not os.path.isfile(path):
+        raise MediaError(source, "file not found")
+    return path
 
 
 def _array_to_image(array: np.ndarray, source: Any) -> Image.Image:
@@ -102,26 +148,27 @@ def load_image(source: Any) -> Image.Image:
     Raises :class:`MediaError` naming the item when it cannot be used.
     """
     if isinstance(source, Image.Image):
-        return to_rgb(source)
+        check_image_size(*source.size, source)
+        try:
+            return to_rgb(source)
+        except Exception as error:  # a lazily loaded PIL image decodes here
+            raise MediaError(source, f"cannot decode image ({type(error).__name__}: {error})") from None
     if isinstance(source, (bytes, bytearray)):
         return _open_image(bytes(source), source)
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        path = path[len("file://"):] if path.startswith("file://") else path
-        if path.startswith(("http://", "https://")):
-            raise MediaError(source, "remote URLs are not fetched; download the image first")
-        if not Path(path).is_file():
-            raise MediaError(source, "file not found")
-        return _open_image(path, source)
+        return _open_image(local_path(source), source)
     if isinstance(source, np.ndarray):
-        return _array_to_image(source, source)
-    if type(source).__module__.startswith("torch"):
+        image = _array_to_image(source, source)
+    elif type(source).__module__.startswith("torch"):
         tensor = source.detach().cpu()
         if tensor.ndim != 3:
             raise MediaError(source, f"expected a CHW image tensor, got shape {tuple(tensor.shape)}")
         tensor = tensor.float() if tensor.is_floating_point() else tensor
-        return _array_to_image(tensor.permute(1, 2, 0).numpy(), source)
-    raise MediaError(source, f"unsupported image type {type(source).__name__}")
+        image = _array_to_image(tensor.permute(1, 2, 0).numpy(), source)
+    else:
+        raise MediaError(source, f"unsupported image type {type(source).__name__}")
+    check_image_size(*image.size, source)
+    return image
 
 
 def as_video_spec(source: Any) -> VideoSpec:
@@ -130,20 +177,27 @@ def as_video_spec(source: Any) -> VideoSpec:
         return source
     if isinstance(source, (str, os.PathLike)):
         return VideoSpec(os.fspath(source))
+    if isinstance(source, (bytes, bytearray, Image.Image, np.ndarray)):
+        raise MediaError(source, f"a video must be a path or VideoSpec, got {type(source).__name__} (an image?)")
     raise MediaError(source, f"a video must be a path or VideoSpec, got {type(source).__name__}")
 
 
 def _video_reader(spec: VideoSpec):
     import decord
 
-    if not Path(spec.path).is_file():
-        raise MediaError(spec, "file not found")
+    path = local_path(spec.path, kind="video")
+    if os.path.getsize(path) == 0:
+        raise MediaError(spec, "empty file (0 bytes)")
     try:
-        reader = decord.VideoReader(spec.path)
+        reader = decord.VideoReader(path)
+        frames = len(reader)
+        if frames > 0:
+            height, width = reader[0].shape[:2]
     except Exception as error:  # decord raises its own DECORDError and RuntimeError
-        raise MediaError(spec, f"cannot decode video ({error})") from None
-    if len(reader) == 0:
+        raise MediaError(spec, f"cannot decode video ({type(error).__name__}: {error})") from None
+    if frames == 0:
         raise MediaError(spec, "video has no frames")
+    check_image_size(width, height, spec)
     return reader
 
 
@@ -159,9 +213,9 @@ def load_video_frames(spec: VideoSpec | str, count: int | None = None) -> list[I
     indices = frame_indices(len(reader), count or spec.nframes or FRAMES_PER_VIDEO)
     try:
         frames = reader.get_batch(indices).asnumpy()
+        images = [Image.fromarray(frame).convert("RGB") for frame in frames]
     except Exception as error:
-        raise MediaError(spec, f"cannot decode frames ({error})") from None
-    images = [Image.fromarray(frame).convert("RGB") for frame in frames]
+        raise MediaError(spec, f"cannot decode frames ({type(error).__name__}: {error})") from None
     if spec.max_pixels:
         images = [_limit_pixels(image, spec.max_pixels) for image in images]
     return images
@@ -195,7 +249,12 @@ def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image
     if kind == "video":
         specs = [as_video_spec(entry) for entry in entries]
         for spec in specs:
-            check_video(spec)
+            frames = check_video(spec)
+            if frames < MIN_VIDEO_FRAMES and not spec.as_frames:
+                raise MediaError(
+                    spec, f"video has {frames} frame; Qwen-VL video input needs at least {MIN_VIDEO_FRAMES} "
+                    "(as_frames=True feeds it as images)"
+                )
         return specs
     raise ValueError(f"unknown media kind {kind!r}")
 

@@ -37,14 +37,28 @@ class BatchResults(list):
     position_consistency: float | None = None
 
 
+@dataclass
+class _BadItem(JudgeItem):
+    """An input that is not a judge item at all; it fails alone with ``reason``."""
+
+    reason: str = ""
+
+
 def _as_list(media: Any) -> list[Any]:
+    """One media entry or a list of them; a single path string is one entry, never its characters."""
     return list(media) if isinstance(media, (list, tuple)) else [media]
 
 
 def _as_item(item: JudgeItem | Mapping[str, Any]) -> JudgeItem:
     if isinstance(item, JudgeItem):
-        return item
-    return JudgeItem(media=_as_list(item["media"]), fields=dict(item.get("fields") or {}), id=item.get("id"))
+        return item if isinstance(item.media, list) else replace(item, media=_as_list(item.media))
+    if not isinstance(item, Mapping):
+        return _BadItem(media=[], reason=f"expected a JudgeItem or a mapping, got {type(item).__name__}")
+    fields = item.get("fields") or {}
+    if "media" not in item or not isinstance(fields, Mapping):
+        missing = "no 'media'" if "media" not in item else f"'fields' is a {type(fields).__name__}, not a mapping"
+        return _BadItem(media=[], id=item.get("id"), reason=missing)
+    return JudgeItem(media=_as_list(item["media"]), fields=dict(fields), id=item.get("id"))
 
 
 def _media_kind(template: Template) -> str:
@@ -339,6 +353,8 @@ class UnifiedReward:
 
     def _request(self, template: Template, item: JudgeItem) -> BackendRequest:
         """Validated backend request; raises MediaError / ValueError for this item only."""
+        if isinstance(item, _BadItem):
+            raise ValueError(item.reason)
         text = template.render(**item.fields)
         media = prepare_media(item.media, _media_kind(template), template.media_count)
         return BackendRequest(media=apply_protocol(template, media), text=text, answer_prefix=template.answer_prefix)
@@ -356,6 +372,9 @@ class UnifiedReward:
                 results[i] = RewardResult.failure(Status.MEDIA_ERROR, str(error))
             except ValueError as error:  # missing template fields: an input problem of this item
                 results[i] = RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {error}")
+            except Exception as error:  # anything else about this one input still fails it alone
+                logger.warning("judge item %d rejected: %r", i, error)
+                results[i] = RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {type(error).__name__}: {error}")
         if requests:
             for i, result in zip(positions, self._run(template, requests, candidates, max_new_tokens)):
                 results[i] = result
@@ -379,7 +398,8 @@ class UnifiedReward:
         results = []
         for answer in answers:
             if answer.error is not None:
-                results.append(RewardResult.failure(Status.BACKEND_ERROR, answer.error))
+                status = Status.MEDIA_ERROR if getattr(answer, "media_error", False) else Status.BACKEND_ERROR
+                results.append(RewardResult.failure(status, answer.error))
             elif isinstance(candidates, logit.ScoreTrie):
                 results.append(logit.result_from_node_probs(template, candidates, answer.probs))
             elif candidates is not None:

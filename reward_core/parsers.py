@@ -7,23 +7,36 @@ never invent a verdict: text they cannot read gives ``status=parse_error`` with 
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 from reward_core.results import RewardResult, Status
 
-__all__ = ["PARSERS", "parse", "parse_for", "register_parser"]
+__all__ = ["PARSERS", "NumberError", "parse", "parse_for", "read_number", "register_parser"]
 
 logger = logging.getLogger(__name__)
 
 Parser = Callable[[str], RewardResult]
 PARSERS: dict[str, Parser] = {}
 
-_NUMBER = r"[-+\u2212]?\d+(?:\.\d+)?"  # \u2212 = typographic minus
+# A number as written, taken whole so that nothing of it is silently cut off: sign (\u2212 = typographic
+# minus), digits (any script), decimal or comma groups, exponent, then an optional range ("3-4") or
+# fraction ("4/5"). `read_number` decides what it means; `_LIST_NUMBER` is one element of "[a, b]".
+_NUMBER = (
+    r"[-+\u2212]?\d+(?:[.,]\d+)*(?:[eE][-+\u2212]?\d+)?"
+    r"(?:[-\u2013]\d+(?:\.\d+)?|\s*/\s*\d+(?:[.,]\d+)*)?(?![\d])"
+)
+_LIST_NUMBER = r"[-+\u2212]?\d+(?:\.\d+)?(?:[eE][-+\u2212]?\d+)?(?![\d.])"
+
+
+class NumberError(ValueError):
+    """A number in the output that cannot be read as one value (the reason says why)."""
 
 
 def _ok(text: str, **values: Any) -> RewardResult:
@@ -34,8 +47,56 @@ def _fail(text: str | None, error: str, **values: Any) -> RewardResult:
     return RewardResult(status=Status.PARSE_ERROR, text=text, error=error, **values)
 
 
+def _ascii_digits(raw: str) -> str:
+    """``raw`` with its digits in ASCII; digits from two scripts ("4\u0665") are not one number."""
+    zeros = {ord(ch) - unicodedata.decimal(ch) for ch in raw if ch.isdecimal()}
+    if len(zeros) > 1:
+        raise NumberError(f"{raw!r} mixes digits of different scripts")
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in raw)
+
+
+def read_number(raw: str, high: float | None = None) -> float:
+    """The value a reader reads in ``raw`` (matched by ``_NUMBER``), or :class:`NumberError`.
+
+    ``1e-3`` is 0.001 and Unicode digits count. Refused rather than guessed: a comma ("4,5": decimal comma
+    or a list?), a range ("3-4"), a fraction whose denominator is not the scale's top ``high`` ("3/10" on
+    a 1-5 scale; "4/5" on it is 4) and numbers too large for a float.
+    """
+    text = _ascii_digits(raw.strip().replace("\u2212", "-"))
+    value, slash, denominator = (part.strip() for part in text.partition("/"))
+    if slash:
+        if "," in denominator or high is None or float(denominator) != high:
+            scale = "this output" if high is None else f"a scale up to {high:g}"
+            raise NumberError(f"fraction {raw.strip()!r} is not on {scale}")
+    if "," in value:
+        raise NumberError(f"{raw.strip()!r} has a comma (decimal comma or a list?); not read")
+    if re.fullmatch(r"[-+]?\d+(?:\.\d+)?[-\u2013]\d+(?:\.\d+)?", value):
+        raise NumberError(f"{raw.strip()!r} is a range, not one score")
+    try:
+        number = float(value)
+    except ValueError:
+        raise NumberError(f"{raw.strip()!r} is not a number") from None
+    if not math.isfinite(number):
+        raise NumberError(f"{raw.strip()[:20]!r}... is too large to be a score")
+    return number
+
+
 def _to_float(raw: str) -> float:
-    return float(raw.replace("\u2212", "-"))
+    return read_number(raw)
+
+
+def _numbers_read(parser: Parser) -> Parser:
+    """A parser whose unreadable number gives ``parse_error`` with the reason."""
+
+    def guarded(text: str) -> RewardResult:
+        try:
+            return parser(text)
+        except NumberError as error:
+            return _fail(text, f"unreadable number: {error}")
+
+    guarded.__name__ = getattr(parser, "__name__", "parser")
+    guarded.__doc__ = parser.__doc__
+    return guarded
 
 
 def _snippet(text: str, limit: int = 60) -> str:
@@ -99,9 +160,44 @@ def _verdict(match: re.Match[str]) -> int | None:
     return winner
 
 
+# "Although Image 1 is better in color, Image 2 is better." : a conceded or scoped comparison is not the verdict.
+_CONCESSION = re.compile(
+    r"\b(?:although|though|while|whereas|even\s+if|despite|admittedly|granted|albeit)\b", re.IGNORECASE
+)
+_SCOPE = re.compile(
+    r"\s*(?:in\s+terms\s+of|in|at|for|on|regarding|concerning|with\s+respect\s+to|when\s+it\s+comes\s+to)\b"
+    r"(?!\s+(?:all|every|most|overall|general)\b)",
+    re.IGNORECASE,
+)
+_CLAUSE_END = re.compile(r"[,;:!?\n]|\.(?=\s|$)")
+
+
+def _conceded_flags(region: str, matches: list[re.Match[str]]) -> list[bool]:
+    """Per conclusion: whether it sits in a concessive clause ("although Image 1 is better in X, ...").
+
+    The clause runs from the concessive word to the next comma or sentence end. Linear in the region.
+    """
+    clause_ends = [m.end() for m in _CLAUSE_END.finditer(region)]
+    concessions = [m.start() for m in _CONCESSION.finditer(region)]
+    flags = []
+    for match in matches:
+        before = bisect.bisect_right(clause_ends, match.start())
+        clause_start = clause_ends[before - 1] if before else 0
+        word = bisect.bisect_left(concessions, clause_start)
+        flags.append(word < len(concessions) and concessions[word] < match.start())
+    return flags
+
+
 def _decide(region: str, subject_key: str, pick_first: bool = False) -> tuple[int | None, str | None]:
-    """The verdict of ``region``: its last conclusion (first when ``pick_first``)."""
-    matches = [m for m in _CONCLUSIONS[subject_key].finditer(region) if _verdict(m) is not None]
+    """The verdict of ``region``: its last conclusion (first when ``pick_first``).
+
+    Conclusions in a concessive clause never count; ones scoped to an aspect ("Image 1 is better in
+    color") count only when the region has no plain conclusion.
+    """
+    found = [m for m in _CONCLUSIONS[subject_key].finditer(region) if _verdict(m) is not None]
+    found = [m for m, conceded in zip(found, _conceded_flags(region, found)) if not conceded]
+    plain = [m for m in found if m.group("tie") or not _SCOPE.match(region, m.end())]
+    matches = plain or found
     if not matches:
         return None, "no conclusion such as 'Image 1 is better' found"
     index = 0 if pick_first else len(matches) - 1
@@ -167,7 +263,7 @@ def _think(subject_key: str) -> Parser:
 
 # --------------------------------------------------------------------------- point scores
 _FINAL_SCORE = re.compile(
-    r"final\s*score[\s*_]*(?:\([^)\n]{0,20}\)[\s*_]*)?(?:[:\uff1a=]|is\b)[\s*_\[(]*(" + _NUMBER + r")(?![\d])",
+    r"final\s*score[\s*_]*(?:\([^)\n]{0,20}\)[\s*_]*)?(?:[:\uff1a=]|is\b)[\s*_\[(]*(" + _NUMBER + r")",
     re.IGNORECASE,
 )
 _FINAL_SCORE_MENTION = re.compile(r"final\s*score", re.IGNORECASE)
@@ -186,7 +282,7 @@ def _final_score(low: float, high: float) -> Parser:
             if _FINAL_SCORE_MENTION.search(text):
                 return _fail(text, "'Final Score' is not followed by a number (output cut?)")
             return _fail(text, "no 'Final Score:' in the output")
-        value = _to_float(matches[-1])
+        value = read_number(matches[-1], high)
         if not low <= value <= high:
             return _fail(text, f"Final Score {value:g} is outside the {_scale_text(low, high)} scale")
         return _ok(text, score=value)
@@ -197,7 +293,7 @@ def _final_score(low: float, high: float) -> Parser:
 _DIMENSION_SCORE = re.compile(
     r"\b(alignment|coherence|style|physics)\s+score[\s*_]*(?:\(\s*1\s*-\s*5\s*\)[\s*_]*)?[:\uff1a][\s*_]*("
     + _NUMBER
-    + r"|nan)(?![\d])",
+    + r"|nan)",
     re.IGNORECASE,
 )
 
@@ -217,10 +313,16 @@ def _multi_score(dimensions: tuple[str, ...], low: float = 1.0, high: float = 5.
                 problems.append(f"{dim} missing")
             elif raw.lower() == "nan":
                 problems.append(f"{dim} is nan")
-            elif not low <= _to_float(raw) <= high:
-                problems.append(f"{dim} {_to_float(raw):g} outside {_scale_text(low, high)}")
             else:
-                scores[dim] = _to_float(raw)
+                try:
+                    value = read_number(raw, high)
+                except NumberError as error:
+                    problems.append(f"{dim} {error}")
+                    continue
+                if low <= value <= high:
+                    scores[dim] = value
+                else:
+                    problems.append(f"{dim} {value:g} outside {_scale_text(low, high)}")
         if problems:
             return _fail(text, "dimension scores: " + "; ".join(problems), scores=scores or None)
         return _ok(text, scores=scores, score=sum(scores.values()) / len(scores))
@@ -240,7 +342,7 @@ def _pair_score(subject: str) -> Parser:
     least one dimension is valid: ``winner`` compares the sums over the valid dimensions and
     ``error`` names the dropped ones (a warning); with no valid dimension it is a parse_error.
     """
-    value_pattern = re.compile(rf"\b{subject}\s*([12])[\s*_]*[:\uff1a][\s*_]*({_NUMBER}|nan)(?![\d])", re.IGNORECASE)
+    value_pattern = re.compile(rf"\b{subject}\s*([12])[\s*_]*[:\uff1a][\s*_]*({_NUMBER}|nan)", re.IGNORECASE)
 
     def parse_pair_score(text: str) -> RewardResult:
         headers = list(_PAIR_SCORE_HEADER.finditer(text))
@@ -256,10 +358,16 @@ def _pair_score(subject: str) -> Parser:
                 dropped.append(f"{dim} missing")
             elif "nan" in (values["1"].lower(), values["2"].lower()):
                 dropped.append(f"{dim} is nan")
-            elif not all(0.0 <= _to_float(values[n]) <= 1.0 for n in ("1", "2")):
-                dropped.append(f"{dim} outside 0-1")
             else:
-                scores[f"{dim}/1"], scores[f"{dim}/2"] = _to_float(values["1"]), _to_float(values["2"])
+                try:
+                    pair = [read_number(values[n], 1.0) for n in ("1", "2")]
+                except NumberError as error:
+                    dropped.append(f"{dim} {error}")
+                    continue
+                if all(0.0 <= v <= 1.0 for v in pair):
+                    scores[f"{dim}/1"], scores[f"{dim}/2"] = pair
+                else:
+                    dropped.append(f"{dim} outside 0-1")
         if not scores:
             return _fail(text, "no valid dimension: " + "; ".join(dropped))
         total_1 = sum(v for k, v in scores.items() if k.endswith("/1"))
@@ -299,9 +407,15 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            return None
     elif isinstance(value, str) and re.fullmatch(r"\s*" + _NUMBER + r"\s*", value):
-        number = _to_float(value.strip())
+        try:
+            number = read_number(value)
+        except NumberError:
+            return None
     else:
         return None
     return number if math.isfinite(number) else None
@@ -360,7 +474,7 @@ def _parse_flex(text: str) -> RewardResult:
 
 
 _SCORE_LIST = re.compile(
-    r"[\"']?score[\"']?\s*[:=]\s*\[\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*[,\]]", re.IGNORECASE
+    r"[\"']?score[\"']?\s*[:=]\s*\[\s*(" + _LIST_NUMBER + r")\s*,\s*(" + _LIST_NUMBER + r")\s*[,\]]", re.IGNORECASE
 )
 
 
@@ -389,10 +503,10 @@ def _edit_point(dimensions: tuple[str, str], low: float = 0.0, high: float = 25.
 _EDIT_PAIR_VALUE = re.compile(
     r"\b(?:edited\s+)?image\s*([12])\b[\s*]*(?:'s\s+)?(?:(?:final\s+)?score[\s*]*)?(?:[:\uff1a=]|is\b)[\s*]*("
     + _NUMBER
-    + r")(?![\d])",
+    + r")",
     re.IGNORECASE,
 )
-_BRACKET_PAIR = re.compile(r"\[\s*(" + _NUMBER + r")\s*,\s*(" + _NUMBER + r")\s*\]")
+_BRACKET_PAIR = re.compile(r"\[\s*(" + _LIST_NUMBER + r")\s*,\s*(" + _LIST_NUMBER + r")\s*\]")
 
 
 def _parse_edit_pair_score(text: str) -> RewardResult:
@@ -414,10 +528,11 @@ def _parse_edit_pair_score(text: str) -> RewardResult:
 
 # --------------------------------------------------------------------------- registry
 def register_parser(name: str, parser: Parser, overwrite: bool = False) -> None:
-    """Make ``parser`` available to `parse` and to templates under ``name``."""
+    """Make ``parser`` available to `parse` and to templates under ``name`` (a :class:`NumberError` it
+    raises becomes ``parse_error``)."""
     if name in PARSERS and not overwrite:
         raise ValueError(f"parser {name!r} already exists; pass overwrite=True to replace it")
-    PARSERS[name] = parser
+    PARSERS[name] = _numbers_read(parser)
 
 
 for _key in ("image", "video", "answer", "edited_image"):

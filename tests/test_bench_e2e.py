@@ -75,7 +75,7 @@ def test_vl_rewardbench_generate_counts_unparseable_outputs(toy_world, tmp_path)
     # An untrained toy judge rarely states a verdict: whatever it says is either scored or reported.
     assert metrics["n_scored"] + metrics["n_failed"] == 2
     assert sum(metrics["failures"].values()) == metrics["n_failed"]
-    assert status == (0 if metrics["n_scored"] else 1)
+    assert status == (0 if metrics["n_failed"] == 0 else 1)
     for prediction in predictions:
         (presentation,) = prediction["presentations"]
         assert presentation["text"] is not None  # the raw output is kept either way
@@ -99,7 +99,7 @@ def test_videogen_rewardbench_logit(toy_world, tmp_path):
         tmp_path, "--benchmark", "videogen-rewardbench", "--data", str(data), "--media-root", toy_world["data_dir"],
         "--model", toy_world["reward_model"], "--mode", "logit", "--nframes", "4", "--device", "cpu",
     )
-    assert status == 0
+    assert status == 1  # the missing video failed; the other pairs are still scored
     assert (metrics["n_scored"], metrics["n_failed"], metrics["failures"]) == (2, 1, {"media_error": 1})
     assert "file not found" in predictions[2]["error"]
     assert metrics["metrics"]["diff"] in (0.0, 0.5, 1.0)

@@ -301,7 +301,7 @@ def test_cli_convert_registers_the_dataset(tmp_path, media, capsys):
     status = cli.main(["convert", "preference", str(source), str(output), "--dataset-info", str(media),
                        "--dataset-name", "toy_dpo"])
     captured = capsys.readouterr()
-    assert status == 0
+    assert status == 1  # one row was rejected; the good one is still written
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["rows_written"] == 1 and summary["rows_rejected"] == 1
     assert "pairs.jsonl:line 2" in captured.err

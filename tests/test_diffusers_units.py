@@ -343,3 +343,13 @@ def test_sift_with_the_toy_reward_model_in_logit_mode(toy_world, tmp_path):
             assert record["reason"] and record["chosen_index"] is None
     if result is not None:
         assert result["kept"] == sum(r["status"] == "kept" for r in records)
+
+
+def test_candidate_ids_become_file_names_inside_the_output_folder():
+    from integrations.diffusers.sift_images import file_stem
+
+    assert file_stem("prompt-000001") == "prompt-000001"  # safe ids are kept
+    hostile = ["../../X", "/etc/passwd", "a/b", "a\\b", "..", ".", "", "a\x00b", "é/ü"]
+    stems = [file_stem(i) for i in hostile]
+    assert all("/" not in s and "\\" not in s and "\x00" not in s and s.strip(".") for s in stems)
+    assert len(set(stems + [file_stem("a_b")])) == len(hostile) + 1  # never two ids on one name

@@ -138,3 +138,50 @@ def test_messages_follow_upstream_layout(media_dir):
 def test_video_spec_rejects_fps_with_nframes():
     with pytest.raises(ValueError, match="fps or nframes"):
         VideoSpec("v.mp4", fps=2.0, nframes=8)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda root: root, "is a directory"),
+        (lambda root: str(root / "a\x00b.png"), "NUL byte"),
+        (lambda root: "https://example.com/a.png", "remote URLs are not fetched"),
+        (lambda root: "s3://bucket/a.png", "remote URLs are not fetched"),
+        (lambda root: np.zeros((2, 402, 3), dtype=np.uint8), "aspect ratio"),
+        (lambda root: Image.new("RGB", (1, 201)), "aspect ratio"),
+    ],
+)
+def test_unusable_paths_and_shapes_say_why(media_dir, make, reason):
+    root, _ = media_dir
+    with pytest.raises(MediaError, match=reason):
+        load_image(make(root))
+
+
+def test_every_decoder_failure_is_a_media_error(monkeypatch):
+    from hostile_corpus import bomb_png
+
+    with pytest.raises(MediaError, match="decompression bomb"):
+        load_image(bomb_png())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the size between PIL's warning and its error
+    with pytest.raises(MediaError, match="decompression bomb: 20x20 pixels"):
+        load_image(np.zeros((20, 20, 3), dtype=np.uint8))
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped():
+    png = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 32896, dtype=np.uint16)).save(png, format="PNG")  # half of 65535
+    assert load_image(png.getvalue()).getpixel((0, 0)) == (128, 128, 128)
+
+
+def test_short_and_empty_videos_say_why(tmp_path):
+    from unifiedreward.toy.data import write_video
+
+    write_video([Image.new("RGB", (32, 32), (9, 9, 9))], tmp_path / "one.mp4")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(MediaError, match="video has 1 frame"):
+        prepare_media([tmp_path / "one.mp4"], "video", 1)
+    assert prepare_media([VideoSpec(tmp_path / "one.mp4", as_frames=True)], "video", 1)  # fed as images: fine
+    with pytest.raises(MediaError, match="empty file"):
+        prepare_media([tmp_path / "empty.mp4"], "video", 1)
+    with pytest.raises(MediaError, match="is a directory"):
+        prepare_media([tmp_path], "video", 1)

@@ -234,3 +234,24 @@ def test_toy_end_to_end_modes(toy_model, toy_world, capsys):
     root, (row,) = toy_rows(toy_world, "video_points", 1)
     video = toy_model.score("video_generation.point_score.v1", VideoSpec(str(root / row["video"])), mode="logit", prompt=row["prompt"])
     assert video.ok and 1 <= video.score <= 10
+
+
+def test_media_failures_found_by_a_backend_are_media_errors(images):
+    from reward_core.backends.base import Generation
+
+    class Picky:
+        def generate(self, requests, max_new_tokens):
+            return [Generation(error="a.png: cannot prepare media (bad)", media_error=True), Generation(error="OOM")]
+
+    results = UnifiedReward(Picky()).compare_batch(PAIR, [JudgeItem([images["red"], images["blue"]], {"prompt": "x"})] * 2)
+    assert [r.status for r in results] == [Status.MEDIA_ERROR, Status.BACKEND_ERROR]
+
+
+def test_malformed_items_fail_alone(images):
+    rm = UnifiedReward(FakeBackend(verdict=prefers_red))
+    good = {"media": [images["red"], images["blue"]], "fields": {"prompt": "x"}}
+    results = rm.compare_batch(PAIR, [good, 7, {"fields": {"prompt": "x"}}, {"media": [images["red"]], "fields": "x"}])
+    assert [r.status for r in results] == [Status.OK] + [Status.MEDIA_ERROR] * 3
+    assert "JudgeItem or a mapping" in results[1].error and "no 'media'" in results[2].error
+    [one] = rm.score_batch("image_generation.point_score.v1", [JudgeItem(media="a/b/c/d.png", fields={"prompt": "x"})])
+    assert one.status is Status.MEDIA_ERROR and "d.png: file not found" in one.error  # one path, not 11 characters

@@ -234,3 +234,77 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(tmp_path):
     ids = [json.loads(line)["id"] for line in lines]
     assert len(ids) == len(set(ids)) == 12, "no duplicates, no losses"
     assert [r.to_dict() for r in read_records([resumed])] == [r.to_dict() for r in read_records([reference])]
+
+
+# ----------------------------------------------------------------------------- hostile storage conditions
+
+
+def test_short_writes_are_continued_and_a_stalled_write_raises(tmp_path, monkeypatch):
+    import unifiedreward.sift as sift_module
+
+    real_write = os.write
+    monkeypatch.setattr(sift_module.os, "write", lambda fd, data: real_write(fd, bytes(data[:7])))  # 7 bytes a call
+    path = tmp_path / "sift.jsonl"
+    with SiftWriter(path) as writer:
+        for name in ("a", "b"):
+            writer.append(sift_item(ScriptedReward(), item(name, ["q1", "q2"]), SETTINGS))
+    assert [r.id for r in read_records([path])] == ["a", "b"]  # nothing dropped
+    monkeypatch.setattr(sift_module.os, "write", lambda fd, data: 0)
+    with SiftWriter(path) as writer, pytest.raises(OSError, match="no progress"):
+        writer.append(sift_item(ScriptedReward(), item("c", ["q1", "q2"]), SETTINGS))
+
+
+def test_a_second_sift_on_the_same_output_is_refused(tmp_path):
+    from unifiedreward.sift import SiftLockedError
+
+    path = tmp_path / "sift.jsonl"
+    rm = ScriptedReward()
+    with SiftWriter(path):
+        with pytest.raises(SiftLockedError, match="being written by another sift"):
+            run_sift(rm, [item("a", ["q1", "q2"])], SETTINGS, path, progress=False)
+    assert rm.calls == []  # refused before judging anything
+    assert run_sift(rm, [item("a", ["q1", "q2"])], SETTINGS, path, progress=False).kept == 1  # free again
+
+
+def test_merge_outputs_are_replaced_whole(tmp_path, monkeypatch):
+    from unifiedreward.cli.sift import merge_outputs
+    from unifiedreward.sift import atomic_write_text
+
+    from PIL import Image
+
+    image = tmp_path / "img.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with SiftWriter(shard_path(tmp_path)) as writer:
+        prompt = SiftItem("a", {"question": "what?"}, ["q1", "q2"], [str(image)], {"images": [str(image)]})
+        writer.append(sift_item(ScriptedReward(), prompt, SETTINGS))
+    first = merge_outputs(tmp_path)
+    merge_outputs(tmp_path)  # a second merge replaces the dataset folder instead of writing into it
+    assert first["summary"]["kept"] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    from datasets import load_from_disk
+
+    assert len(load_from_disk(str(tmp_path / "dataset"))) == 1
+    before = (tmp_path / "pairs.jsonl").read_text()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(tmp_path / "pairs.jsonl", "half")
+    assert (tmp_path / "pairs.jsonl").read_text() == before  # the old file is intact
+
+
+def test_candidates_are_typed_by_the_templates_never_guessed(tmp_path):
+    from unifiedreward.cli.sift import items_from_rows
+    from unifiedreward.sift import candidates_are_text
+
+    rows = [{"id": "x", "question": "What color?", "image": "a.png", "candidates": ["The shape is yellow.", "b.png"]}]
+    assert candidates_are_text(SETTINGS)
+    [text] = items_from_rows(rows, tmp_path, text_candidates=True)
+    assert text.candidates == ["The shape is yellow.", "b.png"] and text.media == [str(tmp_path / "a.png")]
+    generation = SiftSettings("image_generation.pair_rank.v1", "image_generation.point_score.v1")
+    assert not candidates_are_text(generation)
+    [media] = items_from_rows([{"id": "y", "prompt": "a cube", "candidates": ["a.png", "b.png"]}], tmp_path, False)
+    assert media.candidates == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    with pytest.raises(ValueError, match="same kind of candidate"):
+        candidates_are_text(SiftSettings("image_generation.pair_rank.v1", "image_understanding.point_score.v1"))

@@ -133,7 +133,7 @@ def test_joint_encoding_equals_item_by_item(backend, toy_world, tmp_path):
         BackendRequest(media=[VideoSpec(media_path(toy_world, v)) for v in video["videos"]], text="Compare videos."),
     ]
     encoded, errors = backend._encode_all(requests)
-    assert encoded[2] is None and "gone.png: file not found" in errors[2]
+    assert encoded[2] is None and "gone.png: file not found" in errors[2].message and errors[2].media
     joint = backend._process_together([backend._prepare(requests[i]) for i in (0, 1, 3, 4)])  # no silent fallback
     for index, together in zip((0, 1, 3, 4), joint):
         assert errors[index] is None

@@ -129,6 +129,22 @@ def _text_candidates(template: Template, slot: str) -> bool:
     return slot in template.fields
 
 
+def candidates_are_text(settings: SiftSettings) -> bool:
+    """Whether the templates take candidates as text (answers: ``answer1``/``response`` fields) or as media.
+
+    The templates decide, never the candidate values; a pair and a point template that disagree are an error.
+    """
+    pair_t, point_t = get_template(settings.pair_template), get_template(settings.point_template)
+    pair_text, point_text = _text_candidates(pair_t, "answer1"), _text_candidates(point_t, "response")
+    if pair_text != point_text:
+        kinds = {True: "text answers", False: "media"}
+        raise ValueError(
+            f"{pair_t.key} ranks {kinds[pair_text]} but {point_t.key} scores {kinds[point_text]}: "
+            "pick templates that judge the same kind of candidate"
+        )
+    return pair_text
+
+
 def _template_fields(template: Template, values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in template.fields}
 
@@ -238,44 +254,76 @@ def sift_item(rm: Any, item: SiftItem, settings: SiftSettings) -> SiftRecord:
 # --------------------------------------------------------------------------- crash-safe storage
 
 
-class SiftWriter:
-    """Appends one record per line; each line is written with a single ``write`` and fsync'd.
+class SiftLockedError(RuntimeError):
+    """Another process is writing the same results file."""
 
-    A line cut by a crash (no trailing newline) is truncated away on open, so the next append starts
-    clean and a reader never sees half a record.
+
+class SiftWriter:
+    """Appends one record per line; each line is written in full (short writes are continued, never
+    dropped) and fsync'd.
+
+    The file is locked (``flock``) while open, so a second sift on the same output fails at once with
+    :class:`SiftLockedError` instead of judging everything twice. A line cut by a crash (no trailing
+    newline) is truncated away on open, so the next append starts clean and a reader never sees half a record.
     """
 
     def __init__(self, path: str | os.PathLike):
+        import fcntl
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_torn_tail()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise SiftLockedError(
+                f"{self.path} is being written by another sift; wait for it to finish or use another output folder"
+            ) from None
+        self._drop_torn_tail()
 
     def _drop_torn_tail(self) -> None:
-        if not self.path.exists():
-            return
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             keep = data.rfind(b"\n") + 1
             logger.warning("%s: dropping a torn last line (%d bytes)", self.path, len(data) - keep)
-            with open(self.path, "r+b") as handle:
-                handle.truncate(keep)
-                handle.flush()
-                os.fsync(handle.fileno())
+            os.ftruncate(self._fd, keep)
+            os.fsync(self._fd)
 
     def append(self, record: SiftRecord) -> None:
         line = (json.dumps(record.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")
-        os.write(self._fd, line)
+        write_all(self._fd, line)
         os.fsync(self._fd)
 
     def close(self) -> None:
-        os.close(self._fd)
+        os.close(self._fd)  # releases the lock
 
     def __enter__(self) -> SiftWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written; a write that makes no progress raises ``OSError``."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"write made no progress ({len(view)} of {len(data)} bytes left)")
+        view = view[written:]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``path`` through a temporary file and ``os.replace``: readers see the old or the new file, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def read_records(paths: Iterable[str | os.PathLike]) -> list[SiftRecord]:
@@ -346,12 +394,12 @@ def run_sift(
 ) -> SiftSummary:
     """Sift every item not yet in ``results_path`` and append its record; returns this file's summary."""
     results_path = Path(results_path)
-    done = {r.id: r for r in read_records([results_path])} if results_path.exists() else {}
-    skip = {i for i, r in done.items() if not (retry_failed and r.status == "failed")}
-    todo = [item for item in items if item.id not in skip]
-    if skip:
-        logger.info("resuming %s: %d items done, %d to go", results_path, len(skip), len(todo))
-    with SiftWriter(results_path) as writer:
+    with SiftWriter(results_path) as writer:  # locked before reading what is done
+        done = {r.id: r for r in read_records([results_path])}
+        skip = {i for i, r in done.items() if not (retry_failed and r.status == "failed")}
+        todo = [item for item in items if item.id not in skip]
+        if skip:
+            logger.info("resuming %s: %d items done, %d to go", results_path, len(skip), len(todo))
         for item in tqdm(todo, desc="sift", disable=not progress):
             if not item.candidates:
                 if candidate_source is None:
@@ -472,7 +520,7 @@ def write_summary(records: Sequence[SiftRecord], out_dir: str | os.PathLike) -> 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = SiftSummary.of(records)
-    (out_dir / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
     kept = [r for r in records if r.status == "kept"]
     try:
         import matplotlib
@@ -490,7 +538,9 @@ def write_summary(records: Sequence[SiftRecord], out_dir: str | os.PathLike) -> 
     ax.set_title(f"kept {summary.kept} / dropped {summary.dropped} / failed {summary.failed}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "scores.png", dpi=100)
+    tmp = out_dir / f".scores.png.tmp-{os.getpid()}"
+    fig.savefig(tmp, dpi=100, format="png")
+    os.replace(tmp, out_dir / "scores.png")
     plt.close(fig)
     return summary
 

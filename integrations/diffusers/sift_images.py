@@ -19,8 +19,10 @@ Splits come from each prompt's ``split`` metadata (``--split_key``), else everyt
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -37,23 +39,55 @@ PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 POINT_TEMPLATE = "image_generation.point_score.v1"
 
 
-def read_candidates(candidates_dir: str | Path) -> list[SiftItem]:
-    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder."""
+def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None) -> list[SiftItem]:
+    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder.
+
+    A line that is not a candidates record is skipped, logged and, when given, its reason appended to ``invalid``.
+    """
     candidates_dir = Path(candidates_dir).resolve()
-    items = []
+    items, seen = [], set()
     lines = (candidates_dir / CANDIDATES_FILE).read_text(encoding="utf-8").splitlines()
-    for order, line in enumerate(line for line in lines if line.strip()):
-        record = json.loads(line)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            item_id, prompt, images = str(record["id"]), record["prompt"], record["images"]
+            if not isinstance(prompt, str) or not isinstance(images, list):
+                raise TypeError("'prompt' must be a string and 'images' a list")
+            if item_id in seen:
+                raise ValueError(f"duplicate id {item_id!r}")
+        except (ValueError, KeyError, TypeError) as error:
+            reason = f"{CANDIDATES_FILE}:{number}: {type(error).__name__}: {error}"
+            logger.error("skipped %s", reason)
+            if invalid is not None:
+                invalid.append(reason)
+            continue
+        seen.add(item_id)
         items.append(
             SiftItem(
-                id=record["id"],
-                fields={"prompt": record["prompt"]},
-                candidates=[str(candidates_dir / path) for path in record["images"]],
-                meta={**record.get("meta", {}), "seeds": record.get("seeds")},
-                order=order,
+                id=item_id,
+                fields={"prompt": prompt},
+                candidates=[str(candidates_dir / str(path)) for path in images],
+                meta={**(record.get("meta") or {}), "seeds": record.get("seeds")},
+                order=len(items),
             )
         )
     return items
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def file_stem(item_id: str) -> str:
+    """A file name for ``item_id`` that stays inside its folder: safe ids are kept as they are; anything
+    else (``../x``, slashes, NUL, an empty or dot-only id) is replaced and tagged with a hash, so two ids
+    never share a name."""
+    cleaned = _UNSAFE.sub("_", item_id).strip(".")[:80]
+    if cleaned == item_id and cleaned:
+        return cleaned
+    digest = hashlib.sha256(item_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{cleaned or 'id'}-{digest}"
 
 
 def pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "split") -> dict[str, list[dict]]:
@@ -66,7 +100,7 @@ def pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "spl
             continue
         copies = []
         for role, source in (("chosen", record.chosen), ("rejected", record.rejected)):
-            target = image_dir / f"{record.id}_{role}{Path(source).suffix}"
+            target = image_dir / f"{file_stem(record.id)}_{role}{_UNSAFE.sub('', Path(source).suffix)}"
             shutil.copyfile(source, target)
             copies.append(target)
         row = {
@@ -118,7 +152,8 @@ def sift_candidates(
     """Sift (resuming any earlier run in ``output_dir``) and write the dataset; returns the summary."""
     output_dir = Path(output_dir)
     settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
-    items = read_candidates(candidates_dir)
+    invalid: list[str] = []
+    items = read_candidates(candidates_dir, invalid)
     results_path = shard_path(output_dir)
     run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
     wanted = {item.id for item in items}
@@ -135,6 +170,7 @@ def sift_candidates(
         "dropped": summary.dropped,
         "failed": summary.failed,
         "reasons": summary.reasons,
+        "invalid_lines": invalid,
         "splits": {name: len(rows) for name, rows in splits.items()},
         "report": None if report is None else str(report),
     }
@@ -178,5 +214,10 @@ def main(input_args: list[str] | None = None) -> dict[str, Any]:
     )
 
 
+def exit_status(result: dict[str, Any]) -> int:
+    """0 when every prompt was sifted, 1 when a prompt failed or a candidates line was unreadable."""
+    return 1 if result["failed"] or result["invalid_lines"] else 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_status(main()))

@@ -21,6 +21,7 @@ class Generation:
 
     text: str | None = None
     error: str | None = None
+    media_error: bool = False  # the error is the item's media (it could not be decoded), not the backend
 
 
 @dataclass
@@ -29,6 +30,7 @@ class AnswerLogprobs:
 
     logprobs: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    media_error: bool = False  # the error is the item's media (it could not be decoded), not the backend
 
 
 @dataclass

@@ -137,7 +137,7 @@ class OpenAIBackend:
                     try:
                         parts = await encode(request)
                     except MediaError as exc:
-                        return Generation(error=f"media error: {exc}")
+                        return Generation(error=f"media error: {exc}", media_error=True)
                     payload = self._payload(parts, request.text, model, None, max_tokens=max_new_tokens)
                     body = await post_json(client, self.chat_url, payload, self.retry, deadline)
                     try:
@@ -162,7 +162,7 @@ class OpenAIBackend:
                     try:
                         parts = await encode(request)
                     except MediaError as exc:
-                        return AnswerLogprobs(error=f"media error: {exc}")
+                        return AnswerLogprobs(error=f"media error: {exc}", media_error=True)
                     distributions = {}
                     for node in nodes:  # one request per trie node: 1 for pairs and 1-5 scales
                         prefill = answer_text(request.answer_prefix, node)

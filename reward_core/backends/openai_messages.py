@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from reward_core.media import FRAMES_PER_VIDEO, MediaError, VideoSpec, load_image, load_video_frames
+from reward_core.media import FRAMES_PER_VIDEO, VideoSpec, load_image, load_video_frames, local_path
 from reward_core.media_protocol import JPEG_INFO
 
 IMAGE_FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -35,9 +35,7 @@ def image_data_url(image: Image.Image, image_format: str = "jpeg", jpeg_quality:
 
 def video_data_url(spec: VideoSpec) -> str:
     """The video file's bytes as a base64 ``data:`` URL (for servers that accept ``video_url``)."""
-    path = Path(spec.path)
-    if not path.is_file():
-        raise MediaError(spec, "file not found")
+    path = Path(local_path(spec.path, kind="video"))
     mime = mimetypes.guess_type(path.name)[0] or "video/mp4"
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
@@ -85,6 +83,8 @@ def completion_text(body: dict[str, Any]) -> str:
         raise ValueError(f"malformed chat completion (no choices[0].message.content): {str(body)[:200]}") from None
     if content is None:
         raise ValueError("chat completion has empty content")
+    if not isinstance(content, str):
+        raise ValueError(f"malformed chat completion: content is a {type(content).__name__}, not text")
     return content
 
 

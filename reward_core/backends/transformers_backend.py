@@ -91,6 +91,20 @@ class Encoded:
         return Encoded(inputs)
 
 
+@dataclass
+class EncodeFailure:
+    """Why one request could not be encoded; ``media`` when its media could not be decoded."""
+
+    message: str
+    media: bool = False
+
+    @classmethod
+    def of(cls, error: Exception) -> EncodeFailure:
+        if isinstance(error, MediaError):
+            return cls(str(error), media=True)
+        return cls(f"{type(error).__name__}: {error}")
+
+
 def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, Any]:
     """``process_vision_info`` on one conversation -> processor keyword arguments (images, videos, video kwargs).
 
@@ -278,18 +292,18 @@ class TransformersBackend:
         with self._tokenizer_lock:
             return Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
 
-    def _encode_all(self, requests: list[BackendRequest]) -> tuple[list[Encoded | None], list[str | None]]:
+    def _encode_all(self, requests: list[BackendRequest]) -> tuple[list[Encoded | None], list[EncodeFailure | None]]:
         """Encode every request: media one by one (a bad item fails alone), then one processor call for
         the good ones, split back per item (the processor's per-call overhead dominates on small inputs)."""
         encoded: list[Encoded | None] = [None] * len(requests)
-        errors: list[str | None] = [None] * len(requests)
+        errors: list[EncodeFailure | None] = [None] * len(requests)
         prepared = {}
         for index, request in enumerate(requests):
             try:
                 prepared[index] = self._prepare(request)
             except Exception as error:  # one bad item never stops the batch
                 logger.warning("judge item failed to encode: %s", error)
-                errors[index] = f"{type(error).__name__}: {error}"
+                errors[index] = EncodeFailure.of(error)
         try:
             for index, item in zip(prepared, self._process_together(list(prepared.values()))):
                 encoded[index] = item
@@ -300,7 +314,7 @@ class TransformersBackend:
                     with self._tokenizer_lock:
                         encoded[index] = Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
                 except Exception as item_error:
-                    errors[index] = f"{type(item_error).__name__}: {item_error}"
+                    errors[index] = EncodeFailure.of(item_error)
         return encoded, errors
 
     def _process_together(self, prepared: list[tuple[str, dict[str, Any]]]) -> list[Encoded]:
@@ -325,7 +339,9 @@ class TransformersBackend:
         return split_batch(batch, counts)
 
     def _encoded_groups(
-        self, requests: list[BackendRequest], consume: Callable[[list[int], list[Encoded | None], list[str | None]], None]
+        self,
+        requests: list[BackendRequest],
+        consume: Callable[[list[int], list[Encoded | None], list[EncodeFailure | None]], None],
     ) -> None:
         """Encode ``requests`` in groups of about one batch, similar sizes together, and hand each group to
         ``consume(indices, encoded, errors)``; with ``prefetch`` the next group is encoded in a background
@@ -335,7 +351,7 @@ class TransformersBackend:
         if not groups:
             return
 
-        def encode(group: list[int]) -> tuple[list[Encoded | None], list[str | None]]:
+        def encode(group: list[int]) -> tuple[list[Encoded | None], list[EncodeFailure | None]]:
             return self._encode_all([requests[i] for i in group])
 
         if not self.prefetch or len(groups) == 1:
@@ -391,11 +407,11 @@ class TransformersBackend:
         """Greedy (by default) generation of each request's answer."""
         results = [Generation() for _ in requests]
 
-        def run_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+        def run_group(indices: list[int], encoded: list[Encoded | None], errors: list[EncodeFailure | None]) -> None:
             ready = [(index, item) for index, item in zip(indices, encoded) if item is not None]
             for index, error in zip(indices, errors):
                 if error is not None:
-                    results[index].error = error
+                    results[index].error, results[index].media_error = error.message, error.media
             run = partial(self._generate_batch, max_new_tokens=max_new_tokens)
             for (index, _), output in zip(ready, self._run_batched([item for _, item in ready], run)):
                 if isinstance(output, Exception):
@@ -430,12 +446,15 @@ class TransformersBackend:
             for prefix in dict.fromkeys(r.answer_prefix for r in requests if r.answer_prefix is not None)
         }
 
-        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[EncodeFailure | None]) -> None:
             sequences: list[tuple[int, tuple[int, ...], Encoded]] = []  # (request index, branch, inputs)
             for index, item, error in zip(indices, encoded, errors):
                 prefix = requests[index].answer_prefix
-                if item is None or prefix is None:
-                    results[index].error = error if item is None else "logit mode needs an answer_prefix"
+                if item is None:
+                    results[index].error, results[index].media_error = error.message, error.media
+                    continue
+                if prefix is None:
+                    results[index].error = "logit mode needs an answer_prefix"
                     continue
                 layout = layouts[prefix]
                 sequences += [(index, branch, item.extend(layout.shared + branch)) for branch in layout.branches()]

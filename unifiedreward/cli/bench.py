@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if report.n_scored == 0:
         print(f"unifiedreward bench: no pair was judged successfully ({report.failures})", file=sys.stderr)
         return 1
+    if report.failures or report.n_invalid_records:  # metrics are over the judged pairs; say that some were not
+        print(f"unifiedreward bench: {sum(report.failures.values())} pair(s) failed {report.failures}, "
+              f"{report.n_invalid_records} invalid record(s)", file=sys.stderr)
+        return 1
     return 0
 
 

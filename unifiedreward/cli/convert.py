@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         summary["dataset_info"] = {"path": args.dataset_info, "name": name}
     summary.pop("problems")
     print(json.dumps(summary))
-    return 0
+    return 1 if report.rows_rejected else 0  # the good rows are written either way
 
 
 def main(argv: list[str] | None = None) -> int:

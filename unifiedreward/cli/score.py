@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -71,21 +72,58 @@ def _media_entry(entry: Any, root: Path | None, video: bool, as_frames: bool) ->
     from reward_core.media import VideoSpec
 
     if isinstance(entry, dict):  # {"path": ..., "fps"/"nframes"/"max_pixels"/"as_frames": ...}
+        if not isinstance(entry.get("path"), str):
+            raise ValueError(f"a media object needs a 'path' string, got {entry!r}")
         path = _resolve(entry["path"], root)
         if not video:
             return path
         options = {k: entry[k] for k in ("fps", "nframes", "max_pixels", "as_frames") if k in entry}
         return VideoSpec(path, **{"as_frames": as_frames, **options})
+    if not isinstance(entry, str):
+        raise ValueError(f"a media entry is a path string or an object with 'path', got {type(entry).__name__}")
     path = _resolve(entry, root)
     return VideoSpec(path, as_frames=as_frames) if video else path
 
 
 def _resolve(path: str, root: Path | None) -> str:
-    return str(root / path) if root is not None and not Path(path).is_absolute() else str(path)
+    """``path`` under ``root`` when relative; URLs (``scheme://``) and absolute paths are kept as given."""
+    if root is None or "://" in path or Path(path).is_absolute():
+        return str(path)
+    return str(root / path)
+
+
+def read_items(path: Path, fields: dict[str, str], root: Path, video: bool, as_frames: bool) -> list[tuple[str, Any]]:
+    """``(id, entry)`` per non-empty JSONL line: the entry is a ``JudgeItem``, or a failed ``RewardResult``
+    saying why the line is not a usable item (invalid JSON, not an object, media that are not paths)."""
+    from reward_core.model import JudgeItem
+    from reward_core.results import RewardResult, Status
+
+    entries: list[tuple[str, Any]] = []
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        item_id = str(index)
+        try:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"invalid JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got a {type(row).__name__}")
+            item_id = str(row.get("id", index))
+            media = row.get("media", [])
+            media = media if isinstance(media, list) else [media]  # one path string is one item
+            row_fields = row.get("fields") or {}
+            if not isinstance(row_fields, dict):
+                raise ValueError(f"'fields' must be an object, got a {type(row_fields).__name__}")
+            item = JudgeItem([_media_entry(m, root, video, as_frames) for m in media], {**fields, **row_fields}, item_id)
+            entries.append((item_id, item))
+        except (ValueError, TypeError) as error:
+            entries.append((item_id, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: line {index + 1}: {error}")))
+    return entries
 
 
 def run(args: argparse.Namespace) -> int:
-    from reward_core.model import JudgeItem
+    from reward_core.model import BatchResults, JudgeItem
     from reward_core.prompts import get_template
 
     prog = f"unifiedreward {args.command_name}"
@@ -105,23 +143,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     video = template.media.startswith("video")
     if args.input:
-        root = args.media_root or args.input.parent
         try:
-            rows = [json.loads(line) for line in args.input.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except (OSError, json.JSONDecodeError) as error:
+            entries = read_items(args.input, fields, args.media_root or args.input.parent, video, args.as_frames)
+        except OSError as error:
             print(f"{prog}: cannot read {args.input}: {error}", file=sys.stderr)
             return 2
-        items = [
-            JudgeItem(
-                media=[_media_entry(m, root, video, args.as_frames) for m in row.get("media", [])],
-                fields={**fields, **(row.get("fields") or {})},
-                id=row.get("id", str(index)),
-            )
-            for index, row in enumerate(rows)
-        ]
     else:
-        root = args.media_root
-        items = [JudgeItem(media=[_media_entry(m, root, video, args.as_frames) for m in args.media], fields=fields)]
+        media = [_media_entry(m, args.media_root, video, args.as_frames) for m in args.media]
+        entries = [("0", JudgeItem(media=media, fields=fields))]
+    items = [entry for _, entry in entries if isinstance(entry, JudgeItem)]
 
     model = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype,
@@ -129,23 +159,34 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     if template.pairwise:
-        results = model.compare_batch(template, items, swap=args.swap, mode=args.mode, progress=bool(args.input))
+        judged = model.compare_batch(template, items, swap=args.swap, mode=args.mode, progress=bool(args.input))
     else:
-        results = model.score_batch(template, items, mode=args.mode, progress=bool(args.input))
+        judged = model.score_batch(template, items, mode=args.mode, progress=bool(args.input))
     elapsed = time.perf_counter() - started
+    verdicts = iter(judged)
+    results = BatchResults(next(verdicts) if isinstance(entry, JudgeItem) else entry for _, entry in entries)
+    results.position_consistency = getattr(judged, "position_consistency", None)
 
     if not args.input:
         result = results[0]
         print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else describe(result))
         return 0 if result.ok else 1
-    lines = [json.dumps({"id": item.id, **result.to_dict()}, ensure_ascii=False) for item, result in zip(items, results)]
+    lines = [json.dumps({"id": item_id, **result.to_dict()}, ensure_ascii=False)
+             for (item_id, _), result in zip(entries, results)]
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        write_atomic(args.output, "".join(line + "\n" for line in lines))
     else:
         print("\n".join(lines))
     print(summary(results, elapsed), file=sys.stderr)
-    return 0
+    return 0 if all(result.ok for result in results) else 1
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file renamed into place (no half-written output)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def describe(result) -> str:

@@ -15,6 +15,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,12 @@ from unifiedreward.sift import (
     RESULTS_GLOB,
     OpenAIPolicy,
     SiftItem,
+    SiftLockedError,
     SiftSettings,
+    SiftWriter,
     TransformersPolicy,
+    atomic_write_text,
+    candidates_are_text,
     read_records,
     run_sift,
     select_shard,
@@ -74,14 +80,31 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The input rows, and one reason per JSONL line that is not a JSON object (those lines are skipped)."""
     text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of rows")
-    return data
+    if path.suffix != ".jsonl":
+        data = json.loads(text)
+        if not isinstance(data, list):
+            raise ValueError(f"{path}: expected a JSON list of rows")
+        rows = [row for row in data if isinstance(row, dict)]
+        invalid = [f"{path}: row {i} is a {type(row).__name__}, not an object" for i, row in enumerate(data)
+                   if not isinstance(row, dict)]
+        return rows, invalid
+    rows, invalid = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            invalid.append(f"{path}:{number}: invalid JSON ({error})")
+            continue
+        if not isinstance(row, dict):
+            invalid.append(f"{path}:{number}: a {type(row).__name__}, not a JSON object")
+            continue
+        rows.append(row)
+    return rows, invalid
 
 
 def _resolve(entry: Any, base: Path) -> Any:
@@ -90,8 +113,19 @@ def _resolve(entry: Any, base: Path) -> Any:
     return entry
 
 
-def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftItem]:
-    """Rows to :class:`SiftItem`; ``id`` defaults to the row position, and must be unique."""
+def _entries(value: Any) -> list[Any]:
+    """A row's media field: a list, or one path string (never its characters)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def items_from_rows(rows: list[dict[str, Any]], media_dir: Path, text_candidates: bool = True) -> list[SiftItem]:
+    """Rows to :class:`SiftItem`; ``id`` defaults to the row position, and must be unique.
+
+    ``text_candidates`` (from the templates, :func:`unifiedreward.sift.candidates_are_text`) says whether
+    candidates are answers, kept verbatim, or media paths, resolved against ``media_dir``.
+    """
     from reward_core.media import VideoSpec
 
     items, seen = [], set()
@@ -103,14 +137,16 @@ def items_from_rows(rows: list[dict[str, Any]], media_dir: Path) -> list[SiftIte
         text = row.get("question", row.get("prompt"))
         if text is None:
             raise ValueError(f"row {item_id!r} has neither 'question' nor 'prompt'")
-        images = row.get("images", [row["image"]] if row.get("image") is not None else [])
+        images = _entries(row.get("images", row.get("image")))
         images = [_resolve(i, media_dir) for i in images]
         media: list[Any] = list(images)
         meta: dict[str, Any] = {"images": images} if images else {}
         if row.get("video") is not None:
             media.append(VideoSpec(_resolve(row["video"], media_dir)))
             meta["video"] = media[-1].path
-        candidates = [_resolve(c, media_dir) for c in row.get("candidates", [])]
+        candidates = _entries(row.get("candidates"))
+        if not text_candidates:
+            candidates = [_resolve(c, media_dir) for c in candidates]
         items.append(
             SiftItem(item_id, {"question": text, "prompt": text}, candidates, media, meta=meta, order=order)
         )
@@ -146,15 +182,18 @@ def shard_of(args: argparse.Namespace) -> tuple[int, int, Any]:
 
 
 def merge_outputs(out_dir: Path) -> dict[str, Any]:
-    """Merge every shard's records into ``summary.json``, ``scores.png`` and the TRL dataset."""
+    """Merge every shard's records into ``summary.json``, ``scores.png`` and the TRL dataset.
+
+    Each output is written to a temporary name and renamed into place, so a reader (or a merge killed
+    half-way) sees the previous complete output or the new one, never a mix.
+    """
     records = read_records(sorted(out_dir.glob(RESULTS_GLOB)))
     summary = write_summary(records, out_dir)
     report: dict[str, Any] = {"summary": vars(summary), "output_dir": str(out_dir)}
     kept = [r for r in records if r.status == "kept"]
     if kept and all(isinstance(r.chosen, str) and isinstance(r.rejected, str) for r in kept):
         rows = trl_preference_rows(records)
-        with open(out_dir / "pairs.jsonl", "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        atomic_write_text(out_dir / "pairs.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         report["pairs"] = str(out_dir / "pairs.jsonl")
         report["dataset"] = save_hf_dataset(rows, out_dir / "dataset")
     html = try_report(render_sift_records, records, out_dir / "report", f"Sift: {out_dir.name}")
@@ -163,7 +202,7 @@ def merge_outputs(out_dir: Path) -> dict[str, Any]:
 
 
 def save_hf_dataset(rows: list[dict[str, Any]], path: Path) -> str | None:
-    """TRL preference rows as a ``datasets`` folder (``images`` decoded as ``Image`` features)."""
+    """TRL preference rows as a ``datasets`` folder (``images`` decoded as ``Image`` features), swapped in whole."""
     try:
         from datasets import Dataset, Image, Sequence
     except ImportError:
@@ -172,7 +211,14 @@ def save_hf_dataset(rows: list[dict[str, Any]], path: Path) -> str | None:
     dataset = Dataset.from_list(rows)
     if any(row["images"] for row in rows):
         dataset = dataset.cast_column("images", Sequence(Image()))
-    dataset.save_to_disk(str(path))
+    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    dataset.save_to_disk(str(staging))
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
     return str(path)
 
 
@@ -183,28 +229,51 @@ def run(args: argparse.Namespace) -> int:
         if not args.input or not (args.reward_model or args.reward_server):
             raise SystemExit("sift needs --input and --reward-model or --reward-server (or --merge-only)")
         input_path = Path(args.input)
-        items = items_from_rows(read_rows(input_path), Path(args.media_dir or input_path.parent))
+        settings = SiftSettings(args.pair_template, args.point_template, args.mode, args.swap)
+        try:
+            text_candidates = candidates_are_text(settings)
+            rows, invalid = read_rows(input_path)
+            items = items_from_rows(rows, Path(args.media_dir or input_path.parent), text_candidates)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"unifiedreward sift: {error}", file=sys.stderr)
+            return 2
+        for reason in invalid:
+            logger.error("skipped input line: %s", reason)
         shard_index, num_shards, state = shard_of(args)
         items = select_shard(items, shard_index, num_shards)
-        settings = SiftSettings(args.pair_template, args.point_template, args.mode, args.swap)
-        summary = run_sift(
-            load_judge(args.reward_model, args.reward_server, args.reward_server_model, device=args.device,
-                       batch_size=args.batch_size),
-            items,
-            settings,
-            shard_path(out_dir, shard_index, num_shards),
-            candidate_source=candidate_source(args),
-            retry_failed=args.retry_failed,
-            progress=not args.no_progress,
-        )
+        results_path = shard_path(out_dir, shard_index, num_shards)
+        try:
+            SiftWriter(results_path).close()  # fail fast, before loading any model; run_sift holds the lock
+            summary = run_sift(
+                load_judge(args.reward_model, args.reward_server, args.reward_server_model, device=args.device,
+                           batch_size=args.batch_size),
+                items,
+                settings,
+                results_path,
+                candidate_source=candidate_source(args),
+                retry_failed=args.retry_failed,
+                progress=not args.no_progress,
+            )
+        except SiftLockedError as error:
+            print(f"unifiedreward sift: {error}", file=sys.stderr)
+            return 2
         logger.info("shard %d/%d: %s", shard_index, num_shards, summary)
         if state is not None:
             state.wait_for_everyone()
             if not state.is_main_process:
-                return 0
+                return exit_status(summary.failed, len(invalid))
         if args.no_merge:
-            return 0
-    print(json.dumps(merge_outputs(out_dir), indent=2))
+            return exit_status(summary.failed, len(invalid))
+    report = merge_outputs(out_dir)
+    print(json.dumps(report, indent=2))
+    return exit_status(report["summary"]["failed"], len(invalid) if not args.merge_only else 0)
+
+
+def exit_status(failed_items: int, invalid_rows: int) -> int:
+    """0 when every item was sifted, 1 when some item failed or an input line was unreadable."""
+    if failed_items or invalid_rows:
+        logger.warning("%d item(s) failed, %d input line(s) unreadable: exit status 1", failed_items, invalid_rows)
+        return 1
     return 0
 
 
