@@ -207,15 +207,12 @@ def _iter_parquet(path: str, batch_size: int = 256) -> Iterator[Row]:
     parquet = pq.ParquetFile(path)
     row_number = 0
     for group in range(parquet.num_row_groups):
-        group_rows = parquet.metadata.row_group(group).num_rows
+        group_end = row_number + parquet.metadata.row_group(group).num_rows
         try:
-            values = [value for batch in parquet.iter_batches(batch_size=batch_size, row_groups=[group])
-                      for value in batch.to_pylist()]
+            for batch in parquet.iter_batches(batch_size=batch_size, row_groups=[group]):
+                for value in batch.to_pylist():
+                    yield Row(f"{name}:row {row_number}", data=value)
+                    row_number += 1
         except Exception as error:  # pyarrow raises OSError / ArrowInvalid for corrupt pages
-            yield Row(f"{name}:rows {row_number}-{row_number + group_rows - 1}",
-                      error=f"unreadable row group {group} ({error})")
-            row_number += group_rows
-            continue
-        for value in values:
-            yield Row(f"{name}:row {row_number}", data=value)
-            row_number += 1
+            yield Row(f"{name}:rows {row_number}-{group_end - 1}", error=f"unreadable row group {group} ({error})")
+        row_number = group_end
