@@ -25,13 +25,15 @@ def convert_unifiedreward(
     progress: bool = False,
     sampling: str = "all",
     max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
     """Released UnifiedReward data (LLaVA-NeXT items, HF parquet, Think CoT/GRPO) -> sharegpt SFT JSONL.
 
     ``sampling`` is upstream's per-dataset strategy (``all``, ``random:N``, ``first:N``, ``end:N``,
-    ``N%``; see :mod:`data_converters.sampling`); ``max_frames`` caps frame-folder videos.
+    ``N%``; see :mod:`data_converters.sampling`); ``max_frames`` caps frame-folder videos;
+    ``extract_frames`` turns video files into frame lists (to train them with frame-folder datasets).
     """
-    resolver = _resolver(media_dir, source_root, verify_media, max_frames)
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_unifiedreward_row, resolver=resolver)
     return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
@@ -47,9 +49,10 @@ def convert_preference(
     progress: bool = False,
     sampling: str = "all",
     max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
     """Generic preference pairs or sift output -> sharegpt pairwise JSONL (``ranking: true``, DPO stage)."""
-    resolver = _resolver(media_dir, source_root, verify_media, max_frames)
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_preference_row, resolver=resolver)
     return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
@@ -67,6 +70,7 @@ def convert_toy_judge(
     progress: bool = False,
     sampling: str = "all",
     max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
     """Toy-world judge data -> UnifiedReward SFT JSONL (prompt from reward_core's registry).
 
@@ -74,17 +78,18 @@ def convert_toy_judge(
     """
     if source_root is None:
         source_root = os.path.dirname(os.path.abspath(input_path))
-    resolver = _resolver(media_dir, source_root, verify_media, max_frames)
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_toy_judge_row, resolver=resolver, template_key=template_key, split=split)
     return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
 
-def _resolver(media_dir, source_root, verify_media: bool, max_frames: int) -> MediaResolver:
+def _resolver(media_dir, source_root, verify_media: bool, max_frames: int, extract_frames: bool) -> MediaResolver:
     return MediaResolver(
         media_dir=os.fspath(media_dir),
         source_root=os.fspath(source_root) if source_root is not None else None,
         verify=verify_media,
         max_frames=max_frames,
+        extract_frames=extract_frames,
     )
 
 

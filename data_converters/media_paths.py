@@ -23,6 +23,7 @@ class MediaResolver:
     source_root: str | None = None
     verify: bool = True
     max_frames: int = 32  # frames kept per frame-folder video (upstream LLaVA's frames_upbound)
+    extract_frames: bool = False  # video files -> extracted frame lists (to mix with frame-folder datasets)
 
     def resolve(self, reference: object) -> str:
         if not isinstance(reference, str) or not reference.strip():

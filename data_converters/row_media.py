@@ -9,6 +9,7 @@ from typing import Any
 
 from .media_paths import MediaResolver, store_media_bytes
 from .report import RowError
+from .video_frames import extract_video_frames
 
 _MEDIA_KEYS = ("image", "images", "video", "videos")
 
@@ -28,7 +29,8 @@ def row_media(row: dict[str, Any], resolver: MediaResolver, extract_subdir: str 
 
     A ``video`` given as a list of frame paths becomes that many images (LLaVA's pre-extracted frames).
     A video path naming a folder of frames (ShareGPTVideo, VideoFeedback) becomes LLaMA-Factory's
-    nested ``videos: [[frame, ...]]`` (:func:`frame_folder_video`).
+    nested ``videos: [[frame, ...]]`` (:func:`frame_folder_video`); with ``resolver.extract_frames``
+    video files become frame lists too (:func:`extract_video_frames`).
     Embedded media (``{"bytes": ..., "path": ...}`` from HF datasets parquet) are written under
     ``media_dir/extract_subdir``.
     """
@@ -51,7 +53,11 @@ def row_media(row: dict[str, Any], resolver: MediaResolver, extract_subdir: str 
     paths = [resolve(entry) for entry in entries]
     if key in ("image", "images") or (key == "video" and isinstance(value, list)):
         return RowMedia(paths, [])
-    return RowMedia([], [frame_folder_video(path, resolver) for path in paths])
+    videos = [frame_folder_video(path, resolver) for path in paths]
+    if resolver.extract_frames:
+        videos = [extract_video_frames(video, resolver.media_dir) if isinstance(video, str) else video
+                  for video in videos]
+    return RowMedia([], videos)
 
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")

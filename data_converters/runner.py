@@ -85,4 +85,4 @@ class VideoLayout:
             elif frames != self.frames:
                 have, got = ("frame folders", "a video file") if self.frames else ("video files", "a frame folder")
                 raise RowError(f"this file's videos are {have}; {got} cannot share its 'videos' column "
-                               "(convert it into a separate dataset)")
+                               "(convert it into a separate dataset, or extract the files' frames: --extract-frames)")

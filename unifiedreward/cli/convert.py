@@ -53,6 +53,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling", default="all", help="all | random:N | first:N | end:N | N%% (upstream's "
                         "train_data.yaml sampling_strategy)")
     parser.add_argument("--max-frames", type=int, default=32, help="frames kept per frame-folder video")
+    parser.add_argument("--extract-frames", action="store_true", help="write video files' frames (as inference samples "
+                        "them) and list them, so these videos can train together with frame-folder datasets")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     media_dir = args.media_dir or os.path.dirname(os.path.abspath(args.output))
     common = dict(source_root=args.source_root, verify_media=not args.no_verify_media, strict=args.strict,
-                  progress=args.progress, sampling=args.sampling, max_frames=args.max_frames)
+                  progress=args.progress, sampling=args.sampling, max_frames=args.max_frames,
+                  extract_frames=args.extract_frames)
     try:
         dc.SamplingStrategy.parse(args.sampling)
     except ValueError as error:
