@@ -16,7 +16,7 @@ class ConversionFailed(RuntimeError):
 class NoRowsConverted(ConversionFailed):
     """Raised when no input row survives: no output file is written (and nothing may be registered)."""
 
-    def __init__(self, report: "ConversionReport"):
+    def __init__(self, report: ConversionReport):
         self.report = report
         reasons = "; ".join(str(problem) for problem in report.problems[:3])
         super().__init__(f"no row of {report.input_path} survived ({report.summary()})" + (f": {reasons}" if reasons else ""))

@@ -18,7 +18,13 @@ from typing import Any
 from .media_paths import MediaResolver
 from .report import RowError
 from .row_media import RowMedia, row_media
-from .sharegpt import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, sft_record, strip_placeholders, user_content
+from .sharegpt import (
+    IMAGE_PLACEHOLDER,
+    VIDEO_PLACEHOLDER,
+    sft_record,
+    strip_placeholders,
+    user_content,
+)
 
 _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
