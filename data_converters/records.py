@@ -64,10 +64,10 @@ def _iter_jsonl(path: str) -> Iterator[Row]:
 def _iter_json_array(path: str) -> Iterator[Row]:
     """Decode a top-level JSON array one element at a time.
 
-    Only the current element (plus one read chunk) is held in memory. Elements are delimited by a
-    scanner that tracks strings and bracket depth, so an element that fails to decode is reported
-    and the next one is read: one broken element never loses the rows after it. A string cut by a
-    raw newline (invalid JSON) ends at that newline, so the scanner resynchronises on the next line.
+    Only the current element (plus one read chunk) is held in memory. An element that fails to
+    decode is delimited by a scanner that tracks strings and bracket depth, reported, and the next
+    one is read: one broken element never loses the rows after it. A string cut by a raw newline
+    (invalid JSON) ends at that newline, so the scanner resynchronises on the next line.
     """
     name = os.path.basename(path)
     with open(path, encoding="utf-8") as handle:
@@ -75,17 +75,9 @@ def _iter_json_array(path: str) -> Iterator[Row]:
         if not elements.open_array():
             yield Row(f"{name}:line {elements.line}", error="expected a JSON array ('[') at the top level")
             return
-        for line, text, problem in elements:
+        for line, value, problem in elements:
             location = f"{name}:line {line}"
-            if problem is not None:
-                yield Row(location, error=problem)
-                continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as error:
-                yield Row(location, error=f"invalid JSON ({error.msg})")
-                continue
-            yield _as_row(location, value)
+            yield Row(location, error=problem) if problem is not None else _as_row(location, value)
 
 
 _STRING_STOP = re.compile(r'["\\\n]')
@@ -95,12 +87,17 @@ _STRUCTURE_STOP = re.compile(r'["\[\]{},\n]')
 class _ArrayElements:
     """Split the text of a top-level JSON array into element texts, chunk by chunk.
 
-    Iterating yields ``(line, text, None)`` per element, or ``(line, "", reason)`` when the array
-    is malformed beyond one element (a missing ',' between elements is reported and scanning goes on).
+    Iterating yields ``(line, value, None)`` per element, or ``(line, None, reason)`` for an
+    element that does not decode or a malformed array (a missing ',' is reported and scanning goes
+    on). After a broken element, the fragments up to the next object that decodes belong to it
+    and are skipped silently. Each element is first decoded by the C decoder in place (fast); only when that fails is
+    the element's extent found by the scanner, decoded again (it may just have crossed the end of
+    the buffer) or reported.
     """
 
     def __init__(self, handle: IO[str]):
         self.handle, self.buffer, self.pos, self.line, self.eof = handle, "", 0, 1, False
+        self.decoder = json.JSONDecoder()
 
     def _fill(self) -> bool:
         chunk = "" if self.eof else self.handle.read(_CHUNK_CHARS)
@@ -127,12 +124,12 @@ class _ArrayElements:
         self.pos += 1
         return True
 
-    def __iter__(self) -> Iterator[tuple[int, str, str | None]]:
-        expect_value = True
+    def __iter__(self) -> Iterator[tuple[int, Any, str | None]]:
+        expect_value, recovering = True, False
         while True:
             char = self._peek()
             if not char:
-                yield self.line, "", "unexpected end of file inside the JSON array"
+                yield self.line, None, "unexpected end of file inside the JSON array"
                 return
             if char == "]":
                 return
@@ -141,18 +138,40 @@ class _ArrayElements:
                 expect_value = True
                 continue
             line = self.line
-            if not expect_value:
-                yield line, "", f"expected ',' or ']' before this element, found {char!r}"
+            if not expect_value and not recovering:
+                yield line, None, f"expected ',' or ']' before this element, found {char!r}"
             if char == ",":  # an empty element (",,"): report it, keep going
-                yield line, "", "empty array element"
+                if not recovering:
+                    yield line, None, "empty array element"
                 self.pos += 1
                 continue
-            text, complete = self._scan_element()
+            value, problem, complete = self._next_element()
+            if recovering and (problem is not None or not isinstance(value, dict)):
+                pass  # the rest of a broken element: skipped until the next object decodes
+            else:
+                recovering = problem is not None
+                yield line, value, problem
             if not complete:
-                yield line, "", "unexpected end of file inside an array element"
                 return
-            yield line, text, None
             expect_value = False
+
+    def _next_element(self) -> tuple[Any, str | None, bool]:
+        """(value, None, True) | (None, reason, True) | (None, reason, False) at the end of the file."""
+        try:
+            value, end = self.decoder.raw_decode(self.buffer, self.pos)
+            if end < len(self.buffer) - 1 or self.eof:  # a scalar at the buffer's edge may continue
+                self.line += self.buffer.count("\n", self.pos, end)
+                self.pos = end
+                return value, None, True
+        except json.JSONDecodeError:
+            pass
+        text, complete = self._scan_element()
+        if not complete:
+            return None, "unexpected end of file inside an array element", False
+        try:
+            return json.loads(text), None, True
+        except json.JSONDecodeError as error:
+            return None, f"invalid JSON ({error.msg})", True
 
     def _scan_element(self) -> tuple[str, bool]:
         """Consume one element: up to the ',' or ']' at array level. Returns (text, reached a delimiter)."""
