@@ -24,6 +24,9 @@ RECIPES = {
     "qwen2_5vl_lora_sft": ("sft", "qwen2_vl"),
     "qwen3vl_full_sft": ("sft", "qwen3_vl_nothink"),
     "qwen2_5vl_lora_dpo": ("dpo", "qwen2_vl"),
+    "qwen2_5vl_full_sft_paper": ("sft", "qwen2_vl"),
+    "qwen2_5vl_lora_rm": ("rm", "qwen2_vl"),
+    "qwen3_5_full_sft": ("sft", "qwen3_5_nothink"),
 }
 
 
