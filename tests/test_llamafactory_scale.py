@@ -66,7 +66,7 @@ def test_one_broken_array_element_loses_no_other_row(tmp_path, capsys):
     source.write_text("[\n" + ",\n".join(elements) + "\n]\n", encoding="utf-8")
 
     code = convert_main(["unifiedreward", str(source), str(tmp_path / "out.jsonl"), "--media-dir", str(tmp_path)])
-    assert code == 0
+    assert code == 1  # a rejected row shows in the exit status; the good rows are written all the same
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [record["messages"][0]["content"].rsplit(" ", 1)[1] for record in written] == \
         [str(i) for i in range(11) if i != 3]

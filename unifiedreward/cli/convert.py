@@ -8,8 +8,9 @@ Kinds:
 With ``--dataset-info`` the output is also registered in a ``dataset_info.json`` (merged, other
 entries kept; parallel runs on one file are serialised by a lock). Invalid rows are reported with
 their line/row number and skipped; ``--strict`` stops at the first one and writes nothing.
-Exit status: 0 when at least one row was written, 1 when ``--strict`` failed or no row survived
-(then no output file is written and nothing is registered), 2 for bad arguments.
+Exit status: 0 when every row converted; 1 when some rows were rejected (the good rows are written
+and registered), when ``--strict`` failed, or when no row survived (then no output file is written
+and nothing is registered); 2 for bad arguments.
 ``--sampling`` takes upstream's strategies: all, random:N, N% (LLaMA-Factory ``num_samples`` in the
 registration), first:N, end:N (applied while converting). A JSON summary is printed at the end.
 """
