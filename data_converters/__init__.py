@@ -9,15 +9,18 @@ from .api import convert_preference, convert_toy_judge, convert_unifiedreward
 from .dataset_info import dataset_info_entry, merge_dataset_info
 from .media_paths import MediaResolver
 from .records import Row, iter_rows
-from .report import ConversionFailed, ConversionReport, RowError
+from .report import ConversionFailed, ConversionReport, NoRowsConverted, RowError
 from .runner import convert_file
+from .sampling import SamplingStrategy
 
 __all__ = [
     "ConversionFailed",
     "ConversionReport",
     "MediaResolver",
+    "NoRowsConverted",
     "Row",
     "RowError",
+    "SamplingStrategy",
     "convert_file",
     "convert_preference",
     "convert_toy_judge",

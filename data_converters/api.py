@@ -9,6 +9,7 @@ from .media_paths import MediaResolver
 from .preference_data import convert_preference_row
 from .report import ConversionReport
 from .runner import convert_file
+from .sampling import SamplingStrategy
 from .toy_judge_data import convert_toy_judge_row
 from .unifiedreward_data import convert_unifiedreward_row
 
@@ -22,11 +23,19 @@ def convert_unifiedreward(
     verify_media: bool = True,
     strict: bool = False,
     progress: bool = False,
+    sampling: str = "all",
+    max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
-    """Released UnifiedReward data (LLaVA-NeXT items, HF parquet, Think CoT/GRPO) -> sharegpt SFT JSONL."""
-    resolver = _resolver(media_dir, source_root, verify_media)
+    """Released UnifiedReward data (LLaVA-NeXT items, HF parquet, Think CoT/GRPO) -> sharegpt SFT JSONL.
+
+    ``sampling`` is upstream's per-dataset strategy (``all``, ``random:N``, ``first:N``, ``end:N``,
+    ``N%``; see :mod:`data_converters.sampling`); ``max_frames`` caps frame-folder videos;
+    ``extract_frames`` turns video files into frame lists (to train them with frame-folder datasets).
+    """
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_unifiedreward_row, resolver=resolver)
-    return convert_file(input_path, output_path, convert_row, strict=strict, progress=progress)
+    return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
 
 def convert_preference(
@@ -38,11 +47,14 @@ def convert_preference(
     verify_media: bool = True,
     strict: bool = False,
     progress: bool = False,
+    sampling: str = "all",
+    max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
     """Generic preference pairs or sift output -> sharegpt pairwise JSONL (``ranking: true``, DPO stage)."""
-    resolver = _resolver(media_dir, source_root, verify_media)
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_preference_row, resolver=resolver)
-    return convert_file(input_path, output_path, convert_row, strict=strict, progress=progress)
+    return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
 
 def convert_toy_judge(
@@ -56,6 +68,9 @@ def convert_toy_judge(
     verify_media: bool = True,
     strict: bool = False,
     progress: bool = False,
+    sampling: str = "all",
+    max_frames: int = 32,
+    extract_frames: bool = False,
 ) -> ConversionReport:
     """Toy-world judge data -> UnifiedReward SFT JSONL (prompt from reward_core's registry).
 
@@ -63,14 +78,25 @@ def convert_toy_judge(
     """
     if source_root is None:
         source_root = os.path.dirname(os.path.abspath(input_path))
-    resolver = _resolver(media_dir, source_root, verify_media)
+    resolver = _resolver(media_dir, source_root, verify_media, max_frames, extract_frames)
     convert_row = functools.partial(convert_toy_judge_row, resolver=resolver, template_key=template_key, split=split)
-    return convert_file(input_path, output_path, convert_row, strict=strict, progress=progress)
+    return _convert(input_path, output_path, convert_row, strict, progress, sampling)
 
 
-def _resolver(media_dir, source_root, verify_media: bool) -> MediaResolver:
+def _resolver(media_dir, source_root, verify_media: bool, max_frames: int, extract_frames: bool) -> MediaResolver:
     return MediaResolver(
         media_dir=os.fspath(media_dir),
         source_root=os.fspath(source_root) if source_root is not None else None,
         verify=verify_media,
+        max_frames=max_frames,
+        extract_frames=extract_frames,
     )
+
+
+def _convert(input_path, output_path, convert_row, strict: bool, progress: bool, sampling: str) -> ConversionReport:
+    """Run the conversion with upstream's sampling strategy; ``report.num_samples`` is for registration."""
+    strategy = SamplingStrategy.parse(sampling)
+    report = convert_file(input_path, output_path, convert_row, strict=strict, progress=progress,
+                          sampler=strategy.row_sampler())
+    report.num_samples = strategy.num_samples(report.rows_written)
+    return report

@@ -13,6 +13,15 @@ class ConversionFailed(RuntimeError):
     """Raised in strict mode at the first invalid row; the output file is not written."""
 
 
+class NoRowsConverted(ConversionFailed):
+    """Raised when no input row survives: no output file is written (and nothing may be registered)."""
+
+    def __init__(self, report: ConversionReport):
+        self.report = report
+        reasons = "; ".join(str(problem) for problem in report.problems[:3])
+        super().__init__(f"no row of {report.input_path} survived ({report.summary()})" + (f": {reasons}" if reasons else ""))
+
+
 @dataclass
 class RowProblem:
     location: str  # "train.json:line 12" or "data.parquet:row 7"
@@ -34,6 +43,7 @@ class ConversionReport:
     problems: list[RowProblem] = field(default_factory=list)
     problems_dropped: int = 0  # problems beyond ``max_problems`` are counted, not kept
     max_problems: int = 1000
+    num_samples: int | None = None  # LLaMA-Factory ``num_samples`` from a random:N / N% strategy
 
     @property
     def rows_rejected(self) -> int:
@@ -59,5 +69,6 @@ class ConversionReport:
             "rows_written": self.rows_written,
             "rows_filtered": self.rows_filtered,
             "rows_rejected": self.rows_rejected,
+            "num_samples": self.num_samples,
             "problems": [str(problem) for problem in self.problems],
         }

@@ -57,7 +57,7 @@ def test_llava_items_get_one_placeholder_per_media_item(tmp_path, media):
         {"video": "clip.mp4", "conversations": [  # LLaVA video: a single <image> stands for the video
             {"from": "human", "value": "<image>\nRate the video."}, {"from": "gpt", "value": "Final Score: 7"}]},
         {"video": ["frames/f0.jpg", "frames/f1.jpg", "frames/f2.jpg"], "conversations": [  # frames -> images
-            {"from": "human", "value": "<image>\n" * 8 + "Rate."}, {"from": "gpt", "value": "Final Score: 3"}]},
+            {"from": "human", "value": "<image>\n" * 3 + "Rate."}, {"from": "gpt", "value": "Final Score: 3"}]},
         {"images": ["a.png", "b.png"], "problem": "<image><image>Compare.",  # Think GRPO item
          "solution": "<think>x</think>\n<answer>Image 2 is better</answer>"},
         {"image": "a.png", "conversations": [  # a system turn stays first, placeholders go to the user turn
@@ -94,8 +94,9 @@ def test_media_paths_become_relative_to_media_dir_and_escapes_are_refused(tmp_pa
     ]
     source = _jsonl(tmp_path / "rows.jsonl", rows)
     # Sources live in media/frames; LLaMA-Factory's media_dir is media/.
-    report = dc.convert_unifiedreward(source, tmp_path / "out.jsonl", media_dir=media, source_root=media / "frames")
-    assert report.rows_written == 0  # a.png is not in media/frames; ../secret.png leaves it
+    with pytest.raises(dc.NoRowsConverted) as failed:  # a.png is not in media/frames; ../secret.png leaves it
+        dc.convert_unifiedreward(source, tmp_path / "out.jsonl", media_dir=media, source_root=media / "frames")
+    assert failed.value.report.rows_rejected == 4 and not (tmp_path / "out.jsonl").exists()
     report = dc.convert_unifiedreward(source, tmp_path / "out.jsonl", media_dir=media)
     written = _read_jsonl(tmp_path / "out.jsonl")
     assert [r["images"] for r in written] == [["a.png"]]
@@ -117,8 +118,10 @@ def test_wrong_media_count_and_bad_turns_are_row_errors(tmp_path, media):
         {"image": "a.png", "conversations": [{"from": "robot", "value": "q"}]},
         ["not", "an", "object"],
     ]
-    report = dc.convert_unifiedreward(_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "o.jsonl", media_dir=media)
-    assert report.rows_written == 0 and report.rows_rejected == 4
+    with pytest.raises(dc.NoRowsConverted) as failed:
+        dc.convert_unifiedreward(_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "o.jsonl", media_dir=media)
+    report = failed.value.report
+    assert report.rows_written == 0 and report.rows_rejected == 4 and not (tmp_path / "o.jsonl").exists()
     assert [p.location for p in report.problems] == [f"rows.jsonl:line {n}" for n in (1, 2, 3, 4)]
     assert "ambiguous media" in report.problems[1].message
 

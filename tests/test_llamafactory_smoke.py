@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from integrations.llamafactory import recipe_path
-from integrations.llamafactory.launch import CPU_OVERRIDES, REPO_ROOT, find_llamafactory_cli, run_train
+from integrations.llamafactory.launch import CPU_OVERRIDES, OFFLINE_ENV, REPO_ROOT, find_llamafactory_cli, run_train
 from integrations.llamafactory.toy_proof import (
     PAIR_TEMPLATE,
     ToyTrainingSetup,
@@ -24,6 +24,9 @@ RECIPES = {
     "qwen2_5vl_lora_sft": ("sft", "qwen2_vl"),
     "qwen3vl_full_sft": ("sft", "qwen3_vl_nothink"),
     "qwen2_5vl_lora_dpo": ("dpo", "qwen2_vl"),
+    "qwen2_5vl_full_sft_paper": ("sft", "qwen2_vl"),
+    "qwen2_5vl_lora_rm": ("rm", "qwen2_vl"),
+    "qwen3_5_full_sft": ("sft", "qwen3_5_nothink"),
 }
 
 
@@ -103,7 +106,7 @@ def test_dpo_recipe_trains_lora_on_sift_records(sft_run, tmp_path):
         "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_steps": 2,
         "learning_rate": 1e-3, "warmup_ratio": 0.0, "logging_steps": 1, "save_steps": 1_000_000, "plot_loss": False,
     }
-    run = run_train(recipe_path("qwen2_5vl_lora_dpo"), overrides, threads=2, timeout=300)
+    run = run_train(recipe_path("qwen2_5vl_lora_dpo"), overrides, env=OFFLINE_ENV, threads=2, timeout=300)
     assert run.ok, run.log[-4000:]
     state = json.loads((tmp_path / "dpo" / "trainer_state.json").read_text())
     steps = [entry for entry in state["log_history"] if "rewards/margins" in entry]

@@ -25,13 +25,16 @@ def register_dataset(
     data_file: str | os.PathLike[str],
     *,
     ranking: bool = False,
+    num_samples: int | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Add ``name`` -> ``data_file`` to LLaMA-Factory's ``dataset_info.json`` and return the entry.
 
     ``dataset_info`` is the JSON file or the ``dataset_dir`` folder holding it; existing entries of
     other datasets are kept. ``file_name`` is written relative to ``dataset_dir`` when the data file
-    lies inside it (absolute otherwise). ``ranking=True`` for pairwise (DPO) files.
+    lies inside it (absolute otherwise). ``ranking=True`` for pairwise (DPO / RM) files;
+    ``num_samples`` draws that many rows at random (``report.num_samples`` of a ``random:N`` / ``N%``
+    conversion). Parallel calls on one file are serialised by a lock file beside it.
     """
     dataset_info = os.fspath(dataset_info)
     if os.path.isdir(dataset_info) or not dataset_info.endswith(".json"):
@@ -40,7 +43,7 @@ def register_dataset(
     data_file = os.path.abspath(data_file)
     inside = os.path.commonpath([data_file, dataset_dir]) == dataset_dir
     file_name = os.path.relpath(data_file, dataset_dir) if inside else data_file
-    entry = dataset_info_entry(file_name, ranking=ranking)
+    entry = dataset_info_entry(file_name, ranking=ranking, num_samples=num_samples)
     merge_dataset_info(dataset_info, {name: entry}, overwrite=overwrite)
     return entry
 

@@ -17,7 +17,7 @@ from typing import Any
 from data_converters import convert_preference, convert_toy_judge
 
 from . import recipe_path, register_dataset
-from .launch import CPU_OVERRIDES, TrainRun, run_train
+from .launch import CPU_OVERRIDES, OFFLINE_ENV, TrainRun, run_train
 
 PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 POINT_TEMPLATE = "image_generation.point_score.v1"
@@ -161,7 +161,7 @@ def train_toy_reward_model(
     model_dir = build_toy_reward_model(work_dir / "init-model", setup)
     data = prepare_toy_data(work_dir / "data", setup)
     overrides = toy_overrides(model_dir, data, work_dir / "trained", setup)
-    run = run_train(recipe_path(recipe), overrides, threads=threads, timeout=timeout)
+    run = run_train(recipe_path(recipe), overrides, env=OFFLINE_ENV, threads=threads, timeout=timeout)
     return run, data
 
 

@@ -6,8 +6,13 @@ Kinds:
   toy            toy-world judge data (image_pairs.jsonl / image_points.jsonl) -> UnifiedReward SFT
 
 With ``--dataset-info`` the output is also registered in a ``dataset_info.json`` (merged, other
-entries kept). Invalid rows are reported with their line/row number and skipped; ``--strict``
-stops at the first one and writes nothing (exit status 1). A JSON summary is printed at the end.
+entries kept; parallel runs on one file are serialised by a lock). Invalid rows are reported with
+their line/row number and skipped; ``--strict`` stops at the first one and writes nothing.
+Exit status: 0 when every row converted; 1 when some rows were rejected (the good rows are written
+and registered), when ``--strict`` failed, or when no row survived (then no output file is written
+and nothing is registered); 2 for bad arguments.
+``--sampling`` takes upstream's strategies: all, random:N, N% (LLaMA-Factory ``num_samples`` in the
+registration), first:N, end:N (applied while converting). A JSON summary is printed at the end.
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite-entry", action="store_true", help="replace an existing, different entry")
     parser.add_argument("--template-key", help="toy kind: override the reward_core template key")
     parser.add_argument("--split", default="train", help="toy kind: rows of this split only ('all' for every row)")
+    parser.add_argument("--sampling", default="all", help="all | random:N | first:N | end:N | N%% (upstream's "
+                        "train_data.yaml sampling_strategy)")
+    parser.add_argument("--max-frames", type=int, default=32, help="frames kept per frame-folder video")
+    parser.add_argument("--extract-frames", action="store_true", help="write video files' frames (as inference samples "
+                        "them) and list them, so these videos can train together with frame-folder datasets")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -55,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
     media_dir = args.media_dir or os.path.dirname(os.path.abspath(args.output))
     common = dict(source_root=args.source_root, verify_media=not args.no_verify_media, strict=args.strict,
-                  progress=args.progress)
+                  progress=args.progress, sampling=args.sampling, max_frames=args.max_frames,
+                  extract_frames=args.extract_frames)
+    try:
+        dc.SamplingStrategy.parse(args.sampling)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     try:
         if args.kind == "unifiedreward":
             report = dc.convert_unifiedreward(args.input, args.output, media_dir, **common)
@@ -64,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             report = dc.convert_toy_judge(args.input, args.output, media_dir, template_key=args.template_key,
                                           split=None if args.split == "all" else args.split, **common)
+    except dc.NoRowsConverted as error:
+        for problem in error.report.problems:
+            print(f"skipped {problem}", file=sys.stderr)
+        print(f"error: {error}; nothing written or registered", file=sys.stderr)
+        return 1
     except dc.ConversionFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -75,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset_info:
         name = args.dataset_name or os.path.splitext(os.path.basename(args.output))[0]
         register_dataset(args.dataset_info, name, args.output, ranking=args.kind == "preference",
-                         overwrite=args.overwrite_entry)
+                         num_samples=report.num_samples, overwrite=args.overwrite_entry)
         summary["dataset_info"] = {"path": args.dataset_info, "name": name}
     summary.pop("problems")
     print(json.dumps(summary))
