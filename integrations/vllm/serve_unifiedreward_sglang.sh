@@ -11,11 +11,13 @@ set -euo pipefail
 MODEL=${MODEL:-CodeGoat24/UnifiedReward-7b-v1.5}
 GPUS=${GPUS:-1}
 TP=${TP:-1}
+HOST=${HOST:-127.0.0.1}  # HOST=0.0.0.0 exposes the server: set API_KEY then
 PORT=${PORT:-8080}
 CONTEXT=${CONTEXT:-16384}
 DP=$((GPUS / TP))
 
 EXTRA=()
+[ -n "${API_KEY:-}" ] && EXTRA+=(--api-key "$API_KEY")  # clients: --api-key / UNIFIEDREWARD_API_KEY
 case "${MODEL,,}" in
   *qwen*) ;;
   *) EXTRA+=(--chat-template chatml-llava) ;;
@@ -24,9 +26,8 @@ esac
 CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((GPUS - 1)))} exec python -m sglang.launch_server \
   --model-path "$MODEL" \
   --served-model-name UnifiedReward \
-  --host 0.0.0.0 --port "$PORT" \
+  --host "$HOST" --port "$PORT" \
   --tp-size "$TP" --dp-size "$DP" \
   --context-length "$CONTEXT" \
   --mem-fraction-static 0.85 \
-  --trust-remote-code \
   "${EXTRA[@]}"

