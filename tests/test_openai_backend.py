@@ -155,7 +155,7 @@ def test_logit_mode_request_and_vllm_shaped_answer():
     top = {"1": math.log(0.6), "Ġ2": math.log(0.3), " 2": math.log(0.05), "The": math.log(0.05)}
     with StubServer(lambda path, body: (200, vllm_logprobs_response(top))) as stub:
         request = BackendRequest(media=[Image.new("RGB", (28, 28))], text="Which?", answer_prefix="Image")
-        [answer] = OpenAIBackend(stub.base_url).answer_logprobs([request], ["1", "2"])
+        [answer] = OpenAIBackend(stub.base_url, logprob_tokens="top").answer_logprobs([request], ["1", "2"])
     assert answer.error is None
     assert answer.logprobs["1"] == pytest.approx(math.log(0.6))
     assert answer.logprobs["2"] == pytest.approx(math.log(0.35))  # "Ġ2" and " 2" merged
@@ -177,7 +177,7 @@ def test_logit_mode_ten_point_scale_reads_two_distributions():
     with StubServer(respond) as stub:
         request = BackendRequest(media=[], text="Rate 1-10.", answer_prefix="Final Score:")
         candidates = [str(v) for v in range(1, 11)]
-        [answer] = OpenAIBackend(stub.base_url).answer_logprobs([request], candidates)
+        [answer] = OpenAIBackend(stub.base_url, logprob_tokens="top").answer_logprobs([request], candidates)
     assert sorted(b["messages"][-1]["content"] for b in stub.received) == ["Final Score: ", "Final Score: 1"]
     assert answer.logprobs["10"] == pytest.approx(math.log(0.1 * 0.25))
     assert answer.logprobs["1"] == pytest.approx(math.log(0.1 * 0.75))  # stops after "1"

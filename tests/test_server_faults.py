@@ -24,10 +24,21 @@ def requests(count: int, text: str = "Describe image {i} in detail.") -> list[Ba
 
 def test_unreachable_server_fails_every_item_with_the_reason():
     url = f"http://127.0.0.1:{free_port()}"
-    out = OpenAIBackend(url, model="m", **FAST_RETRY).generate(requests(3), max_new_tokens=4)
+    out = OpenAIBackend(url, model="m", breaker_threshold=None, **FAST_RETRY).generate(requests(3), max_new_tokens=4)
     for item in out:
         assert item.text is None
         assert item.error.startswith(f"server unreachable at {url}/v1/chat/completions after 3 attempts")
+
+
+def test_dead_server_opens_the_circuit_and_the_rest_fail_at_once():
+    """Three connection failures in a row take the only replica out; the 200 queued items fail at once."""
+    url = f"http://127.0.0.1:{free_port()}"
+    slow_retry = {"max_attempts": 10, "backoff_base": 1.0, "backoff_max": 5.0}  # ~30 s per item without the breaker
+    started = time.monotonic()
+    out = OpenAIBackend(url, model="m", concurrency=2, **slow_retry).generate(requests(200), max_new_tokens=4)
+    assert time.monotonic() - started < 10
+    assert all(item.text is None and item.error.startswith("circuit open: server unreachable") for item in out)
+    assert f"{url}: 3 consecutive connection failures" in out[-1].error
 
 
 def test_http_500_is_retried_then_reported():
@@ -99,7 +110,7 @@ def test_server_killed_mid_batch_then_restarted(toy_server):
     assert failed, "the kill landed after the batch finished; make the batch longer"
     for item in failed:
         assert item.text is None
-        assert "server unreachable at" in item.error or "deadline exceeded" in item.error
+        assert "server unreachable" in item.error or "deadline exceeded" in item.error
     assert all(o.text is not None for o in out if o.error is None)
 
     toy_server.start()

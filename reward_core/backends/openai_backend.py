@@ -5,9 +5,20 @@ jittered exponential backoff on connection errors, 408/429 and 5xx, within a per
 and an overall ``deadline`` per batch. Sampling is explicit (``temperature=0``, ``top_p=1``), unlike
 upstream's client, which sends none and so inherits the checkpoint's sampling defaults.
 
+``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
+replica with the fewest in flight, a replica that keeps refusing connections is taken out and tried
+again later, and when every replica is out the remaining items fail at once (circuit breaker).
+
 Logit mode prefills the assistant turn with the answer prefix (``continue_final_message``) and reads
-``top_logprobs`` of one generated token: this needs vLLM (or a server with the same extensions);
-a server that rejects it gets a clear per-item error, never a silent fallback to text.
+the log-probabilities of one generated token: this needs vLLM (or a server with the same extensions);
+a server that rejects it gets a clear per-item error, never a silent fallback to text. With
+``logprob_tokens="exact"`` (vLLM >= 0.32) the request names the candidate token ids
+(``logprob_token_ids``, resolved once per answer prefix through the server's ``/tokenize`` or a local
+tokenizer) and gets exactly their log-probabilities; ``"top"`` reads the top-20 tokens (a candidate
+outside them counts as probability 0); ``"auto"`` uses exact ids when they can be resolved, else top-20.
+
+An API key (``api_key``, else ``$UNIFIEDREWARD_API_KEY`` / ``$OPENAI_API_KEY``) goes as a bearer token
+to the configured URLs only, and is never logged.
 """
 
 from __future__ import annotations
@@ -17,14 +28,23 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
-from reward_core.backends.http_client import RequestFailed, RetryPolicy, gather_ordered, post_json, run_sync
+from reward_core.backends.http_client import (
+    Replicas,
+    RequestFailed,
+    RetryPolicy,
+    gather_ordered,
+    post_json,
+    redact_url,
+    run_sync,
+)
 from reward_core.backends.openai_messages import (
     IMAGE_FORMATS,
     VIDEO_MODES,
@@ -32,6 +52,7 @@ from reward_core.backends.openai_messages import (
     completion_text,
     first_token_logprobs,
     media_parts,
+    token_id_logprobs,
 )
 from reward_core.logit import answer_text
 from reward_core.media import FRAMES_PER_VIDEO, MediaError
@@ -41,14 +62,26 @@ logger = logging.getLogger(__name__)
 
 TOP_LOGPROBS = 20  # the most vLLM's OpenAI server returns by default (--max-logprobs 20)
 LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
+LOGPROB_TOKENS = ("auto", "exact", "top")
+API_KEY_VARIABLES = ("UNIFIEDREWARD_API_KEY", "OPENAI_API_KEY")
+
+
+def split_urls(base_url: str | Sequence[str]) -> list[str]:
+    """One or several server roots ("URL", "URL1,URL2" or a list), without a trailing ``/v1``."""
+    urls = [base_url] if isinstance(base_url, str) else list(base_url)
+    urls = [u.strip().rstrip("/").removesuffix("/v1") for url in urls for u in url.replace(",", " ").split()]
+    if not urls:
+        raise ValueError("need at least one server URL")
+    return urls
 
 
 class OpenAIBackend:
     """Judge calls over an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     Args:
-        base_url: server root, with or without the trailing ``/v1`` ("http://127.0.0.1:8080").
-        model: served model name; ``None`` asks ``/v1/models`` (the single served model, or "UnifiedReward").
+        base_url: server root, with or without the trailing ``/v1`` ("http://127.0.0.1:8080"), or several
+            replicas of the same judge (a list, or one string separated by commas).
+        model: served model name; ``None`` asks ``/v1/models`` once (the single served model, or "UnifiedReward").
         concurrency: requests in flight at once.
         timeout: seconds per HTTP attempt.
         deadline: seconds for a whole `generate` / `answer_logprobs` call; unfinished items fail.
@@ -57,8 +90,14 @@ class OpenAIBackend:
         image_format: "jpeg" (q95, like upstream) or "png" (lossless).
         video_mode: "frames" (8 frames per video as images, like upstream's vLLM path) or "video_url".
         temperature, top_p: sampling parameters sent with every request.
-        api_key: sent as a bearer token (SGLang/vLLM ``--api-key``).
+        api_key: sent as a bearer token (SGLang/vLLM ``--api-key``); default ``$UNIFIEDREWARD_API_KEY``,
+            else ``$OPENAI_API_KEY``.
         extra_body: extra JSON fields merged into every request (e.g. ``{"top_k": 1}`` for vLLM).
+        logprob_tokens: logit mode's read: "exact" candidate ids, "top" 20, or "auto" (exact when resolvable).
+        tokenizer: checkpoint (path or hub id) whose tokenizer resolves the candidate ids; default: the
+            server's ``/tokenize``.
+        breaker_threshold: consecutive connection failures that take a replica out (``None``: never).
+        revive_after: seconds before a replica that was taken out is tried again.
         progress: show a tqdm bar per batch.
     """
 
@@ -81,13 +120,20 @@ class OpenAIBackend:
         top_p: float = 1.0,
         api_key: str | None = None,
         extra_body: dict[str, Any] | None = None,
+        logprob_tokens: str = "auto",
+        tokenizer: str | None = None,
+        breaker_threshold: int | None = 3,
+        revive_after: float = 5.0,
         progress: bool = False,
     ):
         if image_format not in IMAGE_FORMATS:
             raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
         if video_mode not in VIDEO_MODES:
             raise ValueError(f"video_mode must be one of {VIDEO_MODES}, got {video_mode!r}")
-        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        if logprob_tokens not in LOGPROB_TOKENS:
+            raise ValueError(f"logprob_tokens must be one of {LOGPROB_TOKENS}, got {logprob_tokens!r}")
+        self.base_urls = split_urls(base_url)
+        self.base_url = self.base_urls[0]
         self.model = model
         self.concurrency = concurrency
         self.timeout = timeout
@@ -98,13 +144,19 @@ class OpenAIBackend:
         self.video_mode = video_mode
         self.frames_per_video = frames_per_video
         self.sampling = {"temperature": temperature, "top_p": top_p}
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        api_key = api_key or next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.extra_body = dict(extra_body or {})
+        self.logprob_tokens = logprob_tokens
+        self.tokenizer = tokenizer
+        self.breaker = {"breaker_threshold": breaker_threshold, "revive_after": revive_after}
         self.progress = progress
+        self._token_ids: dict[tuple[str, tuple[str, ...]], dict[str, dict[str, int]] | str] = {}
+        self._local_tokenizer = None
 
-    @property
-    def chat_url(self) -> str:
-        return f"{self.base_url}/v1/chat/completions"
+    def __repr__(self) -> str:  # never shows the API key or URL credentials
+        urls = ", ".join(redact_url(u) for u in self.base_urls)
+        return f"OpenAIBackend([{urls}], model={self.model!r})"
 
     # ----- sync facade -------------------------------------------------------------------------
 
@@ -128,9 +180,10 @@ class OpenAIBackend:
     # ----- async API ---------------------------------------------------------------------------
 
     async def agenerate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
+        deadline = self._batch_deadline()
         async with self._client() as client, self._encoder() as encode:
-            model = await self._resolve_model(client)
-            deadline = self._batch_deadline()
+            replicas = self._replicas()
+            model = await self._resolve_model(client, replicas, deadline)
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[Generation]]:
                 async def run() -> Generation:
@@ -139,7 +192,7 @@ class OpenAIBackend:
                     except MediaError as exc:
                         return Generation(error=f"media error: {exc}", media_error=True)
                     payload = self._payload(parts, request.text, model, None, max_tokens=max_new_tokens)
-                    body = await post_json(client, self.chat_url, payload, self.retry, deadline)
+                    body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
                     try:
                         return Generation(text=completion_text(body))
                     except ValueError as exc:
@@ -151,14 +204,21 @@ class OpenAIBackend:
 
     async def aanswer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         nodes = prefill_nodes(candidates)
+        deadline = self._batch_deadline()
         async with self._client() as client, self._encoder() as encode:
-            model = await self._resolve_model(client)
-            deadline = self._batch_deadline()
+            replicas = self._replicas()
+            model = await self._resolve_model(client, replicas, deadline)
+            id_tables = {}
+            for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
+                id_tables[prefix] = await self._candidate_ids(client, replicas, model, prefix, candidates, nodes, deadline)
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[AnswerLogprobs]]:
                 async def run() -> AnswerLogprobs:
                     if request.answer_prefix is None:
                         return AnswerLogprobs(error="logit mode needs an answer prefix; this template has none")
+                    ids = id_tables[request.answer_prefix]
+                    if isinstance(ids, str):
+                        return AnswerLogprobs(error=ids)
                     try:
                         parts = await encode(request)
                     except MediaError as exc:
@@ -166,9 +226,12 @@ class OpenAIBackend:
                     distributions = {}
                     for node in nodes:  # one request per trie node: 1 for pairs and 1-5 scales
                         prefill = answer_text(request.answer_prefix, node)
-                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, logprobs=True)
-                        distributions[node] = await self._first_token_logprobs(client, payload, deadline)
+                        node_ids = None if ids is None else ids[node]
+                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, token_ids=node_ids)
+                        distributions[node] = await self._first_token_logprobs(client, replicas, payload, node_ids, deadline)
                     logprobs = candidate_logprobs(candidates, distributions)
+                    if ids is not None:
+                        return AnswerLogprobs(logprobs=logprobs)
                     missing = [c for c, lp in logprobs.items() if lp == -math.inf]
                     if len(missing) == len(candidates):
                         return AnswerLogprobs(error=f"no candidate among the top-{TOP_LOGPROBS} tokens: {candidates}")
@@ -181,9 +244,10 @@ class OpenAIBackend:
             return await self._gather([job(r) for r in requests], deadline, lambda e: AnswerLogprobs(error=e))
 
     async def aanswer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
+        deadline = self._batch_deadline()
         async with self._client() as client, self._encoder() as encode:
-            model = await self._resolve_model(client)
-            deadline = self._batch_deadline()
+            replicas = self._replicas()
+            model = await self._resolve_model(client, replicas, deadline)
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[NodeProbs]]:
                 async def run() -> NodeProbs:
@@ -196,8 +260,8 @@ class OpenAIBackend:
                     probs = {}
                     for node in nodes:
                         prefill = answer_text(request.answer_prefix, node)
-                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, logprobs=True)
-                        top = await self._first_token_logprobs(client, payload, deadline)
+                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1)
+                        top = await self._first_token_logprobs(client, replicas, payload, None, deadline)
                         probs[node] = {s: math.exp(top[s]) for s in SYMBOLS if s in top}
                     return NodeProbs(probs=probs)
 
@@ -209,7 +273,15 @@ class OpenAIBackend:
 
     def _client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        return httpx.AsyncClient(timeout=self.timeout, limits=limits, headers=self.headers)
+        return httpx.AsyncClient(timeout=self.timeout, limits=limits)  # no default headers: see _post
+
+    def _replicas(self) -> Replicas:
+        """Health of the replicas for one batch: every batch starts by trying them all."""
+        return Replicas(self.base_urls, **self.breaker)
+
+    async def _post(self, client, replicas: Replicas, path: str, payload: dict, deadline) -> dict[str, Any]:
+        """POST to the configured replicas only; the key goes in this request's headers, never a shared client's."""
+        return await post_json(client, replicas, path, payload, self.retry, deadline, headers=self._headers)
 
     @contextlib.asynccontextmanager
     async def _encoder(self):
@@ -244,32 +316,42 @@ class OpenAIBackend:
 
     async def _served_models(self) -> list[str]:
         async with self._client() as client:
-            return await self._list_models(client)
+            return await self._list_models(client, self._replicas(), self._batch_deadline())
 
-    async def _list_models(self, client: httpx.AsyncClient) -> list[str]:
-        url = f"{self.base_url}/v1/models"
-        try:
-            response = await client.get(url)
-        except httpx.HTTPError as exc:
-            raise RequestFailed(f"cannot list models at {url}: {type(exc).__name__}: {exc}") from None
-        if not response.is_success:
-            raise RequestFailed(f"cannot list models at {url}: HTTP {response.status_code}", response.status_code)
-        try:
-            return [entry["id"] for entry in response.json()["data"]]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RequestFailed(f"cannot list models at {url}: unexpected answer ({exc})") from None
+    async def _list_models(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> list[str]:
+        """``/v1/models`` of the first replica that answers, within ``deadline``; one attempt per replica."""
+        reasons = []
+        for replica in replicas.replicas:
+            url = f"{replica.name}/v1/models"
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                response = await asyncio.wait_for(client.get(f"{replica.url}/v1/models", headers=self._headers), remaining)
+            except asyncio.TimeoutError:
+                reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
+                break
+            except httpx.HTTPError as exc:
+                reasons.append(replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}"))
+                continue
+            if not response.is_success:
+                raise RequestFailed(f"cannot list models at {url}: HTTP {response.status_code}", response.status_code)
+            try:
+                return [entry["id"] for entry in response.json()["data"]]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RequestFailed(f"cannot list models at {url}: unexpected answer ({exc})") from None
+        raise RequestFailed("; ".join(reasons))
 
-    async def _resolve_model(self, client: httpx.AsyncClient) -> str | None:
+    async def _resolve_model(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> str | None:
         """The model name to send: the given one, else the server's only (or "UnifiedReward") model.
 
-        ``None`` (no ``model`` field) when discovery fails or lists nothing: a single-model server
-        (``transformers serve MODEL``) then answers with its pinned model, and an unreachable server
-        fails per item with the retry policy's reason.
+        Discovery runs once (the answer is cached) and within the batch's deadline. ``None`` (no
+        ``model`` field) when it fails or lists nothing: a single-model server (``transformers serve
+        MODEL``) then answers with its pinned model, and an unreachable server fails per item with the
+        retry policy's reason.
         """
         if self.model is not None:
             return self.model
         try:
-            served = await self._list_models(client)
+            served = await self._list_models(client, replicas, deadline)
         except RequestFailed as exc:
             logger.warning("%s; sending requests without a model name", exc)
             return None
@@ -278,7 +360,7 @@ class OpenAIBackend:
             logger.info("using served model %r", self.model)
             return self.model
         if served:
-            raise ValueError(f"{self.base_url} serves several models {served}; pass model=...")
+            raise ValueError(f"{redact_url(self.base_url)} serves several models {served}; pass model=...")
         return None
 
     def _media_parts(self, request: BackendRequest) -> list[dict[str, Any]]:
@@ -291,30 +373,96 @@ class OpenAIBackend:
         model: str | None,
         prefill: str | None,
         max_tokens: int,
-        logprobs: bool = False,
+        token_ids: dict[str, int] | None = None,
     ) -> dict[str, Any]:
+        """A chat request; with a ``prefill`` it asks for the first token's log-probabilities
+        (of exactly ``token_ids`` when given, as ``token_id:N`` tokens, else the top 20)."""
         payload: dict[str, Any] = {"messages": chat_messages(parts, text, prefill)}
         if model is not None:
             payload["model"] = model
         payload.update(self.sampling, max_tokens=max_tokens)
         if prefill is not None:
-            payload.update(continue_final_message=True, add_generation_prompt=False)
-        if logprobs:
-            payload.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+            payload.update(continue_final_message=True, add_generation_prompt=False, logprobs=True)
+            if token_ids is None:
+                payload["top_logprobs"] = TOP_LOGPROBS
+            else:
+                payload.update(logprob_token_ids=sorted(token_ids.values()), return_tokens_as_token_ids=True)
         payload.update(self.extra_body)
         return payload
 
-    async def _first_token_logprobs(self, client: httpx.AsyncClient, payload: dict, deadline) -> dict[str, float]:
+    async def _first_token_logprobs(
+        self, client, replicas: Replicas, payload: dict, token_ids: dict[str, int] | None, deadline
+    ) -> dict[str, float]:
         try:
-            body = await post_json(client, self.chat_url, payload, self.retry, deadline)
+            body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
         except RequestFailed as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
                 raise RequestFailed(f"{LOGIT_UNSUPPORTED} ({exc})", exc.status) from None
             raise
         try:
-            return first_token_logprobs(body)
+            if token_ids is None:
+                return first_token_logprobs(body)
+            return token_id_logprobs(body, token_ids)
         except ValueError as exc:
             raise RequestFailed(f"{LOGIT_UNSUPPORTED}: {exc}") from None
+
+    # ----- exact candidate token ids -----------------------------------------------------------
+
+    async def _candidate_ids(self, client, replicas, model, prefix, candidates, nodes, deadline):
+        """``{node: {next character: token id}}`` for ``prefix`` (cached); ``None`` to read the top 20;
+        a string when exact ids were asked for and cannot be had (the items fail with it)."""
+        if self.logprob_tokens == "top":
+            return None
+        key = (prefix, tuple(candidates))
+        if key not in self._token_ids:
+            try:
+                self._token_ids[key] = await self._resolve_ids(client, replicas, model, prefix, candidates, nodes, deadline)
+            except (RequestFailed, ValueError) as exc:
+                reason = f"cannot resolve the candidate token ids: {exc}"
+                if self.logprob_tokens == "exact":
+                    return f"{LOGIT_UNSUPPORTED} with exact token ids ({reason})"  # not cached: a later batch retries
+                logger.warning("%s; logit mode reads the top-%d tokens instead", reason, TOP_LOGPROBS)
+                self._token_ids[key] = None
+        return self._token_ids[key]
+
+    async def _resolve_ids(self, client, replicas, model, prefix, candidates, nodes, deadline) -> dict[str, dict[str, int]]:
+        """Each trie node's next characters as single token ids, tokenized as the full answer text
+        (``prefix + " " + answer``, as the transformers backend reads it)."""
+        texts = {answer_text(prefix, node + char) for node in nodes for char in _children(candidates, node)}
+        texts |= {answer_text(prefix, node) for node in nodes}
+        tokens = {text: await self._tokenize(client, replicas, model, text, deadline) for text in sorted(texts)}
+        table: dict[str, dict[str, int]] = {}
+        for node in nodes:
+            base = tokens[answer_text(prefix, node)]
+            table[node] = {}
+            for char in _children(candidates, node):
+                full = tokens[answer_text(prefix, node + char)]
+                if len(full) != len(base) + 1 or full[: len(base)] != base:
+                    raise ValueError(f"{answer_text(prefix, node + char)!r} is not {answer_text(prefix, node)!r} + one token")
+                table[node][char] = full[-1]
+        logger.info("candidate token ids after %r: %s", prefix, table)
+        return table
+
+    async def _tokenize(self, client, replicas, model, text: str, deadline) -> list[int]:
+        if self.tokenizer is not None:
+            if self._local_tokenizer is None:
+                from transformers import AutoTokenizer
+
+                self._local_tokenizer = AutoTokenizer.from_pretrained(self.tokenizer)
+            return list(self._local_tokenizer(text, add_special_tokens=False)["input_ids"])
+        payload = {"prompt": text, "add_special_tokens": False, **({"model": model} if model else {})}
+        body = await self._post(client, replicas, "/tokenize", payload, deadline)
+        tokens = body.get("tokens") if isinstance(body, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise ValueError(f"/tokenize gave no token ids: {str(body)[:200]}")
+        return tokens
+
+
+CHAT_PATH = "/v1/chat/completions"
+
+
+def _children(candidates: list[str], node: str) -> list[str]:
+    return sorted({c[len(node)] for c in candidates if len(c) > len(node) and c.startswith(node)})
 
 
 def prefill_nodes(candidates: list[str]) -> list[str]:

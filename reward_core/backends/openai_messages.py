@@ -75,12 +75,20 @@ def chat_messages(parts: list[dict[str, Any]], text: str, assistant_prefill: str
     return messages
 
 
+def _only_choice(body: Any) -> dict[str, Any]:
+    """The single choice of a chat completion; raises `ValueError` for none or several (we ask for n=1)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError(f"malformed chat completion (no choices[0]): {str(body)[:200]}")
+    if len(choices) > 1:
+        raise ValueError(f"malformed chat completion: {len(choices)} choices for one request")
+    return choices[0]
+
+
 def completion_text(body: dict[str, Any]) -> str:
-    """The assistant text of a chat-completions answer; raises `ValueError` when the answer has none."""
-    try:
-        content = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise ValueError(f"malformed chat completion (no choices[0].message.content): {str(body)[:200]}") from None
+    """The assistant text of a chat-completions answer; raises `ValueError` when it is missing or not a string."""
+    message = _only_choice(body).get("message")
+    content = message.get("content") if isinstance(message, dict) else None
     if content is None:
         raise ValueError("chat completion has empty content")
     if not isinstance(content, str):
@@ -99,16 +107,43 @@ def first_token_logprobs(body: dict[str, Any]) -> dict[str, float]:
     Tokens that normalize to the same text ("1", " 1") are merged (log-sum-exp of their probabilities).
     Raises `ValueError` when the answer carries no logprobs.
     """
-    try:
-        entry = body["choices"][0]["logprobs"]["content"][0]
-        top = entry.get("top_logprobs") or [entry]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        raise ValueError("the response carries no logprobs (choices[0].logprobs.content is missing)") from None
     merged: dict[str, float] = {}
-    for candidate in top:
-        key, logprob = normalize_token(candidate["token"]), float(candidate["logprob"])
+    for token, logprob in _first_token_entries(body):
+        key = normalize_token(token)
         merged[key] = logprob if key not in merged else _logaddexp(merged[key], logprob)
     return merged
+
+
+def token_id_logprobs(body: dict[str, Any], token_ids: dict[str, int]) -> dict[str, float]:
+    """Log-probabilities of exactly ``token_ids`` ({text: id}) in an answer to ``logprob_token_ids`` with
+    ``return_tokens_as_token_ids`` (tokens named ``token_id:N``). Raises `ValueError` when one is missing:
+    the server ignored the ids."""
+    by_id: dict[int, float] = {}
+    for token, logprob in _first_token_entries(body):
+        if token.startswith("token_id:") and token[9:].isdigit():
+            by_id[int(token[9:])] = logprob
+    missing = {text: i for text, i in token_ids.items() if i not in by_id}
+    if missing:
+        raise ValueError(f"the answer lacks the log-probabilities of token ids {missing} (logprob_token_ids ignored?)")
+    return {text: by_id[i] for text, i in token_ids.items()}
+
+
+def _first_token_entries(body: Any) -> list[tuple[str, float]]:
+    """``(token, logprob)`` of the first generated token's top list (or the token itself); raises
+    `ValueError` for a missing, empty or non-finite list."""
+    choice = _only_choice(body)
+    try:
+        entry = choice["logprobs"]["content"][0]
+        top = entry.get("top_logprobs") or [entry]
+        pairs = [(str(candidate["token"]), float(candidate["logprob"])) for candidate in top]
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise ValueError("the response carries no logprobs (choices[0].logprobs.content is missing)") from None
+    if not pairs:
+        raise ValueError("the response carries an empty logprobs list")
+    bad = [(t, lp) for t, lp in pairs if not math.isfinite(lp) or lp > 1e-4]  # a log-probability is <= 0
+    if bad:
+        raise ValueError(f"the response carries invalid log-probabilities {bad[:3]}")
+    return pairs
 
 
 def _logaddexp(a: float, b: float) -> float:
