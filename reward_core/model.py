@@ -4,7 +4,7 @@ and turns its text (``generate``) or answer log-probabilities (``logit``) into `
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -185,10 +185,17 @@ class UnifiedReward:
 
     @classmethod
     def from_server(
-        cls, base_url: str, model: str | None = None, concurrency: int = 16, checkpoint: str | None = None, **kwargs: Any
+        cls,
+        base_url: str | Sequence[str],
+        model: str | None = None,
+        concurrency: int = 16,
+        checkpoint: str | None = None,
+        **kwargs: Any,
     ) -> UnifiedReward:
         """Judge through an OpenAI-compatible server (vLLM, SGLang, ``transformers serve``).
 
+        ``base_url`` is one server or several data-parallel replicas (a list, or "URL1,URL2"); results
+        keep input order. Keyword arguments go to `OpenAIBackend` (``api_key``, ``logprob_tokens`` ...).
         ``checkpoint`` (the served hub id, e.g. ``"CodeGoat24/UnifiedReward-7b-v1.5"``) picks its default
         templates and sends its chat-template options (thinking off on Qwen3.5) with every request.
         """

@@ -18,7 +18,7 @@ for _name, _value in {
 import pytest  # noqa: E402
 
 from unifiedreward.toy import build_world, load_world  # noqa: E402
-from servers import toy_server  # noqa: E402,F401 (one real server per session, shared by the HTTP tests)
+from servers import toy_server, vllm_server  # noqa: E402,F401 (one real server of each kind per session)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,13 @@
-"""Test servers: a real ``transformers serve`` process on a free 127.0.0.1 port, and a tiny stub.
+"""Test servers: real ``transformers serve`` and vLLM (its CPU build, in ``.venv-vllm``) processes on
+free 127.0.0.1 ports, and a tiny stub.
 
 The stub is only for behaviour a real local server cannot show on demand (HTTP 500s, hanging,
-vLLM's logprobs answers); everything else is tested against ``transformers serve``.
+malformed answers); everything else is tested against ``transformers serve`` or vLLM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,8 +38,10 @@ def transformers_cli() -> str:
     return str(script) if script.exists() else shutil.which("transformers") or "transformers"
 
 
-class TransformersServer:
-    """``transformers serve MODEL`` (model pinned, CPU, float32) that can be killed and restarted."""
+class LocalServer:
+    """A server process on a free 127.0.0.1 port, ready when ``/health`` answers 200; killed by PID."""
+
+    name = "server"
 
     def __init__(self, model_path: str | os.PathLike, port: int | None = None, startup_timeout: float = 120.0):
         self.model_path = str(model_path)
@@ -47,29 +51,35 @@ class TransformersServer:
         self._home = tempfile.mkdtemp(prefix="ur-serve-home-")
         Path(self._home, "hub").mkdir()
         self._log = Path(self._home) / "server.log"
+        self.starts = 0
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            transformers_cli(), "serve", self.model_path, "--host", "127.0.0.1", "--port", str(self.port),
-            "--device", "cpu", "--dtype", "float32", "--log-level", "warning",
-        ]  # fmt: skip
+        raise NotImplementedError
 
-    def start(self) -> TransformersServer:
-        env = {
+    def env(self) -> dict[str, str]:
+        return {
             **os.environ,
             "HF_HOME": self._home,  # /v1/models scans this (empty) cache, not the user's
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
-        log = open(self._log, "ab")
-        self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.wait_ready()
+
+    def start(self):
+        with open(self._log, "ab") as log:  # start_new_session: kill() reaches the engine's children too
+            self.process = subprocess.Popen(
+                self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.starts += 1
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def wait_ready(self) -> None:
@@ -77,29 +87,33 @@ class TransformersServer:
         stop_at = time.monotonic() + self.startup_timeout
         while time.monotonic() < stop_at:
             if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"transformers serve exited during startup:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited during startup:\n{self.log_tail()}")
             try:
                 if httpx.get(f"{self.base_url}/health", timeout=1.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"transformers serve not ready after {self.startup_timeout}s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.name} not ready after {self.startup_timeout}s:\n{self.log_tail()}")
 
     def kill(self) -> None:
-        """SIGKILL, like a crashed or OOM-killed server."""
+        """SIGKILL the server's process group (its PID and the engine processes it started), like a crash."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.process is not None:  # engine workers left in the group after the leader exited
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self._log.read_text(errors="replace")[-chars:] if self._log.exists() else ""
@@ -107,6 +121,79 @@ class TransformersServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self._home, ignore_errors=True)
+
+
+class TransformersServer(LocalServer):
+    """``transformers serve MODEL`` (model pinned, CPU, float32) that can be killed and restarted."""
+
+    name = "transformers serve"
+
+    def command(self) -> list[str]:
+        return [
+            transformers_cli(), "serve", self.model_path, "--host", "127.0.0.1", "--port", str(self.port),
+            "--device", "cpu", "--dtype", "float32", "--log-level", "warning",
+        ]  # fmt: skip
+
+
+VLLM_VENV = Path(__file__).resolve().parent.parent / ".venv-vllm"
+# What vLLM's CPU build needs here on top of `unifiedreward serve-cmd`'s flags (docs/serving.md).
+VLLM_CPU_FLAGS = ["--dtype", "float32", "--enforce-eager", "--max-num-seqs", "4"]
+
+
+def vllm_python() -> Path | None:
+    """The ``.venv-vllm`` interpreter (``make venv-vllm``), or ``None`` when that environment is missing."""
+    python = VLLM_VENV / "bin" / "python"
+    return python if python.exists() else None
+
+
+def require_vllm() -> Path:
+    """The vLLM interpreter; skips without it, except when ``UNIFIEDREWARD_REQUIRE_VLLM=1`` (``make test``, CI)."""
+    python = vllm_python()
+    if python is None:
+        message = f"{VLLM_VENV} is missing: run `make venv-vllm`"
+        if os.environ.get("UNIFIEDREWARD_REQUIRE_VLLM") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+def serve_cmd_line(model_path: str, port: int, *extra: str) -> str:
+    """The shell line ``unifiedreward serve-cmd MODEL --module`` prints (a 1-GPU layout), run as printed."""
+    from unifiedreward.cli.serve_cmd import plan, render, vllm_command
+
+    command = vllm_command(plan(model_path, 1, params_b=0.001), port, 4096, 32, None, module=True)
+    return render(command + list(extra), 1)
+
+
+class VLLMServer(LocalServer):
+    """vLLM's OpenAI server (CPU build) started from the exact line ``unifiedreward serve-cmd --module``
+    prints, plus the CPU flags; ``python`` on that line is ``.venv-vllm``'s."""
+
+    name = "vllm"
+
+    def __init__(self, model_path, port: int | None = None, startup_timeout: float = 420.0, extra: tuple = ()):
+        super().__init__(model_path, port, startup_timeout)
+        self.extra = list(extra)
+        self.scratch = Path(self._home, "scratch")
+        self.scratch.mkdir()
+
+    def command(self) -> list[str]:
+        return ["bash", "-c", "exec " + serve_cmd_line(self.model_path, self.port, *VLLM_CPU_FLAGS, *self.extra)]
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.pop("PYTHONPATH", None)  # the vLLM env must not import the main env's packages
+        return {
+            **env,
+            "PATH": f"{VLLM_VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "VIRTUAL_ENV": str(VLLM_VENV),
+            "VLLM_TARGET_DEVICE": "cpu",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "VLLM_CACHE_ROOT": str(self.scratch),
+            "TMPDIR": str(self.scratch),
+            "OMP_NUM_THREADS": "2",
+        }
 
 
 @pytest.fixture(scope="session")
@@ -117,12 +204,23 @@ def toy_server(toy_world):
     server.close()
 
 
+@pytest.fixture(scope="session")
+def vllm_server(toy_world):
+    """One real vLLM server (CPU) of the toy reward model per test session (registered in conftest.py)."""
+    require_vllm()
+    server = VLLMServer(toy_world["reward_model"])
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
 def vllm_logprobs_response(top: dict[str, float], model: str = "UnifiedReward") -> dict:
     """A chat completion in the response shape vLLM documents for ``logprobs: true, top_logprobs: k``.
 
     OpenAI's schema (``choices[0].logprobs.content[i].top_logprobs``), written by hand in that shape,
-    NOT captured from a live vLLM: vLLM cannot run on these machines and ``transformers serve``
-    rejects logprobs requests.
+    for answers a real server does not give on demand (a top-20 holding chosen tokens); the real
+    answers are tested against vLLM in tests/test_vllm_server.py.
     """
     tokens = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top.items()]
     best = max(tokens, key=lambda entry: entry["logprob"])
@@ -165,10 +263,13 @@ class StubServer:
     Only for faults a real server cannot produce on demand; every request body is kept in ``received``.
     """
 
-    def __init__(self, respond: Responder, models: list[str] | None = None):
+    def __init__(self, respond: Responder, models: list[str] | None = None, hang_models: bool = False):
         self.respond = respond
         self.models = ["UnifiedReward"] if models is None else models
+        self.hang_models = hang_models
         self.received: list[dict] = []
+        self.headers: list[dict[str, str]] = []  # of every request, GETs included
+        self.gets: list[str] = []
         self.release = threading.Event()
         stub = self
 
@@ -185,6 +286,11 @@ class StubServer:
                 self.wfile.write(data)
 
             def do_GET(self):
+                stub.gets.append(self.path)
+                stub.headers.append(dict(self.headers))
+                if self.path == "/v1/models" and stub.hang_models:
+                    stub.release.wait(60)
+                    return
                 if self.path == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
                 else:
@@ -193,6 +299,7 @@ class StubServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 stub.received.append(body)
+                stub.headers.append(dict(self.headers))
                 answer = stub.respond(self.path, body)
                 if answer is None:
                     stub.release.wait(60)

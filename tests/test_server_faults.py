@@ -114,6 +114,7 @@ def test_server_killed_mid_batch_then_restarted(toy_server):
     assert all(o.text is not None for o in out if o.error is None)
 
     toy_server.start()
+    backend.deadline = 300  # the 20 s bound is for the failing batch; 48 answers take longer on a busy machine
     rerun = backend.generate(batch, max_new_tokens=24)
-    assert all(o.error is None for o in rerun)
+    assert all(o.error is None for o in rerun), [o.error for o in rerun if o.error][:3]
     assert rerun[0].text == baseline[0].text

@@ -28,15 +28,21 @@ def load_judge(
     dtype: str = "auto",
     batch_size: int = 8,
     max_new_tokens: int | None = None,
+    api_key: str | None = None,
+    logprob_tokens: str = "auto",
 ) -> UnifiedReward:
-    """The judge served at ``server`` (OpenAI-compatible URL) when given, else the local ``checkpoint``.
+    """The judge served at ``server`` (OpenAI-compatible URL, or replicas "URL1,URL2") when given, else
+    the local ``checkpoint``.
 
-    ``device``, ``dtype`` and ``batch_size`` apply to a local checkpoint only.
+    ``device``, ``dtype`` and ``batch_size`` apply to a local checkpoint only; ``api_key`` (default
+    ``$UNIFIEDREWARD_API_KEY`` / ``$OPENAI_API_KEY``) and ``logprob_tokens`` to a server only.
     """
     from reward_core.model import UnifiedReward
 
     if server:
-        return UnifiedReward.from_server(server, model=served_model, max_new_tokens=max_new_tokens)
+        return UnifiedReward.from_server(
+            server, model=served_model, max_new_tokens=max_new_tokens, api_key=api_key, logprob_tokens=logprob_tokens
+        )
     if not checkpoint:
         raise ValueError("give a reward model checkpoint or a server URL")
     return UnifiedReward.from_pretrained(

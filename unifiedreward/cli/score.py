@@ -49,8 +49,15 @@ def add_judge_parser(subparsers: argparse._SubParsersAction, command: str) -> ar
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="checkpoint path (or hub id) loaded with transformers")
-    source.add_argument("--server", metavar="URL", help="OpenAI-compatible server base URL (vLLM, SGLang ...)")
+    source.add_argument(
+        "--server", metavar="URL[,URL...]", help="OpenAI-compatible server base URL(s) (vLLM, SGLang ...); replicas by comma"
+    )
     parser.add_argument("--server-model", help="model name to request from --server")
+    parser.add_argument("--api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)")
+    parser.add_argument(
+        "--logprob-tokens", choices=("auto", "exact", "top"), default="auto",
+        help="--server logit mode: exact candidate token ids (vLLM), the top 20, or auto (exact when possible)",
+    )
     parser.add_argument("--template", required=True, help="template key (see `unifiedreward prompt --list`)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="template field value")
     parser.add_argument("--mode", choices=("generate", "logit"), default="generate")
@@ -155,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, api_key=args.api_key,
+        logprob_tokens=args.logprob_tokens,
     )
     started = time.perf_counter()
     if template.pairwise:
