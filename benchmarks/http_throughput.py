@@ -1,13 +1,16 @@
 """HTTP judge throughput: our asyncio client vs an upstream-style client, against one local server.
 
-The server is ``transformers serve`` of a checkpoint (default: the toy reward model, built on the fly).
-"upstream" mimics ``vllm_qwen/vllm_request.py``: a ThreadPoolExecutor, one ``requests.post`` per item
-from a per-thread Session, JPEG q95 data URLs, no sampling parameters, up to 10 attempts with
-``min(2**attempt + U(0,1), 10)`` s backoff and a ``timeout_base + 5*attempt`` timeout. (Upstream also
-sends ``do_sample: false``; it is dropped here because ``transformers serve`` refuses unknown fields.)
-Each client runs a clean pass and a pass during which the server is SIGKILLed and restarted.
+The server (``--server``) is ``transformers serve`` or a real vLLM (its CPU build in ``.venv-vllm``,
+started from ``unifiedreward serve-cmd``'s line, as in the tests) of a checkpoint (default: the toy
+reward model, built on the fly). "upstream" mimics ``vllm_qwen/vllm_request.py``: a ThreadPoolExecutor,
+one ``requests.post`` per item from a per-thread Session, JPEG q95 data URLs, no sampling parameters
+but ``do_sample: false``, up to 10 attempts with ``min(2**attempt + U(0,1), 10)`` s backoff and a
+``timeout_base + 5*attempt`` timeout. (``do_sample`` is dropped for ``transformers serve``, which refuses
+unknown fields.) Each client runs a clean pass and a pass during which the server is SIGKILLed and
+restarted. Against vLLM the same batch is also judged in logit mode (exact candidate ids) by our client.
 
     python benchmarks/http_throughput.py --items 32 --concurrency 8 --json bench-out/http.json
+    python benchmarks/http_throughput.py --server vllm --items 32 --concurrency 4 --json bench-out/http-vllm.json
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from reward_core.backends.openai_messages import image_data_url
 from reward_core.prompts import get_template
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import TransformersServer  # noqa: E402  (the test suite's server launcher)
+from servers import TransformersServer, VLLMServer, require_vllm  # noqa: E402  (the test suite's launchers)
 
 logger = logging.getLogger("http_throughput")
 TEMPLATE = "image_generation.pair_rank.v1"
@@ -85,9 +88,12 @@ def summarize(client, scenario, latencies, outcomes, seconds) -> RunStats:
     )  # fmt: skip
 
 
-def run_ours(base_url: str, batch: list[BackendRequest], concurrency: int, max_tokens: int, scenario: str) -> RunStats:
-    """Our backend, one `generate` call for the whole batch; latency = one item's request, retries included."""
-    backend = OpenAIBackend(base_url, concurrency=concurrency, timeout=60, deadline=600)
+def run_ours(
+    base_url: str, batch: list[BackendRequest], concurrency: int, max_tokens: int, scenario: str, logit: bool = False
+) -> RunStats:
+    """Our backend, one `generate` (or, ``logit``, `answer_logprobs`) call for the whole batch;
+    latency = one item's request, retries included."""
+    backend = OpenAIBackend(base_url, concurrency=concurrency, timeout=60, deadline=600, logprob_tokens="exact")
     latencies: list[float] = []
     original = openai_backend.post_json
 
@@ -101,19 +107,26 @@ def run_ours(base_url: str, batch: list[BackendRequest], concurrency: int, max_t
     openai_backend.post_json = timed_post_json
     try:
         started = time.perf_counter()
-        results = backend.generate(batch, max_tokens)
+        if logit:
+            answers = backend.answer_logprobs(batch, ["1", "2"])
+            outcomes = [outcome("" if a.logprobs else None, a.error) for a in answers]
+        else:
+            outcomes = [outcome(r.text, r.error) for r in backend.generate(batch, max_tokens)]
         seconds = time.perf_counter() - started
     finally:
         openai_backend.post_json = original
-    outcomes = [outcome(r.text, r.error) for r in results]
-    return summarize("ours", scenario, latencies, outcomes, seconds)
+    if logit:  # /tokenize calls (once per batch) are not item latencies
+        latencies = sorted(latencies)[-len(batch):]
+    return summarize("ours-logit" if logit else "ours", scenario, latencies, outcomes, seconds)
 
 
 def outcome(text: str | None, error: str | None) -> str:
     return "ok" if text is not None and error is None else ("error" if error else "lost")
 
 
-def run_upstream(base_url: str, batch: list[BackendRequest], workers: int, max_tokens: int, scenario: str) -> RunStats:
+def run_upstream(
+    base_url: str, batch: list[BackendRequest], workers: int, max_tokens: int, scenario: str, extra: dict | None = None
+) -> RunStats:
     """Upstream's ``vllm_request.py`` pattern (see the module docstring)."""
     local = threading.local()
     url = f"{base_url}/v1/chat/completions"
@@ -129,6 +142,7 @@ def run_upstream(base_url: str, batch: list[BackendRequest], workers: int, max_t
         payload = {
             "messages": [{"role": "user", "content": [*content, {"type": "text", "text": request.text}]}],
             "max_tokens": max_tokens,
+            **(extra or {}),
         }
         began, error = time.perf_counter(), None
         for attempt in range(10):
@@ -151,7 +165,7 @@ def run_upstream(base_url: str, batch: list[BackendRequest], workers: int, max_t
     return summarize("upstream", scenario, [a[0] for a in answers], [outcome(a[1], a[2]) for a in answers], seconds)
 
 
-def with_kill_and_restart(server: TransformersServer, after_s: float, run) -> RunStats:
+def with_kill_and_restart(server, after_s: float, run) -> RunStats:
     """Run ``run()`` while the server is SIGKILLed ``after_s`` into it and restarted right away."""
 
     def crash_and_restart():
@@ -168,6 +182,7 @@ def with_kill_and_restart(server: TransformersServer, after_s: float, run) -> Ru
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", choices=("transformers", "vllm"), default="transformers", help="engine to serve with")
     parser.add_argument("--model", help="checkpoint to serve (default: the toy reward model, built in a temp dir)")
     parser.add_argument("--items", type=int, default=32)
     parser.add_argument("--concurrency", type=int, default=8, help="our in-flight limit = upstream's max_workers")
@@ -185,31 +200,46 @@ def main(argv: list[str] | None = None) -> int:
             from unifiedreward.toy.qwen import build_qwen2_5_vl
 
             model = str(build_qwen2_5_vl(Path(tmp) / "reward", train_qwen_tokenizer()))
-        server = TransformersServer(model, startup_timeout=300).start()
+        vllm = args.server == "vllm"
+        if vllm:
+            require_vllm()
+        server = (VLLMServer(model) if vllm else TransformersServer(model, startup_timeout=300)).start()
+        upstream_extra = {"do_sample": False} if vllm else {}
         try:
             batch = make_requests(args.items)
             OpenAIBackend(server.base_url).generate(batch[:1], args.max_tokens)  # warm-up
             runs = [
-                run_upstream(server.base_url, batch, args.concurrency, args.max_tokens, "clean"),
+                run_upstream(server.base_url, batch, args.concurrency, args.max_tokens, "clean", upstream_extra),
                 run_ours(server.base_url, batch, args.concurrency, args.max_tokens, "clean"),
             ]
+            if vllm:
+                prefix = get_template(TEMPLATE).answer_prefix
+                logit_batch = [BackendRequest(r.media, r.text, answer_prefix=prefix) for r in batch]
+                runs.append(run_ours(server.base_url, logit_batch, args.concurrency, args.max_tokens, "clean", logit=True))
             if not args.no_chaos:
-                for name, runner in (("upstream", run_upstream), ("ours", run_ours)):
-                    runs.append(with_kill_and_restart(server, args.kill_after, lambda r=runner: r(
-                        server.base_url, batch, args.concurrency, args.max_tokens, "kill_restart")))
+                chaos = (
+                    ("upstream", lambda: run_upstream(server.base_url, batch, args.concurrency, args.max_tokens,
+                                                      "kill_restart", upstream_extra)),
+                    ("ours", lambda: run_ours(server.base_url, batch, args.concurrency, args.max_tokens, "kill_restart")),
+                )  # fmt: skip
+                for _, run in chaos:
+                    runs.append(with_kill_and_restart(server, args.kill_after, run))
         finally:
             server.close()
 
     by = {(r.client, r.scenario): r for r in runs}
     ours, upstream = by["ours", "clean"], by["upstream", "clean"]
+    logit = by.get(("ours-logit", "clean"))
     report = {
-        "server": "transformers serve (CPU, no continuous batching)",
+        "server": "vLLM CPU build (continuous batching)" if args.server == "vllm"
+        else "transformers serve (CPU, no continuous batching)",
         "model": args.model or "toy reward-qwen2_5_vl",
         "items": args.items,
         "concurrency": args.concurrency,
         "max_tokens": args.max_tokens,
         "throughput_ratio": round(ours.items_per_s / upstream.items_per_s, 3) if upstream.items_per_s else None,
         "p95_ratio": round(ours.p95_s / upstream.p95_s, 3) if upstream.p95_s else None,
+        "logit_vs_generate_ratio": round(logit.items_per_s / ours.items_per_s, 3) if logit and ours.items_per_s else None,
         "lost_items": {f"{r.client}/{r.scenario}": r.lost_items for r in runs},
         "failed_items": {f"{r.client}/{r.scenario}": r.failed for r in runs},
         "runs": [asdict(r) for r in runs],

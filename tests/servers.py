@@ -178,7 +178,7 @@ class VLLMServer(LocalServer):
         self.scratch.mkdir()
 
     def command(self) -> list[str]:
-        return ["bash", "-c", "exec " + serve_cmd_line(self.model_path, self.port, *VLLM_CPU_FLAGS, *self.extra)]
+        return ["bash", "-c", serve_cmd_line(self.model_path, self.port, *VLLM_CPU_FLAGS, *self.extra)]
 
     def env(self) -> dict[str, str]:
         env = super().env()
@@ -189,6 +189,7 @@ class VLLMServer(LocalServer):
             "VIRTUAL_ENV": str(VLLM_VENV),
             "VLLM_TARGET_DEVICE": "cpu",
             "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # two servers must not pin to the same core
             "VLLM_NO_USAGE_STATS": "1",
             "VLLM_CACHE_ROOT": str(self.scratch),
             "TMPDIR": str(self.scratch),

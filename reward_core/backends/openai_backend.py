@@ -410,7 +410,7 @@ class OpenAIBackend:
 
     async def _candidate_ids(self, client, replicas, model, prefix, candidates, nodes, deadline):
         """``{node: {next character: token id}}`` for ``prefix`` (cached); ``None`` to read the top 20;
-        a string when exact ids were asked for and cannot be had (the items fail with it)."""
+        a string when the ids cannot be had now (the items fail with it; nothing is cached)."""
         if self.logprob_tokens == "top":
             return None
         key = (prefix, tuple(candidates))
@@ -419,10 +419,13 @@ class OpenAIBackend:
                 self._token_ids[key] = await self._resolve_ids(client, replicas, model, prefix, candidates, nodes, deadline)
             except (RequestFailed, ValueError) as exc:
                 reason = f"cannot resolve the candidate token ids: {exc}"
+                status = getattr(exc, "status", 0)
+                if isinstance(exc, RequestFailed) and (status is None or status in (408, 429) or status >= 500):
+                    return reason  # the server is down or overloaded: no verdict on its features
                 if self.logprob_tokens == "exact":
-                    return f"{LOGIT_UNSUPPORTED} with exact token ids ({reason})"  # not cached: a later batch retries
+                    return f"{LOGIT_UNSUPPORTED} with exact token ids ({reason})"
                 logger.warning("%s; logit mode reads the top-%d tokens instead", reason, TOP_LOGPROBS)
-                self._token_ids[key] = None
+                self._token_ids[key] = None  # the server answered without ids: top-20 from now on
         return self._token_ids[key]
 
     async def _resolve_ids(self, client, replicas, model, prefix, candidates, nodes, deadline) -> dict[str, dict[str, int]]:
