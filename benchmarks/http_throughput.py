@@ -206,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         upstream_extra = {"do_sample": False} if vllm else {}
         try:
             batch = make_requests(args.items)
-            OpenAIBackend(server.base_url).generate(batch[:4], args.max_tokens)  # warm-up (first requests compile)
+            # warm-up: the first requests of each kind (sampled, greedy, logprobs) compile code paths
+            run_upstream(server.base_url, batch[:4], args.concurrency, args.max_tokens, "warm-up", upstream_extra)
+            OpenAIBackend(server.base_url).generate(batch[:4], args.max_tokens)
             runs = [
                 run_upstream(server.base_url, batch, args.concurrency, args.max_tokens, "clean", upstream_extra),
                 run_ours(server.base_url, batch, args.concurrency, args.max_tokens, "clean"),
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             if vllm:
                 prefix = get_template(TEMPLATE).answer_prefix
                 logit_batch = [BackendRequest(r.media, r.text, answer_prefix=prefix) for r in batch]
+                OpenAIBackend(server.base_url, logprob_tokens="exact").answer_logprobs(logit_batch[:4], ["1", "2"])
                 runs.append(run_ours(server.base_url, logit_batch, args.concurrency, args.max_tokens, "clean", logit=True))
             if not args.no_chaos:
                 chaos = (
