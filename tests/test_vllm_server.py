@@ -123,18 +123,19 @@ def test_logit_mode_probabilities_match_transformers_backend(local, remote, toy_
 
 
 def test_exact_ids_score_where_the_top_20_cannot(vllm_server, toy_world):
-    """The random toy never puts the digits in its top 20: "top" fails with the reason, "exact"
-    (ids from the server's /tokenize or from the checkpoint's tokenizer, the same) scores."""
-    items = items_for(toy_world, POINT_5, 2)
+    """The random toy never puts "1"/"2" in its top 20: "top" fails with the reason, "exact" (ids from the
+    server's /tokenize or from the checkpoint's tokenizer, the same) scores pairs and score tries."""
+    pairs, points = items_for(toy_world, PAIR, 2), items_for(toy_world, POINT_5, 1)
     top = UnifiedReward.from_server(vllm_server.base_url, image_format="png", logprob_tokens="top")
     via_server = UnifiedReward.from_server(vllm_server.base_url, image_format="png", logprob_tokens="exact")
     via_checkpoint = UnifiedReward.from_server(
         vllm_server.base_url, image_format="png", logprob_tokens="exact", tokenizer=toy_world["reward_model"]
     )
-    failed = top.score_batch(POINT_5, items, mode="logit")
+    failed = top.compare_batch(PAIR, pairs, mode="logit")
     assert all(r.status == Status.BACKEND_ERROR and "top-20" in r.error for r in failed)
-    a, b = via_server.score_batch(POINT_5, items, mode="logit"), via_checkpoint.score_batch(POINT_5, items, mode="logit")
-    assert all(r.ok for r in a) and [r.probs for r in a] == [r.probs for r in b]
+    for template, items in ((PAIR, pairs), (POINT_5, points)):
+        a, b = judge(via_server, template, items, "logit"), judge(via_checkpoint, template, items, "logit")
+        assert all(r.ok for r in a) and [r.probs for r in a] == [r.probs for r in b]
 
 
 def test_exact_ids_against_a_server_without_tokenize_or_ids_is_a_clear_error(toy_server):

@@ -151,7 +151,7 @@ class OpenAIBackend:
         self.tokenizer = tokenizer
         self.breaker = {"breaker_threshold": breaker_threshold, "revive_after": revive_after}
         self.progress = progress
-        self._token_ids: dict[tuple[str, tuple[str, ...]], dict[str, dict[str, int]] | str] = {}
+        self._token_ids: dict[tuple, Any] = {}  # resolved exact ids (or None: top-20) per prefix and answer set
         self._local_tokenizer = None
 
     def __repr__(self) -> str:  # never shows the API key or URL credentials
@@ -169,8 +169,9 @@ class OpenAIBackend:
         return run_sync(lambda: self.aanswer_logprobs(requests, candidates))
 
     def answer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
-        """P(next symbol) at each score-trie node: one prefilled one-token request per node (top-k logprobs;
-        a symbol outside the top-k counts as 0). The server's prefix cache keeps each one cheap."""
+        """P(next symbol) at each score-trie node: one prefilled one-token request per node, reading the
+        symbols' exact ids (``logprob_tokens``; in "top" mode a symbol outside the top 20 counts as 0).
+        The server's prefix cache keeps each request cheap."""
         return run_sync(lambda: self.aanswer_node_probs(requests, nodes))
 
     def served_models(self) -> list[str]:
@@ -248,11 +249,19 @@ class OpenAIBackend:
         async with self._client() as client, self._encoder() as encode:
             replicas = self._replicas()
             model = await self._resolve_model(client, replicas, deadline)
+            id_tables = {}
+            for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
+                id_tables[prefix] = await self._cached_ids(
+                    (prefix, "score-trie"), lambda p=prefix: self._symbol_ids(client, replicas, model, p, nodes, deadline)
+                )
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[NodeProbs]]:
                 async def run() -> NodeProbs:
                     if request.answer_prefix is None:
                         return NodeProbs(error="logit mode needs an answer prefix; this template has none")
+                    ids = id_tables[request.answer_prefix]
+                    if isinstance(ids, str):
+                        return NodeProbs(error=ids)
                     try:
                         parts = await encode(request)
                     except MediaError as exc:
@@ -260,8 +269,8 @@ class OpenAIBackend:
                     probs = {}
                     for node in nodes:
                         prefill = answer_text(request.answer_prefix, node)
-                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1)
-                        top = await self._first_token_logprobs(client, replicas, payload, None, deadline)
+                        payload = self._payload(parts, request.text, model, prefill, max_tokens=1, token_ids=ids)
+                        top = await self._first_token_logprobs(client, replicas, payload, ids, deadline)
                         probs[node] = {s: math.exp(top[s]) for s in SYMBOLS if s in top}
                     return NodeProbs(probs=probs)
 
@@ -409,14 +418,20 @@ class OpenAIBackend:
     # ----- exact candidate token ids -----------------------------------------------------------
 
     async def _candidate_ids(self, client, replicas, model, prefix, candidates, nodes, deadline):
-        """``{node: {next character: token id}}`` for ``prefix`` (cached); ``None`` to read the top 20;
-        a string when the ids cannot be had now (the items fail with it; nothing is cached)."""
+        """``{node: {next character: token id}}`` for ``prefix`` and ``candidates`` (see `_cached_ids`)."""
+        return await self._cached_ids(
+            (prefix, tuple(candidates)),
+            lambda: self._resolve_ids(client, replicas, model, prefix, candidates, nodes, deadline),
+        )
+
+    async def _cached_ids(self, key, resolve):
+        """The exact token ids ``resolve()`` gives, cached per ``key``; ``None`` to read the top 20; a string
+        when the ids cannot be had now (the items fail with it; nothing is cached)."""
         if self.logprob_tokens == "top":
             return None
-        key = (prefix, tuple(candidates))
         if key not in self._token_ids:
             try:
-                self._token_ids[key] = await self._resolve_ids(client, replicas, model, prefix, candidates, nodes, deadline)
+                self._token_ids[key] = await resolve()
             except (RequestFailed, ValueError) as exc:
                 reason = f"cannot resolve the candidate token ids: {exc}"
                 status = getattr(exc, "status", 0)
@@ -427,6 +442,23 @@ class OpenAIBackend:
                 logger.warning("%s; logit mode reads the top-%d tokens instead", reason, TOP_LOGPROBS)
                 self._token_ids[key] = None  # the server answered without ids: top-20 from now on
         return self._token_ids[key]
+
+    async def _symbol_ids(self, client, replicas, model, prefix, nodes, deadline) -> dict[str, int]:
+        """The score trie's symbols (digits, ".") as token ids after ``prefix``, one token per character
+        (as the in-process tree step requires); checked at the root and on the deepest node."""
+        root = await self._tokenize(client, replicas, model, answer_text(prefix, ""), deadline)
+        ids = {}
+        for symbol in SYMBOLS:
+            full = await self._tokenize(client, replicas, model, answer_text(prefix, symbol), deadline)
+            if len(full) != len(root) + 1 or full[: len(root)] != root:
+                raise ValueError(f"{answer_text(prefix, symbol)!r} is not {answer_text(prefix, '')!r} + one token")
+            ids[symbol] = full[-1]
+        deepest = max(nodes, key=len)
+        if deepest and await self._tokenize(client, replicas, model, answer_text(prefix, deepest), deadline) != [
+            *root, *(ids[c] for c in deepest)
+        ]:
+            raise ValueError(f"the tokenizer does not write {deepest!r} one token per character after {prefix!r}")
+        return ids
 
     async def _resolve_ids(self, client, replicas, model, prefix, candidates, nodes, deadline) -> dict[str, dict[str, int]]:
         """Each trie node's next characters as single token ids, tokenized as the full answer text
