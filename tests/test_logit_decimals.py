@@ -176,7 +176,7 @@ def test_model_api_reads_decimal_scores_over_http():
         return 200, vllm_logprobs_response(answers.get(body["messages"][-1]["content"], {"\n": 0.0}))
 
     with StubServer(respond) as stub:
-        rm = UnifiedReward(OpenAIBackend(stub.base_url, concurrency=4))
+        rm = UnifiedReward(OpenAIBackend(stub.base_url, concurrency=4, logprob_tokens="top"))  # a top-k stub
         result = rm.score("image_generation.point_score.v1", Image.new("RGB", (28, 28)), mode="logit", prompt="x")
     assert result.ok and result.score == pytest.approx((3.5 + 4.0) / 2)
     assert result.probs == pytest.approx({"3.5": 0.5, "4": 0.5})
