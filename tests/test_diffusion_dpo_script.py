@@ -59,6 +59,30 @@ DIFFUSERS_SD_README = r"""
   --report_to="wandb" \
   --push_to_hub
 """
+# ... and its "SDXL Turbo training command".
+DIFFUSERS_SDXL_TURBO_README = r"""
+  --pretrained_model_name_or_path=stabilityai/sdxl-turbo \
+  --pretrained_vae_model_name_or_path=madebyollin/sdxl-vae-fp16-fix \
+  --output_dir="diffusion-sdxl-turbo-dpo" \
+  --mixed_precision="fp16" \
+  --dataset_name=kashif/pickascore \
+  --train_batch_size=8 \
+  --gradient_accumulation_steps=2 \
+  --gradient_checkpointing \
+  --use_8bit_adam \
+  --rank=8 \
+  --learning_rate=1e-5 \
+  --report_to="wandb" \
+  --lr_scheduler="constant" \
+  --lr_warmup_steps=0 \
+  --max_train_steps=2000 \
+  --checkpointing_steps=500 \
+  --run_validation --validation_steps=50 \
+  --seed="0" \
+  --report_to="wandb" \
+  --is_turbo --resolution 512 \
+  --push_to_hub
+"""
 # UnifiedReward's DiffusionDPO/launchers/turbo_dpo.sh, verbatim after `train.py` ($VARS expanded).
 UNIFIEDREWARD_TURBO_LAUNCHER = r"""
   --pretrained_model_name_or_path=stabilityai/sdxl-turbo \
@@ -79,19 +103,22 @@ UNIFIEDREWARD_TURBO_LAUNCHER = r"""
 
 
 def command_line(text: str, replace: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> list[str]:
-    """Shell text -> argv, with the values of ``replace``'s flags swapped (toy paths, small sizes), ``drop`` removed."""
-    replace = dict(replace or {})
-    argv = []
+    """Shell text -> argv, with the values of ``replace``'s flags swapped (toy paths, small sizes), ``drop`` removed;
+    a ``replace`` flag that the text lacks is appended (alone when its value is "")."""
+    replace, seen, argv = dict(replace or {}), set(), []
     for token in shlex.split(text.replace("\\\n", " ")):
         flag, _, value = token.partition("=")
         if flag in drop:
             continue
         if flag in replace and value:
-            token = f"{flag}={replace.pop(flag)}"
+            token = f"{flag}={replace[flag]}"
+            seen.add(flag)
         elif argv and argv[-1] in replace and not token.startswith("--"):
-            token = replace.pop(argv[-1])
+            token = replace[argv[-1]]
+            seen.add(argv[-1])
         argv.append(token)
-    return argv + [item for flag, value in replace.items() for item in (flag, value)]
+    extra = [(flag, value) for flag, value in replace.items() if flag not in seen]
+    return argv + [item for flag, value in extra for item in ((flag, value) if value else (flag,))]
 
 
 def image(size, seed: int) -> Image.Image:
@@ -134,16 +161,21 @@ def lora_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def write_fake_bitsandbytes(folder: Path) -> Path:
+    """An importable ``bitsandbytes`` whose ``optim.AdamW8bit`` is torch's AdamW and leaves a marker file; its
+    ``nn`` layer classes exist only for the isinstance checks peft runs once it finds the package."""
     package = folder / "bitsandbytes"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(
-        '"""Stand-in for bitsandbytes (needs CUDA): AdamW8bit is torch AdamW and leaves a marker file."""\n'
+        '"""Stand-in for bitsandbytes (needs CUDA) in tests."""\n'
         "import os\nimport types\n\nimport torch\n\n\n"
         "class AdamW8bit(torch.optim.AdamW):\n"
         "    def __init__(self, *args, **kwargs):\n"
         "        super().__init__(*args, **kwargs)\n"
         "        open(os.environ['FAKE_BNB_MARKER'], 'w').write(repr(sorted(kwargs)))\n\n\n"
+        "class _NotUsed(torch.nn.Linear):\n    pass\n\n\n"
         "optim = types.SimpleNamespace(AdamW8bit=AdamW8bit)\n"
+        "nn = types.SimpleNamespace(Linear8bitLt=_NotUsed, Linear4bit=_NotUsed, Params4bit=_NotUsed,\n"
+        "                           Int8Params=_NotUsed)\n"
     )
     return folder
 

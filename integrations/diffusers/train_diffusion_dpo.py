@@ -562,8 +562,11 @@ def resolve_seed(args, accelerator: Accelerator, checkpoint: str | None) -> int:
     return seed[0]
 
 
-def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step: int) -> None:
-    """Generate one image per validation prompt with the current weights; saved and sent to image trackers."""
+def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step: int, final: bool = False) -> None:
+    """Generate one image per validation prompt with the current weights; saved and sent to image trackers.
+
+    ``final``: after training, every module is cast to ``weight_dtype`` (the frozen ones were kept in the mixed
+    precision dtype during training, the trained UNet was upcast for saving)."""
     modules = {"unet": accelerator.unwrap_model(unet), "vae": vae}
     names = ("", "_2") if conditioner.is_sdxl else ("",)
     for suffix, tokenizer, encoder in zip(names, conditioner.tokenizers, conditioner.text_encoders):
@@ -574,6 +577,8 @@ def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step
     pipeline = DiffusionPipeline.from_pretrained(
         args.pretrained_model_name_or_path, revision=args.revision, torch_dtype=weight_dtype, **modules
     )
+    if final:
+        pipeline.to(accelerator.device, weight_dtype)
     pipeline.set_progress_bar_config(disable=True)
     steps = args.validation_inference_steps or (4 if args.is_turbo else 25)
     extra = {"guidance_scale": 0.0} if args.is_turbo else {}
@@ -832,7 +837,7 @@ def main(args: argparse.Namespace) -> None:
         if eval_results:
             Path(args.output_dir, "eval_results.json").write_text(json.dumps(eval_results, indent=2))
         if args.run_validation:
-            log_validation(args, accelerator, trained, vae, conditioner, torch.float32, global_step)
+            log_validation(args, accelerator, trained, vae, conditioner, torch.float32, global_step, final=True)
         logger.info(f"Trained {global_step} steps; weights in {args.output_dir}")
         if repo_id is not None:
             from huggingface_hub import upload_folder
