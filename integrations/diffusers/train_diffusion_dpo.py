@@ -95,6 +95,8 @@ DiffusionDPO/train.py flags used by its launchers. Deliberate differences:
                          optimizer is asked for, gradient checkpointing on, and a model name containing 'turbo' turns
                          on --is_turbo. UnifiedReward's train.py trains the full UNet: add --full_finetune for that.
   --push_to_hub          also skips checkpoint-*/ folders (optimizer states) when uploading.
+  --loss_type            sigmoid or hinge; diffusers' SD script also lists ipo, which fails there (args.beta).
+  --run_validation       after training, images with the trained weights only (diffusers adds no-LoRA images).
 """
 
 
@@ -206,7 +208,7 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def resolve_report_to(report_to: str | None) -> str | None:
+def resolve_report_to(report_to: str | None) -> str | list[str] | None:
     """The tracker for accelerate; an unavailable one asked for by name is an error, not a silent no-op."""
     from accelerate.tracking import get_available_trackers
 
@@ -218,13 +220,14 @@ def resolve_report_to(report_to: str | None) -> str | None:
         return None
     if report_to == "none":
         return None
-    missing = [name for name in report_to.split(",") if name not in available and name != "all"]
+    names = report_to.split(",")
+    missing = [name for name in names if name not in available and name != "all"]
     if missing:
         raise ValueError(
             f"--report_to {report_to}: {missing} not installed (available: {sorted(available) or 'none'}). "
             "Install it, or pass --report_to none (metrics.jsonl is always written)."
         )
-    return report_to
+    return names[0] if len(names) == 1 else names
 
 
 def create_hub_repo(args) -> str | None:
