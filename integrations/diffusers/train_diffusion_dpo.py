@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Diffusion-DPO fine-tuning of Stable Diffusion 1.x/2.x and SDXL (incl. SDXL-Turbo) on preference pairs.
 
-Flags and defaults follow diffusers' ``examples/research_projects/diffusion_dpo`` scripts (both README commands run
-as they are), plus UnifiedReward's ``DiffusionDPO/train.py`` flags (``--sdxl``, ``--use_adafactor``,
+Flags and defaults follow diffusers' ``examples/research_projects/diffusion_dpo`` scripts (their README commands are
+accepted as they are), plus UnifiedReward's ``DiffusionDPO/train.py`` flags (``--sdxl``, ``--use_adafactor``,
 ``--proportion_empty_prompts``); ``--help`` lists each deliberate difference. Data is the Pick-a-Pic layout
 (``caption``, ``jpg_0``, ``jpg_1``, ``label_0``): a ``save_to_disk`` folder (``integrations.diffusers.sift_images``),
 UnifiedReward's ``dpo_data.json`` + ``images_dpo/``, or a Hub dataset / its local copy. The input is never written to.
