@@ -367,7 +367,7 @@ def test_diffusers_readme_sd_command_runs_two_steps(toy_world, tmp_path, monkeyp
     data = write_pairs(tmp_path / "data")
     toy = {"--pretrained_model_name_or_path": toy_world["sd_model"], "--dataset_name": str(data),
            "--output_dir": str(tmp_path / "out"), "--resolution": "16", "--train_batch_size": "2",
-           "--max_train_steps": "2"}
+           "--max_train_steps": "2", "--validation_inference_steps": "2"}  # sizes and steps for CPU CI
     verbatim = script.parse_args(command_line(DIFFUSERS_SD_README, toy))
     try:
         import wandb  # noqa: F401
