@@ -2,6 +2,9 @@
 
 import io
 import json
+import shutil
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -39,33 +42,58 @@ def tiny_sdxl(toy_world, tmp_path_factory):
 
 
 def pair_data(folder):
+    """Pairs of mixed sizes (and a tie, dropped) in a save_to_disk folder."""
     from datasets import Dataset
 
-    def png(value):
+    def png(value, size=(16, 16)):
         buffer = io.BytesIO()
-        Image.fromarray(np.full((16, 16, 3), value, dtype=np.uint8)).save(buffer, format="PNG")
+        Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    rows = {"caption": ["a red circle", "a blue square", "tie"], "jpg_0": [png(200), png(30), png(90)],
-            "jpg_1": [png(40), png(220), png(90)], "label_0": [1, 0, 0.5]}
+    rows = {"caption": ["a red circle", "a blue square", "tie"], "jpg_0": [png(200), png(30, (24, 16)), png(90)],
+            "jpg_1": [png(40, (16, 20)), png(220), png(90)], "label_0": [1, 0, 0.5]}
     Dataset.from_dict(rows).save_to_disk(str(folder))
     return folder
 
 
-def test_sdxl_turbo_lora_trains_saves_and_loads(tiny_sdxl, tmp_path):
+def test_diffusers_readme_sdxl_turbo_command_trains_saves_and_loads(tiny_sdxl, tmp_path, monkeypatch):
+    """diffusers' README "SDXL Turbo training command" with toy paths and sizes, 2 steps, in-process.
+
+    Changed besides paths and sizes: --report_to none (wandb is absent), no --push_to_hub (no Hub here; its error is
+    tested in test_diffusion_dpo_script.py), --mixed_precision no (other in-process tests share accelerate's state;
+    the fp16 SD command runs under `accelerate launch` there). bitsandbytes (CUDA only) is a stand-in module."""
     from diffusers import DiffusionPipeline
 
+    from test_diffusion_dpo_script import DIFFUSERS_SDXL_TURBO_README, command_line
+
+    built = []
+
+    class AdamW8bit(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(kwargs)
+
+    stand_in = types.SimpleNamespace(optim=types.SimpleNamespace(AdamW8bit=AdamW8bit))
+    build_optimizer = script.build_optimizer
+
+    def build_with_stand_in(args, params):  # the stand-in exists only while the optimizer is built (peft and
+        with monkeypatch.context() as patch:  # diffusers probe for bitsandbytes elsewhere and would use it)
+            patch.setitem(sys.modules, "bitsandbytes", stand_in)
+            return build_optimizer(args, params)
+
+    monkeypatch.setattr(script, "build_optimizer", build_with_stand_in)
     output_dir = tmp_path / "out"
-    args = script.parse_args([
-        "--pretrained_model_name_or_path", str(tiny_sdxl), "--dataset_name", str(pair_data(tmp_path / "data")),
-        "--output_dir", str(output_dir), "--resolution", "16", "--train_batch_size", "2", "--max_train_steps", "2",
-        "--learning_rate", "1e-3", "--mixed_precision", "no", "--seed", "0", "--is_turbo", "--report_to", "none",
-        "--checkpointing_steps", "100", "--validation_prompts", "a red circle", "--validation_inference_steps", "1",
-    ])
+    args = script.parse_args(command_line(DIFFUSERS_SDXL_TURBO_README, {
+        "--pretrained_model_name_or_path": str(tiny_sdxl), "--pretrained_vae_model_name_or_path": str(tiny_sdxl / "vae"),
+        "--dataset_name": str(pair_data(tmp_path / "data")), "--output_dir": str(output_dir), "--resolution": "16",
+        "--train_batch_size": "2", "--max_train_steps": "2", "--report_to": "none", "--mixed_precision": "no",
+    }, drop=("--push_to_hub",)))
+    assert args.is_turbo and args.rescale_betas_zero_snr and args.use_8bit_adam
     script.main(args)
+    assert built and built[0]["lr"] == 1e-5
     metrics = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2 and all(np.isfinite(m["loss"]) for m in metrics)
-    assert (output_dir / "validation" / "step-2" / "000.png").is_file()
+    assert len(list((output_dir / "validation" / "step-2").glob("*.png"))) == 4  # the final validation
 
     pipeline = DiffusionPipeline.from_pretrained(tiny_sdxl)
     pipeline.load_lora_weights(str(output_dir))
@@ -75,11 +103,33 @@ def test_sdxl_turbo_lora_trains_saves_and_loads(tiny_sdxl, tmp_path):
     assert image.shape == (1, 16, 16, 3) and np.isfinite(image).all()
 
 
-def test_sdxl_conditioning_has_pooled_embeds_and_time_ids(tiny_sdxl):
-    args = script.parse_args(["--pretrained_model_name_or_path", str(tiny_sdxl), "--dataset_name", "x",
-                              "--resolution", "24"])
+def test_unifiedreward_turbo_launcher_trains_the_full_unet_with_adafactor(tiny_sdxl, tmp_path, monkeypatch):
+    """UnifiedReward's launchers/turbo_dpo.sh flags (toy paths and sizes) + --full_finetune, its train.py's mode."""
+    from test_diffusion_dpo_script import UNIFIEDREWARD_TURBO_LAUNCHER, command_line
+
+    turbo = tmp_path / "toy-sdxl-turbo"  # upstream keys its turbo settings on the name
+    shutil.copytree(tiny_sdxl, turbo)
+    output_dir = tmp_path / "out"
+    args = script.parse_args(command_line(UNIFIEDREWARD_TURBO_LAUNCHER, {
+        "--pretrained_model_name_or_path": str(turbo), "--pretrained_vae_model_name_or_path": str(turbo / "vae"),
+        "--dataset_name": str(pair_data(tmp_path / "data")), "--output_dir": str(output_dir), "--resolution": "16",
+        "--train_batch_size": "2", "--gradient_accumulation_steps": "1", "--max_train_steps": "2",
+        "--cache_dir": str(tmp_path / "cache"), "--mixed_precision": "no", "--report_to": "none",
+        "--full_finetune": "",
+    }))
+    assert args.use_adafactor and args.is_turbo and not args.use_lora
+    script.main(args)
+    assert (output_dir / "unet" / "config.json").is_file()
+    assert len((output_dir / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_sdxl_conditioning_has_pooled_embeds_and_per_image_time_ids(tiny_sdxl):
+    args = script.parse_args(["--pretrained_model_name_or_path", str(tiny_sdxl), "--dataset_name", "x"])
     _, _, _, conditioner = script.load_components(args)
-    hidden, added = conditioner(["a", "b"], "cpu", torch.float32)
-    assert conditioner.is_sdxl and hidden.shape[-1] == 64
-    assert added["text_embeds"].shape == (2, 32)
-    assert added["time_ids"].tolist() == [[24, 24, 0, 0, 24, 24]] * 2
+    batch = {"captions": ["a", "b"], "original_sizes": [(24, 24), (16, 32), (48, 16), (24, 24)],
+             "crop_top_lefts": [(0, 0), (0, 8), (16, 0), (0, 0)]}
+    hidden, added = script.batch_conditioning(conditioner, batch, 24, "cpu", torch.float32)
+    assert conditioner.is_sdxl and hidden.shape[0] == 4 and hidden.shape[-1] == 64
+    assert added["text_embeds"].shape == (4, 32)
+    assert added["time_ids"].tolist() == [[24, 24, 0, 0, 24, 24], [16, 32, 0, 8, 24, 24], [48, 16, 16, 0, 24, 24],
+                                          [24, 24, 0, 0, 24, 24]]

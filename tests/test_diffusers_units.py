@@ -10,7 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-from integrations.diffusers.dpo_data import PairTransform, collate_pairs, drop_ties, open_image, pair_preprocessor
+from integrations.diffusers.dpo_data import (
+    PairTransform,
+    PreferencePairs,
+    PreferenceSplit,
+    collate_pairs,
+    open_image,
+    strict_preference_indices,
+)
 from integrations.diffusers.dpo_loss import diffusion_dpo_loss
 from integrations.diffusers.flow_grpo_reward import (
     UnifiedRewardScorer,
@@ -94,9 +101,11 @@ def test_ties_are_dropped_and_label_0_orders_the_pair(tmp_path):
         "jpg_1": [png_bytes(10), png_bytes(10), png_bytes(10)],
         "label_0": [1.0, 0.0, 0.5],
     }
-    kept, dropped = drop_ties(Dataset.from_dict(rows))
-    assert dropped == 1 and kept["caption"] == ["a", "b"]
-    batch = collate_pairs(list(kept.with_transform(pair_preprocessor(PairTransform(8, random_flip=False)))))
+    dataset = Dataset.from_dict(rows)
+    kept, dropped = strict_preference_indices(dataset)
+    assert dropped == 1 and kept == [0, 1]
+    pairs = PreferencePairs(PreferenceSplit(dataset, None, "test"), kept, PairTransform(8, random_flip=False))
+    batch = collate_pairs([pairs[i] for i in range(len(pairs))])
     chosen_mean = batch["pixel_values"][:, :3].mean(dim=(1, 2, 3))
     assert chosen_mean[0] > 0.9 and chosen_mean[1] < -0.9  # row "b" prefers jpg_1 (the dark image)
     assert batch["captions"] == ["a", "b"]

@@ -17,7 +17,7 @@ python -m integrations.diffusers.sift_images --candidates_dir "$WORK/candidates"
 accelerate launch integrations/diffusers/train_diffusion_dpo.py \
   --pretrained_model_name_or_path stabilityai/sdxl-turbo \
   --pretrained_vae_model_name_or_path madebyollin/sdxl-vae-fp16-fix \
-  --is_turbo --rescale_betas_zero_snr --dataset_name "$WORK/dpo_data" --output_dir "$WORK/lora" \
+  --is_turbo --dataset_name "$WORK/dpo_data" --output_dir "$WORK/lora" \
   --resolution 512 --train_batch_size 8 --gradient_accumulation_steps 16 --gradient_checkpointing \
   --max_train_steps 500 --learning_rate 1e-5 --lr_scheduler constant_with_warmup --lr_warmup_steps 20 \
   --beta_dpo 5000 --rank 16 --mixed_precision bf16 --checkpointing_steps 100 \

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Diffusion-DPO fine-tuning of Stable Diffusion 1.x/2.x and SDXL (incl. SDXL-Turbo) on preference pairs.
 
-Flags follow diffusers' ``examples/research_projects/diffusion_dpo`` scripts. Data is the Pick-a-Pic layout
-(``caption``, ``jpg_0``, ``jpg_1``, ``label_0``), e.g. the output of ``integrations.diffusers.sift_images``.
+Flags and defaults follow diffusers' ``examples/research_projects/diffusion_dpo`` scripts (their README commands are
+accepted as they are), plus UnifiedReward's ``DiffusionDPO/train.py`` flags (``--sdxl``, ``--use_adafactor``,
+``--proportion_empty_prompts``); ``--help`` lists each deliberate difference. Data is the Pick-a-Pic layout
+(``caption``, ``jpg_0``, ``jpg_1``, ``label_0``): a ``save_to_disk`` folder (``integrations.diffusers.sift_images``),
+UnifiedReward's ``dpo_data.json`` + ``images_dpo/``, or a Hub dataset / its local copy. The input is never written to.
 
     accelerate launch -m integrations.diffusers.train_diffusion_dpo \\
         --pretrained_model_name_or_path stable-diffusion-v1-5/stable-diffusion-v1-5 \\
@@ -23,15 +26,16 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import time
 from pathlib import Path
 
 import torch
 import transformers
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
@@ -45,11 +49,14 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import check_min_version, convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 
 from integrations.diffusers.dpo_data import (
+    EpochShuffleSampler,
     PairTransform,
+    PreferencePairs,
     collate_pairs,
-    drop_ties,
+    default_split,
     load_preference_split,
-    pair_preprocessor,
+    mix_seed,
+    strict_preference_indices,
 )
 from integrations.diffusers.dpo_loss import diffusion_dpo_loss, per_sample_mse
 
@@ -61,14 +68,51 @@ TURBO_TIMESTEPS = (249, 499, 749, 999)
 LORA_TARGET_MODULES = ["to_k", "to_q", "to_v", "to_out.0"]
 
 
+DIFFUSERS_VALIDATION_PROMPTS = [  # diffusers' research scripts' VALIDATION_PROMPTS, used by --run_validation
+    "portrait photo of a girl, photograph, highly detailed face, depth of field, moody light, golden hour, style by Dan "
+    "Winters, Russell James, Steve McCurry, centered, extremely detailed, Nikon D850, award winning photography",
+    "Self-portrait oil painting, a beautiful cyborg with golden hair, 8k",
+    "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
+    "A photo of beautiful mountain with realistic sunset and blue lake, highly detailed, masterpiece",
+]
+
+DIFFERENCES = """
+Flags and defaults are those of diffusers' examples/research_projects/diffusion_dpo scripts, plus UnifiedReward's
+DiffusionDPO/train.py flags used by its launchers. Deliberate differences:
+  --beta_dpo             one meaning for SD and SDXL: the paper's (UnifiedReward, diffusers' SDXL script; default 5000).
+                         diffusers' SD1.5 script drops the 0.5 factor, so its --beta_dpo 2500 is our 5000.
+  --dataset_split_name   default: 'train' for a local folder (sift_images / UnifiedReward output, a Hub-layout copy
+                         whose files carry no split name), diffusers' 'validation' for a Hub dataset id.
+  --resolution           default 512 for SD, 1024 for SDXL (diffusers' two scripts, UnifiedReward).
+  ties (label_0 = 0.5)   dropped, not trained as if jpg_0 had won (diffusers keeps them).
+  --resume_from_checkpoint  a name inside --output_dir or a path; a missing one is an error ('latest' with no
+                         checkpoint starts a new run, as in diffusers). Resumed runs see the same pairs, crops, flips,
+                         noise and timesteps as an uninterrupted run.
+  --enable_xformers_memory_efficient_attention  without xformers installed: a warning, PyTorch SDPA is kept.
+  --report_to            an unavailable tracker asked for by name is an error (accelerate skips it silently);
+                         by default tensorboard if installed. Metrics always go to <output_dir>/metrics.jsonl.
+  --sdxl                 UnifiedReward's meaning: the model must be SDXL (detected anyway), Adafactor unless another
+                         optimizer is asked for, gradient checkpointing on, and a model name containing 'turbo' turns
+                         on --is_turbo. UnifiedReward's train.py trains the full UNet: add --full_finetune for that.
+  --push_to_hub          also skips checkpoint-*/ folders (optimizer states) when uploading.
+  --loss_type            sigmoid or hinge; diffusers' SD script also lists ipo, which fails there (args.beta).
+  --run_validation       after training, images with the trained weights only (diffusers adds no-LoRA images).
+"""
+
+
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Diffusion-DPO training for Stable Diffusion / SDXL.")
+    parser = argparse.ArgumentParser(
+        description="Diffusion-DPO training for Stable Diffusion / SDXL (LoRA by default).",
+        epilog=DIFFERENCES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--pretrained_model_name_or_path", type=str, required=True)
     parser.add_argument("--pretrained_vae_model_name_or_path", type=str, default=None, help="e.g. an fp16-fixed SDXL VAE.")
     parser.add_argument("--revision", type=str, default=None)
     parser.add_argument("--variant", type=str, default=None)
-    parser.add_argument("--dataset_name", type=str, required=True, help="Hub dataset, data folder or save_to_disk folder.")
-    parser.add_argument("--dataset_split_name", type=str, default="train")
+    parser.add_argument("--dataset_name", type=str, required=True,
+                        help="save_to_disk folder, UnifiedReward sift folder (dpo_data.json), Hub dataset or its copy.")
+    parser.add_argument("--dataset_split_name", type=str, default=None,
+                        help="Default: 'train' for a local folder, 'validation' for a Hub dataset (see below).")
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--eval_split", type=str, default=None, help="Held-out split: implicit accuracy before/after.")
     parser.add_argument("--eval_max_samples", type=int, default=None)
@@ -76,10 +120,13 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache_dir", type=str, default=None)
     parser.add_argument("--output_dir", type=str, default="diffusion-dpo-lora")
     parser.add_argument("--logging_dir", type=str, default="logs")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="Default: drawn at random, logged and stored in checkpoints (a resume reuses it).")
+    parser.add_argument("--resolution", type=int, default=None, help="Default 512 (SD) or 1024 (SDXL).")
     parser.add_argument("--random_crop", action="store_true")
     parser.add_argument("--no_hflip", action="store_true")
+    parser.add_argument("--proportion_empty_prompts", type=float, default=0.0,
+                        help="Share of captions replaced by '' (UnifiedReward; its train.py defaults to 0.2).")
     parser.add_argument("--vae_encode_batch_size", type=int, default=8)
     parser.add_argument(
         "--latent_sampling", default="sample", choices=["sample", "mode"],
@@ -93,15 +140,20 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--checkpointing_steps", type=int, default=500)
     parser.add_argument("--checkpoints_total_limit", type=int, default=None)
-    parser.add_argument("--resume_from_checkpoint", type=str, default=None, help='A checkpoint path or "latest".')
+    parser.add_argument("--resume_from_checkpoint", type=str, default=None,
+                        help='"latest", a checkpoint name inside --output_dir (checkpoint-500) or a path.')
     parser.add_argument("--beta_dpo", type=float, default=5000.0, help="Paper scale (= diffusers SD1.5 script x2).")
     parser.add_argument("--loss_type", type=str, default="sigmoid", choices=["sigmoid", "hinge"])
-    parser.add_argument("--learning_rate", type=float, default=1e-5)
-    parser.add_argument("--scale_lr", action="store_true")
+    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--scale_lr", action="store_true", help="lr x accumulation x batch size x processes.")
     parser.add_argument("--lr_scheduler", type=str, default="constant")
-    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--lr_warmup_steps", type=int, default=500)
     parser.add_argument("--lr_num_cycles", type=int, default=1)
     parser.add_argument("--lr_power", type=float, default=1.0)
+    optimizer = parser.add_mutually_exclusive_group()
+    optimizer.add_argument("--use_8bit_adam", action="store_true", help="bitsandbytes' AdamW8bit (CUDA).")
+    optimizer.add_argument("--use_adafactor", action="store_true",
+                           help="transformers' Adafactor as in UnifiedReward (fixed lr, no clipping by us).")
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
     parser.add_argument("--adam_weight_decay", type=float, default=1e-2)
@@ -110,32 +162,134 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataloader_num_workers", type=int, default=0)
     parser.add_argument("--allow_tf32", action="store_true")
     parser.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"])
-    parser.add_argument("--report_to", type=str, default="tensorboard")
-    parser.add_argument("--tracker_name", type=str, default="diffusion-dpo")
-    parser.add_argument("--validation_prompts", type=str, nargs="*", default=None)
+    parser.add_argument("--prior_generation_precision", type=str, default=None, choices=["no", "fp32", "fp16", "bf16"],
+                        help="Accepted for diffusers compatibility; unused there and here.")
+    parser.add_argument("--enable_xformers_memory_efficient_attention", action="store_true")
+    parser.add_argument("--report_to", type=str, default=None, help="Default: tensorboard if installed, else none.")
+    parser.add_argument("--tracker_name", type=str, default=None,
+                        help="Default diffusion-dpo-lora (SD) / diffusion-dpo-lora-sdxl (SDXL), as in diffusers.")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--hub_token", type=str, default=None)
+    parser.add_argument("--hub_model_id", type=str, default=None)
+    parser.add_argument("--run_validation", action="store_true",
+                        help="Generate images every --validation_steps and after training (diffusers' prompts).")
+    parser.add_argument("--validation_prompts", type=str, nargs="*", default=None, help="Implies --run_validation.")
     parser.add_argument("--validation_steps", type=int, default=200)
     parser.add_argument("--validation_inference_steps", type=int, default=None, help="Default 25, or 4 with --is_turbo.")
     finetune = parser.add_mutually_exclusive_group()
     finetune.add_argument("--use_lora", dest="use_lora", action="store_true", default=True, help="Default.")
     finetune.add_argument("--full_finetune", dest="use_lora", action="store_false")
     parser.add_argument("--rank", type=int, default=4, help="LoRA rank.")
-    parser.add_argument("--is_turbo", action="store_true", help="SDXL-Turbo: timesteps in {249, 499, 749, 999}.")
+    parser.add_argument("--sdxl", action="store_true", help="UnifiedReward's SDXL recipe flag (see below).")
+    parser.add_argument("--is_turbo", action="store_true",
+                        help="SDXL-Turbo: timesteps in {249, 499, 749, 999} and a zero-terminal-SNR schedule.")
     parser.add_argument("--rescale_betas_zero_snr", action="store_true", help="Zero-terminal-SNR noise schedule.")
     parser.add_argument("--local_rank", type=int, default=-1)
     args = parser.parse_args(input_args)
     env_local_rank = int(os.environ.get("LOCAL_RANK", -1))
     if env_local_rank != -1:
         args.local_rank = env_local_rank
+    if args.dataset_split_name is None:
+        args.dataset_split_name = default_split(args.dataset_name)
+    if args.validation_prompts:
+        args.run_validation = True
+    elif args.run_validation:
+        args.validation_prompts = list(DIFFUSERS_VALIDATION_PROMPTS)
+    if args.report_to == "wandb" and args.hub_token is not None:
+        raise ValueError("--report_to wandb with --hub_token would expose the token; use `hf auth login` instead.")
+    if args.sdxl:
+        if not (args.use_8bit_adam or args.use_adafactor):
+            args.use_adafactor = True
+        args.gradient_checkpointing = True
+        if "turbo" in args.pretrained_model_name_or_path.lower():
+            args.is_turbo = True
+    if args.is_turbo:
+        args.rescale_betas_zero_snr = True  # upstream (diffusers' SDXL script, UnifiedReward) do this for turbo
     return args
 
 
-class TextConditioner:
-    """Frozen CLIP text encoder(s) -> UNet conditioning for SD (one encoder) or SDXL (two + pooled + time ids)."""
+def resolve_report_to(report_to: str | None) -> str | list[str] | None:
+    """The tracker for accelerate; an unavailable one asked for by name is an error, not a silent no-op."""
+    from accelerate.tracking import get_available_trackers
 
-    def __init__(self, tokenizers: list, text_encoders: list, resolution: int):
+    available = {str(tracker) for tracker in get_available_trackers()}
+    if report_to is None:
+        if "tensorboard" in available:
+            return "tensorboard"
+        logger.warning("tensorboard is not installed: metrics go to <output_dir>/metrics.jsonl only.")
+        return None
+    if report_to == "none":
+        return None
+    names = report_to.split(",")
+    missing = [name for name in names if name not in available and name != "all"]
+    if missing:
+        raise ValueError(
+            f"--report_to {report_to}: {missing} not installed (available: {sorted(available) or 'none'}). "
+            "Install it, or pass --report_to none (metrics.jsonl is always written)."
+        )
+    return names[0] if len(names) == 1 else names
+
+
+def create_hub_repo(args) -> str | None:
+    """The Hub repo for --push_to_hub, created before training so that an offline machine fails at once."""
+    if not args.push_to_hub:
+        return None
+    from huggingface_hub import constants, create_repo
+
+    repo_name = args.hub_model_id or Path(args.output_dir).name
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError(
+            f"--push_to_hub needs the Hugging Face Hub, but HF_HUB_OFFLINE is set: unset it, or drop --push_to_hub "
+            f"and upload {args.output_dir} later with `hf upload {repo_name} {args.output_dir}`."
+        )
+    try:
+        return create_repo(repo_id=repo_name, exist_ok=True, token=args.hub_token).repo_id
+    except Exception as error:  # network, auth: say what failed before any training time is spent
+        raise RuntimeError(f"--push_to_hub: could not create or reach Hub repo {repo_name!r}: {error}") from error
+
+
+def build_optimizer(args, params):
+    """AdamW (default), bitsandbytes' AdamW8bit (--use_8bit_adam) or transformers' Adafactor (--use_adafactor)."""
+    if args.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError as error:
+            raise ImportError(
+                "--use_8bit_adam needs bitsandbytes (`pip install bitsandbytes`, a CUDA GPU); "
+                "drop the flag to use torch AdamW, or pass --use_adafactor for a low-memory optimizer."
+            ) from error
+        optimizer_class = bnb.optim.AdamW8bit
+    elif args.use_adafactor:  # UnifiedReward's settings: a fixed lr, its own update clipping
+        return transformers.Adafactor(
+            params, lr=args.learning_rate, weight_decay=args.adam_weight_decay, clip_threshold=1.0,
+            scale_parameter=False, relative_step=False,
+        )
+    else:
+        optimizer_class = torch.optim.AdamW
+    return optimizer_class(
+        params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay, eps=args.adam_epsilon,
+    )
+
+
+def enable_xformers(unet) -> None:
+    from diffusers.utils.import_utils import is_xformers_available
+
+    if is_xformers_available():
+        unet.enable_xformers_memory_efficient_attention()
+    else:
+        logger.warning(
+            "--enable_xformers_memory_efficient_attention: xformers is not installed; keeping PyTorch's "
+            "scaled_dot_product_attention, which is memory-efficient on its own."
+        )
+
+
+class TextConditioner:
+    """Frozen CLIP text encoder(s) -> UNet conditioning for SD (one encoder) or SDXL (two + pooled embeddings)."""
+
+    def __init__(self, tokenizers: list, text_encoders: list):
         self.tokenizers = tokenizers
         self.text_encoders = text_encoders
-        self.resolution = resolution
 
     @property
     def is_sdxl(self) -> bool:
@@ -149,6 +303,7 @@ class TextConditioner:
 
     @torch.no_grad()
     def __call__(self, captions: list[str], device, dtype) -> tuple[torch.Tensor, dict | None]:
+        """``(hidden_states, added_cond_kwargs)`` for one image per caption; SDXL's ``time_ids`` come separately."""
         if not self.is_sdxl:
             hidden = self.text_encoders[0](self._ids(self.tokenizers[0], captions, device))[0]
             return hidden.to(dtype), None
@@ -157,9 +312,13 @@ class TextConditioner:
             output = encoder(self._ids(tokenizer, captions, device), output_hidden_states=True)
             pooled = output[0]  # the projection model comes last: its first output is the pooled embedding
             hidden_states.append(output.hidden_states[-2])
-        size = self.resolution
-        time_ids = torch.tensor([size, size, 0, 0, size, size], device=device, dtype=dtype).repeat(len(captions), 1)
-        return torch.cat(hidden_states, dim=-1).to(dtype), {"text_embeds": pooled.to(dtype), "time_ids": time_ids}
+        return torch.cat(hidden_states, dim=-1).to(dtype), {"text_embeds": pooled.to(dtype)}
+
+
+def sdxl_time_ids(original_sizes, crop_top_lefts, resolution: int, device, dtype) -> torch.Tensor:
+    """SDXL micro-conditioning per image: ``[orig_h, orig_w, crop_top, crop_left, target_h, target_w]``."""
+    rows = [[*size, *crop, resolution, resolution] for size, crop in zip(original_sizes, crop_top_lefts)]
+    return torch.tensor(rows, device=device, dtype=dtype)
 
 
 def load_components(args):
@@ -167,6 +326,8 @@ def load_components(args):
     path, revision, variant = args.pretrained_model_name_or_path, args.revision, args.variant
     pipeline_config = DiffusionPipeline.load_config(path, revision=revision)
     is_sdxl = "text_encoder_2" in pipeline_config
+    if args.sdxl and not is_sdxl:
+        raise ValueError(f"--sdxl given, but {path} is not an SDXL pipeline (no text_encoder_2 in model_index.json).")
     tokenizers, text_encoders = [], []
     for suffix in ("", "_2") if is_sdxl else ("",):
         tokenizers.append(AutoTokenizer.from_pretrained(path, subfolder=f"tokenizer{suffix}", revision=revision))
@@ -183,7 +344,7 @@ def load_components(args):
         vae_path or path, subfolder=None if vae_path else "vae", revision=None if vae_path else revision
     )
     unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", revision=revision, variant=variant)
-    return noise_scheduler, vae, unet, TextConditioner(tokenizers, text_encoders, args.resolution)
+    return noise_scheduler, vae, unet, TextConditioner(tokenizers, text_encoders)
 
 
 def sample_timesteps(num_pairs: int, noise_scheduler, is_turbo: bool, generator=None) -> torch.Tensor:
@@ -196,14 +357,20 @@ def sample_timesteps(num_pairs: int, noise_scheduler, is_turbo: bool, generator=
     return timesteps.long().repeat(2)
 
 
-def encode_pairs(vae, pixel_values: torch.Tensor, batch_size: int, sample: bool = True) -> torch.Tensor:
-    """``(B, 6, H, W)`` chosen|rejected pixels -> ``(2B, C, h, w)`` latents laid out as ``[chosen..., rejected...]``."""
+def encode_pairs(vae, pixel_values: torch.Tensor, batch_size: int, sample: bool = True, generator=None) -> torch.Tensor:
+    """``(B, 6, H, W)`` chosen|rejected pixels -> ``(2B, C, h, w)`` latents laid out as ``[chosen..., rejected...]``.
+
+    Posterior samples are drawn on the CPU from ``generator`` (reproducible on any device)."""
     pixels = torch.cat(pixel_values.chunk(2, dim=1)).to(vae.device, vae.dtype)
     latents = []
     with torch.no_grad():
         for start in range(0, pixels.shape[0], batch_size):
             distribution = vae.encode(pixels[start : start + batch_size]).latent_dist
-            latents.append(distribution.sample() if sample else distribution.mode())
+            latent = distribution.mean
+            if sample:
+                draw = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
+                latent = latent + distribution.std * draw.to(latent.device, latent.dtype)
+            latents.append(latent)
     return torch.cat(latents) * vae.config.scaling_factor
 
 
@@ -251,12 +418,22 @@ class ReferenceModel:
             base.enable_adapters()
 
 
-def expand_conditioning(conditioning):
-    """Repeat text conditioning for the chosen and rejected halves of the batch."""
+def expand_conditioning(conditioning, time_ids: torch.Tensor | None = None):
+    """Repeat text conditioning for the chosen and rejected halves; ``time_ids`` (SDXL) are per image, ``(2B, 6)``."""
     hidden_states, added = conditioning
     if added is not None:
         added = {key: value.repeat(2, *([1] * (value.ndim - 1))) for key, value in added.items()}
+        added["time_ids"] = time_ids
     return hidden_states.repeat(2, 1, 1), added
+
+
+def batch_conditioning(conditioner, batch, resolution: int, device, dtype):
+    """Text conditioning of a collated batch, with each image's micro-conditioning for SDXL."""
+    conditioning = conditioner(batch["captions"], device, dtype)
+    time_ids = None
+    if conditioner.is_sdxl:
+        time_ids = sdxl_time_ids(batch["original_sizes"], batch["crop_top_lefts"], resolution, device, dtype)
+    return expand_conditioning(conditioning, time_ids)
 
 
 @torch.no_grad()
@@ -271,7 +448,7 @@ def evaluate_implicit_accuracy(
     margins = []
     for batch in dataloader:
         latents = encode_pairs(vae, batch["pixel_values"], args.vae_encode_batch_size, sample=False).to(dtype)
-        conditioning = expand_conditioning(conditioner(batch["captions"], device, dtype))
+        conditioning = batch_conditioning(conditioner, batch, args.resolution, device, dtype)
         num_pairs = latents.shape[0] // 2
         pair_margin = torch.zeros(num_pairs, device=device)
         for _ in range(args.eval_noise_draws):
@@ -344,19 +521,55 @@ def prune_checkpoints(output_dir: str, limit: int | None) -> None:
         shutil.rmtree(os.path.join(output_dir, name))
 
 
+RUN_STATE_FILE = "diffusion_dpo_state.json"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    name = Path(path).name
+    if not (name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()):
+        raise ValueError(f"{path}: a checkpoint folder is named checkpoint-<step>.")
+    return int(name.split("-", 1)[1])
+
+
 def resolve_checkpoint(output_dir: str, resume_from_checkpoint: str | None) -> str | None:
+    """``latest`` (None when there is none yet), a name inside ``output_dir`` (diffusers' convention) or a path."""
     if resume_from_checkpoint is None:
         return None
-    if resume_from_checkpoint != "latest":
-        return resume_from_checkpoint
-    names = [n for n in os.listdir(output_dir) if n.startswith("checkpoint-")] if os.path.isdir(output_dir) else []
-    if not names:
-        return None
-    return os.path.join(output_dir, max(names, key=lambda n: int(n.split("-")[1])))
+    if resume_from_checkpoint == "latest":
+        names = [n for n in os.listdir(output_dir) if n.startswith("checkpoint-")] if os.path.isdir(output_dir) else []
+        return os.path.join(output_dir, max(names, key=checkpoint_step)) if names else None
+    for candidate in (Path(resume_from_checkpoint), Path(output_dir, resume_from_checkpoint)):
+        if candidate.is_dir():
+            checkpoint_step(candidate)
+            return str(candidate)
+    raise FileNotFoundError(
+        f"--resume_from_checkpoint {resume_from_checkpoint!r}: no such checkpoint (looked for "
+        f"{resume_from_checkpoint} and {Path(output_dir, resume_from_checkpoint)})."
+    )
 
 
-def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step: int) -> None:
-    """Generate one image per validation prompt with the current weights; saved and sent to image trackers."""
+def resolve_seed(args, accelerator: Accelerator, checkpoint: str | None) -> int:
+    """The run's seed: ``--seed``, else the resumed checkpoint's, else a random one shared by all processes."""
+    saved = None
+    if checkpoint is not None and Path(checkpoint, RUN_STATE_FILE).is_file():
+        saved = json.loads(Path(checkpoint, RUN_STATE_FILE).read_text())["seed"]
+    if args.seed is not None:
+        if saved is not None and saved != args.seed:
+            logger.warning(f"--seed {args.seed} differs from the checkpoint's {saved}: sample order and noise change.")
+        return args.seed
+    if saved is not None:
+        return saved
+    seed = [random.SystemRandom().randrange(2**31)]
+    broadcast_object_list(seed)
+    logger.info(f"No --seed given: using {seed[0]} (stored in checkpoints, so a resume continues the same stream).")
+    return seed[0]
+
+
+def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step: int, final: bool = False) -> None:
+    """Generate one image per validation prompt with the current weights; saved and sent to image trackers.
+
+    ``final``: after training, every module is cast to ``weight_dtype`` (the frozen ones were kept in the mixed
+    precision dtype during training, the trained UNet was upcast for saving)."""
     modules = {"unet": accelerator.unwrap_model(unet), "vae": vae}
     names = ("", "_2") if conditioner.is_sdxl else ("",)
     for suffix, tokenizer, encoder in zip(names, conditioner.tokenizers, conditioner.text_encoders):
@@ -367,6 +580,8 @@ def log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, step
     pipeline = DiffusionPipeline.from_pretrained(
         args.pretrained_model_name_or_path, revision=args.revision, torch_dtype=weight_dtype, **modules
     )
+    if final:
+        pipeline.to(accelerator.device, weight_dtype)
     pipeline.set_progress_bar_config(disable=True)
     steps = args.validation_inference_steps or (4 if args.is_turbo else 25)
     extra = {"guidance_scale": 0.0} if args.is_turbo else {}
@@ -403,11 +618,46 @@ class MetricsFile:
                 handle.write(json.dumps(record) + "\n")
 
 
+def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
+    """Noise, timesteps and posterior samples of one micro-batch: a function of its position in the run only."""
+    return torch.Generator().manual_seed(mix_seed(seed, micro_step, process_index))
+
+
+def build_train_dataloader(args, seed: int):
+    split = load_preference_split(args.dataset_name, args.dataset_split_name, args.cache_dir)
+    indices, _ = strict_preference_indices(split.rows)
+    if args.max_train_samples is not None:
+        order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed)).tolist()
+        indices = [indices[i] for i in order[: args.max_train_samples]]
+    if not indices:
+        raise ValueError(f"No strict-preference pairs in {args.dataset_name}:{args.dataset_split_name}.")
+    transform = PairTransform(args.resolution, random_crop=args.random_crop, random_flip=not args.no_hflip)
+    dataset = PreferencePairs(split, indices, transform, seed, args.proportion_empty_prompts)
+    sampler = EpochShuffleSampler(len(dataset), seed)
+    dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.train_batch_size, sampler=sampler, collate_fn=collate_pairs,
+        num_workers=args.dataloader_num_workers,
+    )
+    return dataset, sampler, dataloader
+
+
+def build_eval_dataloader(args):
+    split = load_preference_split(args.dataset_name, args.eval_split, args.cache_dir)
+    indices, _ = strict_preference_indices(split.rows)
+    if args.eval_max_samples is not None:
+        indices = indices[: args.eval_max_samples]
+    dataset = PreferencePairs(split, indices, PairTransform(args.resolution, random_crop=False, random_flip=False))
+    return torch.utils.data.DataLoader(dataset, batch_size=args.train_batch_size, collate_fn=collate_pairs)
+
+
 def main(args: argparse.Namespace) -> None:
+    state = PartialState()  # accelerate's logger needs it before the Accelerator exists
+    report_to = resolve_report_to(args.report_to)
+    repo_id = create_hub_repo(args) if state.is_main_process else None  # fail before any model is loaded
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
-        log_with=None if args.report_to == "none" else args.report_to,
+        log_with=report_to,
         project_config=ProjectConfiguration(
             project_dir=args.output_dir, logging_dir=str(Path(args.output_dir, args.logging_dir))
         ),
@@ -420,14 +670,25 @@ def main(args: argparse.Namespace) -> None:
     else:
         transformers.utils.logging.set_verbosity_error()
         diffusers.utils.logging.set_verbosity_error()
-    if args.seed is not None:
-        set_seed(args.seed)
+    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    if args.resume_from_checkpoint == "latest" and checkpoint is None:
+        logger.info(f"No checkpoint in {args.output_dir} yet; starting a new run.")
+    seed = resolve_seed(args, accelerator, checkpoint)
+    set_seed(seed)
     if accelerator.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
     if args.allow_tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
 
     noise_scheduler, vae, unet, conditioner = load_components(args)
+    if args.resolution is None:
+        args.resolution = 1024 if conditioner.is_sdxl else 512
+    if args.tracker_name is None:
+        args.tracker_name = "diffusion-dpo-lora-sdxl" if conditioner.is_sdxl else "diffusion-dpo-lora"
+    if args.is_turbo and not conditioner.is_sdxl:
+        logger.warning("--is_turbo on a non-SDXL model: turbo timesteps and zero-terminal SNR are applied anyway.")
+    elif not args.is_turbo and "turbo" in args.pretrained_model_name_or_path.lower():
+        logger.warning("The model name contains 'turbo' but --is_turbo is not set: training on all 1000 timesteps.")
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     vae_dtype = torch.float32 if (vae.config.force_upcast and weight_dtype == torch.float16) else weight_dtype
     vae.requires_grad_(False).to(accelerator.device, dtype=vae_dtype)
@@ -445,48 +706,18 @@ def main(args: argparse.Namespace) -> None:
     else:
         frozen_copy = copy.deepcopy(unet).requires_grad_(False).eval().to(accelerator.device, dtype=weight_dtype)
         unet.to(accelerator.device)
+    if args.enable_xformers_memory_efficient_attention:
+        enable_xformers(unet)
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
 
     if args.scale_lr:
         args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
     params_to_optimize = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params_to_optimize,
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
+    optimizer = build_optimizer(args, params_to_optimize)
 
-    train_dataset, media_root = load_preference_split(args.dataset_name, args.dataset_split_name, args.cache_dir)
-    with accelerator.main_process_first():
-        train_dataset, _ = drop_ties(train_dataset)
-        if args.max_train_samples is not None:
-            train_dataset = train_dataset.shuffle(seed=args.seed).select(range(args.max_train_samples))
-    if len(train_dataset) == 0:
-        raise ValueError(f"No strict-preference pairs in {args.dataset_name}:{args.dataset_split_name}.")
-    train_transform = PairTransform(args.resolution, random_crop=args.random_crop, random_flip=not args.no_hflip)
-    train_dataset = train_dataset.with_transform(pair_preprocessor(train_transform, media_root))
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=args.train_batch_size,
-        shuffle=True,
-        collate_fn=collate_pairs,
-        num_workers=args.dataloader_num_workers,
-    )
-    eval_dataloader = None
-    if args.eval_split:
-        eval_dataset, eval_root = load_preference_split(args.dataset_name, args.eval_split, args.cache_dir)
-        eval_dataset, _ = drop_ties(eval_dataset)
-        if args.eval_max_samples is not None:
-            eval_dataset = eval_dataset.select(range(min(args.eval_max_samples, len(eval_dataset))))
-        eval_transform = PairTransform(args.resolution, random_crop=False, random_flip=False)
-        eval_dataloader = torch.utils.data.DataLoader(
-            eval_dataset.with_transform(pair_preprocessor(eval_transform, eval_root)),
-            batch_size=args.train_batch_size,
-            collate_fn=collate_pairs,
-        )
+    train_dataset, train_sampler, train_dataloader = build_train_dataloader(args, seed)
+    eval_dataloader = build_eval_dataloader(args) if args.eval_split else None
 
     overrode_max_train_steps = args.max_train_steps is None
     if overrode_max_train_steps:
@@ -514,17 +745,14 @@ def main(args: argparse.Namespace) -> None:
 
     total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
     logger.info("***** Running Diffusion-DPO *****")
-    logger.info(f"  Pairs = {len(train_dataset)}, SDXL = {conditioner.is_sdxl}, LoRA = {args.use_lora}")
+    logger.info(f"  Pairs = {len(train_dataset)}, SDXL = {conditioner.is_sdxl}, LoRA = {args.use_lora}, seed = {seed}")
     logger.info(f"  Total batch size = {total_batch_size}, optimization steps = {args.max_train_steps}")
 
     global_step, first_epoch = 0, 0
-    checkpoint = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if args.resume_from_checkpoint and checkpoint is None:
-        logger.info(f"Checkpoint {args.resume_from_checkpoint!r} does not exist; starting a new run.")
-    elif checkpoint is not None:
+    if checkpoint is not None:
         logger.info(f"Resuming from {checkpoint}")
         accelerator.load_state(checkpoint)
-        global_step = int(Path(checkpoint).name.split("-")[1])
+        global_step = checkpoint_step(checkpoint)
         first_epoch = global_step // num_update_steps_per_epoch
 
     eval_results = {}
@@ -544,26 +772,28 @@ def main(args: argparse.Namespace) -> None:
     for epoch in range(first_epoch, args.num_train_epochs):
         if global_step >= args.max_train_steps:
             break
-        epoch_batches = train_dataloader
-        if epoch == first_epoch and batches_to_skip:  # resume mid-epoch where the checkpoint left off
-            epoch_batches = accelerator.skip_first_batches(train_dataloader, batches_to_skip)
-        for batch in epoch_batches:
+        train_sampler.start_epoch(epoch)
+        skipped = batches_to_skip if epoch == first_epoch else 0
+        epoch_batches = accelerator.skip_first_batches(train_dataloader, skipped) if skipped else train_dataloader
+        for batch_index, batch in enumerate(epoch_batches, start=skipped):
+            generator = step_generator(seed, epoch * len(train_dataloader) + batch_index, accelerator.process_index)
             with accelerator.accumulate(unet):
                 latents = encode_pairs(
-                    vae, batch["pixel_values"], args.vae_encode_batch_size, sample=args.latent_sampling == "sample"
+                    vae, batch["pixel_values"], args.vae_encode_batch_size, args.latent_sampling == "sample", generator
                 ).to(weight_dtype)
                 num_pairs = latents.shape[0] // 2
-                noise = torch.randn_like(latents[:num_pairs]).repeat(2, 1, 1, 1)
-                timesteps = sample_timesteps(num_pairs, noise_scheduler, args.is_turbo).to(latents.device)
+                noise = torch.randn(latents[:num_pairs].shape, generator=generator).repeat(2, 1, 1, 1)
+                noise = noise.to(latents.device, latents.dtype)
+                timesteps = sample_timesteps(num_pairs, noise_scheduler, args.is_turbo, generator).to(latents.device)
                 noisy, target = denoising_loss.prepare(latents, noise, timesteps)
-                conditioning = expand_conditioning(conditioner(batch["captions"], accelerator.device, weight_dtype))
+                conditioning = batch_conditioning(conditioner, batch, args.resolution, accelerator.device, weight_dtype)
 
                 model_losses = denoising_loss(unet, noisy, timesteps, conditioning, target)
                 ref_losses = reference.losses(denoising_loss, noisy, timesteps, conditioning, target)
                 output = diffusion_dpo_loss(model_losses, ref_losses, args.beta_dpo, args.loss_type)
 
                 accelerator.backward(output.loss)
-                if accelerator.sync_gradients:
+                if accelerator.sync_gradients and not args.use_adafactor:  # Adafactor clips its own updates
                     accelerator.clip_grad_norm_(params_to_optimize, args.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
@@ -587,12 +817,14 @@ def main(args: argparse.Namespace) -> None:
                 prune_checkpoints(args.output_dir, args.checkpoints_total_limit)
                 save_path = os.path.join(args.output_dir, f"checkpoint-{global_step}")
                 accelerator.save_state(save_path)
+                Path(save_path, RUN_STATE_FILE).write_text(json.dumps({"seed": seed, "global_step": global_step}))
                 logger.info(f"Saved state to {save_path}")
-            if accelerator.is_main_process and args.validation_prompts and global_step % args.validation_steps == 0:
+            if accelerator.is_main_process and args.run_validation and global_step % args.validation_steps == 0:
                 log_validation(args, accelerator, unet, vae, conditioner, weight_dtype, global_step)
             step_started = time.perf_counter()
             if global_step >= args.max_train_steps:
                 break
+    progress_bar.close()
 
     accelerator.wait_for_everyone()
     if eval_dataloader is not None:
@@ -607,8 +839,14 @@ def main(args: argparse.Namespace) -> None:
         save_trained_unet(trained, args.output_dir, args.use_lora, conditioner.is_sdxl)
         if eval_results:
             Path(args.output_dir, "eval_results.json").write_text(json.dumps(eval_results, indent=2))
-        if args.validation_prompts:
-            log_validation(args, accelerator, trained, vae, conditioner, torch.float32, global_step)
+        if args.run_validation:
+            log_validation(args, accelerator, trained, vae, conditioner, torch.float32, global_step, final=True)
+        logger.info(f"Trained {global_step} steps; weights in {args.output_dir}")
+        if repo_id is not None:
+            from huggingface_hub import upload_folder
+
+            upload_folder(repo_id=repo_id, folder_path=args.output_dir, commit_message="End of training",
+                          ignore_patterns=["step_*", "epoch_*", "checkpoint-*"], token=args.hub_token)
     accelerator.end_training()
 
 
