@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -228,7 +230,7 @@ def write_video(frames: list[Image.Image], path: str | os.PathLike, fps: float =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
+        stream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = frames[0].size
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = 2_000_000

@@ -258,7 +258,7 @@ def main(input_args: list[str] | None = None) -> GenerationSummary:
         args.pretrained_model_name_or_path,
         revision=args.revision,
         variant=args.variant,
-        torch_dtype=getattr(torch, args.torch_dtype),
+        dtype=getattr(torch, args.torch_dtype),
     ).to(device)
     if args.lora_weights:
         pipeline.load_lora_weights(args.lora_weights)

@@ -356,7 +356,7 @@ def main(args: argparse.Namespace) -> None:
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
     pipeline = DiffusionPipeline.from_pretrained(
-        args.pretrained_model_name_or_path, revision=args.revision, variant=args.variant, torch_dtype=weight_dtype
+        args.pretrained_model_name_or_path, revision=args.revision, variant=args.variant, dtype=weight_dtype
     )
     family = detect_family(pipeline)
     model = getattr(pipeline, family.denoiser)
