@@ -14,7 +14,7 @@ image), so any candidate can be regenerated alone. Output::
     output_dir/summary.json
 
 Text-to-video pipelines (AnimateDiff, TextToVideoSD, CogVideoX, Wan, LTX, ...: their output has ``.frames``) write
-``output_dir/videos/<id>/<j>.mp4`` (and the record next to them) at ``--fps`` instead, listed under ``videos``; ``--num_frames``
+``output_dir/videos/<id>/<j>.mp4`` at ``--fps`` instead (the record next to them lists ``videos``); ``--num_frames``
 sets the clip length. A rerun skips complete prompts; a prompt whose generation fails is logged, counted, and retried
 next run.
 """

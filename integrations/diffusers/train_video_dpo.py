@@ -155,7 +155,8 @@ class VideoPairs(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.rows[index]
-        return {"pixels": torch.stack([self.clip(row["chosen"]), self.clip(row["rejected"])]), "caption": row["caption"]}
+        pixels = torch.stack([self.clip(row["chosen"]), self.clip(row["rejected"])])
+        return {"pixels": pixels, "caption": row["caption"]}
 
 
 def collate(examples: list[dict]) -> dict:
@@ -239,7 +240,8 @@ class VideoDenoising:
                 self.args.weighting_scheme, num_pairs, self.args.logit_mean, self.args.logit_std,
                 self.args.mode_scale, generator=generator,
             )
-            indices = (u * self.scheduler.config.num_train_timesteps).long().clamp(max=len(self.scheduler.timesteps) - 1)
+            indices = (u * self.scheduler.config.num_train_timesteps).long()
+            indices = indices.clamp(max=len(self.scheduler.timesteps) - 1)
             timesteps = self.scheduler.timesteps[indices].repeat(2).to(latents.device)
             sigmas = self.scheduler.sigmas[indices].repeat(2)
             noisy, target = flow_matching_inputs(latents, noise, sigmas)
@@ -253,7 +255,9 @@ class VideoDenoising:
 
     def losses(self, model, noisy, timesteps, text, target) -> torch.Tensor:
         if self.family.name == "wan":
-            prediction = model(hidden_states=noisy, timestep=timesteps, encoder_hidden_states=text, return_dict=False)[0]
+            prediction = model(
+                hidden_states=noisy, timestep=timesteps, encoder_hidden_states=text, return_dict=False
+            )[0]
         else:
             if self.family.name == "animatediff":  # UNetMotionModel wants one text row per frame (as its pipeline)
                 text = text.repeat_interleave(noisy.shape[2], dim=0)
@@ -272,6 +276,46 @@ def reference_losses(accelerator, model, frozen_copy, denoising, *inputs) -> tor
             return denoising.losses(model, *inputs)
         finally:
             base.enable_adapters()
+
+
+def load_trainable(args, device, weight_dtype):
+    """The pipeline (frozen, on ``device``), its family, the trainable denoiser (LoRA or full), the frozen copy
+    (full fine-tuning only) and the family's :class:`VideoDenoising`."""
+    pipeline = DiffusionPipeline.from_pretrained(
+        args.pretrained_model_name_or_path, revision=args.revision, variant=args.variant, dtype=weight_dtype
+    )
+    family = detect_family(pipeline)
+    model = getattr(pipeline, family.denoiser)
+    for component in pipeline.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False).to(device)
+    if pipeline.vae.dtype == torch.float16 and getattr(pipeline.vae.config, "force_upcast", False):
+        pipeline.vae.to(torch.float32)
+    frozen_copy = None
+    if args.use_lora:
+        model.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
+                                     target_modules=args.lora_target_modules))
+        cast_training_params(model, dtype=torch.float32)
+    else:
+        frozen_copy = copy.deepcopy(model).eval()
+        model.requires_grad_(True).to(torch.float32)
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return pipeline, family, model, frozen_copy, VideoDenoising(pipeline, family, args)
+
+
+def training_step(accelerator, model, frozen_copy, denoising, batch, args, dtype) -> dict[str, float]:
+    """Forward + backward of one micro-batch of pairs (one shared noise draw per pair); returns its metrics."""
+    latents = denoising.encode_videos(batch["pixels"], sample=args.latent_sampling == "sample").to(dtype)
+    text = denoising.encode_captions(batch["captions"], accelerator.device, dtype)
+    noisy, target, timesteps = denoising.draw(latents.shape[0] // 2, latents)
+    inputs = (noisy, timesteps, text, target)
+    with accelerator.autocast():
+        model_losses = denoising.losses(model, *inputs)
+    ref_losses = reference_losses(accelerator, model, frozen_copy, denoising, *inputs)
+    output = diffusion_dpo_loss(model_losses, ref_losses, args.beta_dpo, args.loss_type)
+    accelerator.backward(output.loss)
+    return {**output.metrics(), "raw_model_loss": model_losses.mean().item(), "ref_loss": ref_losses.mean().item()}
 
 
 # ---------------------------------------------------------------------------------------------- saving / resuming
@@ -295,7 +339,8 @@ def register_checkpoint_hooks(accelerator, pipeline_class, denoiser_name: str, u
     def load_hook(models, input_dir):
         model = accelerator.unwrap_model(models.pop())
         prefix = f"{denoiser_name}."
-        state = {k[len(prefix):]: v for k, v in load_file(os.path.join(input_dir, LORA_FILE)).items() if k.startswith(prefix)}
+        saved = load_file(os.path.join(input_dir, LORA_FILE))
+        state = {key[len(prefix):]: value for key, value in saved.items() if key.startswith(prefix)}
         result = set_peft_model_state_dict(model, convert_unet_state_dict_to_peft(state), adapter_name="default")
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"Checkpoint {input_dir} has unexpected LoRA keys: {result.unexpected_keys[:5]}")
@@ -355,28 +400,8 @@ def main(args: argparse.Namespace) -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
 
-    pipeline = DiffusionPipeline.from_pretrained(
-        args.pretrained_model_name_or_path, revision=args.revision, variant=args.variant, dtype=weight_dtype
-    )
-    family = detect_family(pipeline)
-    model = getattr(pipeline, family.denoiser)
-    for component in pipeline.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.requires_grad_(False).to(accelerator.device)
-    if pipeline.vae.dtype == torch.float16 and getattr(pipeline.vae.config, "force_upcast", False):
-        pipeline.vae.to(torch.float32)
-    frozen_copy = None
-    if args.use_lora:
-        model.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
-                                     target_modules=args.lora_target_modules))
-        cast_training_params(model, dtype=torch.float32)
-    else:
-        frozen_copy = copy.deepcopy(model).eval()
-        model.requires_grad_(True).to(torch.float32)
-    if args.gradient_checkpointing:
-        model.enable_gradient_checkpointing()
+    pipeline, family, model, frozen_copy, denoising = load_trainable(args, accelerator.device, weight_dtype)
     register_checkpoint_hooks(accelerator, type(pipeline), family.denoiser, args.use_lora)
-    denoising = VideoDenoising(pipeline, family, args)
 
     rows, root = load_pairs(args.dataset_name, args.dataset_split_name)
     rows = readable_pairs(rows, root)[: args.max_train_samples]
@@ -403,11 +428,14 @@ def main(args: argparse.Namespace) -> None:
         args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
     )
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(model, optimizer, train_dataloader, lr_scheduler)
+    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
+        model, optimizer, train_dataloader, lr_scheduler
+    )
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     if accelerator.is_main_process:
-        accelerator.init_trackers(args.tracker_name, config={k: v for k, v in vars(args).items() if not isinstance(v, list)})
+        config = {key: value for key, value in vars(args).items() if not isinstance(value, list)}
+        accelerator.init_trackers(args.tracker_name, config=config)
     logger.info(f"***** Video DPO: {family.name} ({type(pipeline).__name__}), {len(rows)} pairs, "
                 f"{'Flow-DPO' if family.flow_matching else 'Diffusion-DPO'}, LoRA = {args.use_lora}, "
                 f"{args.max_train_steps} steps *****")
@@ -423,7 +451,9 @@ def main(args: argparse.Namespace) -> None:
 
     eval_results = {}
     if eval_dataloader is not None:
-        eval_results["before"] = evaluate(accelerator, model, frozen_copy, denoising, eval_dataloader, args, weight_dtype)
+        eval_results["before"] = evaluate(
+            accelerator, model, frozen_copy, denoising, eval_dataloader, args, weight_dtype
+        )
         logger.info(f"Held-out implicit accuracy before training: {eval_results['before']}")
 
     metrics_path = Path(args.output_dir, "metrics.jsonl")
@@ -434,25 +464,17 @@ def main(args: argparse.Namespace) -> None:
     first_epoch = global_step // steps_per_epoch
     skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
     for epoch in range(first_epoch, num_epochs):
-        batches = accelerator.skip_first_batches(train_dataloader, skip) if epoch == first_epoch and skip else train_dataloader
+        batches = train_dataloader
+        if epoch == first_epoch and skip:  # resume mid-epoch where the checkpoint left off
+            batches = accelerator.skip_first_batches(train_dataloader, skip)
         for batch in batches:
             with accelerator.accumulate(model):
-                latents = denoising.encode_videos(batch["pixels"], sample=args.latent_sampling == "sample").to(weight_dtype)
-                text = denoising.encode_captions(batch["captions"], accelerator.device, weight_dtype)
-                noisy, target, timesteps = denoising.draw(latents.shape[0] // 2, latents)
-                inputs = (noisy, timesteps, text, target)
-                with accelerator.autocast():
-                    model_losses = denoising.losses(model, *inputs)
-                ref_losses = reference_losses(accelerator, model, frozen_copy, denoising, *inputs)
-                output = diffusion_dpo_loss(model_losses, ref_losses, args.beta_dpo, args.loss_type)
-                accelerator.backward(output.loss)
+                window.append(training_step(accelerator, model, frozen_copy, denoising, batch, args, weight_dtype))
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(params, args.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
-            window.append({**output.metrics(), "raw_model_loss": model_losses.mean().item(),
-                           "ref_loss": ref_losses.mean().item()})
             if not accelerator.sync_gradients:
                 continue
             global_step += 1
@@ -478,7 +500,9 @@ def main(args: argparse.Namespace) -> None:
 
     accelerator.wait_for_everyone()
     if eval_dataloader is not None:
-        eval_results["after"] = evaluate(accelerator, model, frozen_copy, denoising, eval_dataloader, args, weight_dtype)
+        eval_results["after"] = evaluate(
+            accelerator, model, frozen_copy, denoising, eval_dataloader, args, weight_dtype
+        )
         logger.info(f"Held-out implicit accuracy after training: {eval_results['after']}")
     if accelerator.is_main_process:
         trained = accelerator.unwrap_model(model)
