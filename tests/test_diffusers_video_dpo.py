@@ -182,3 +182,36 @@ def test_wan_flow_dpo_runs_end_to_end_and_its_lora_reloads(tmp_path):
     assert pipeline.transformer.peft_config  # the adapter is in the transformer
     frames = pipeline("a red circle", num_frames=5, height=32, width=32, num_inference_steps=2).frames
     assert frames.shape == (1, 5, 32, 32, 3) and np.isfinite(frames).all()
+
+
+def test_text_to_video_sd_v_prediction_full_finetune_step_moves_away_from_its_frozen_reference(toy_world, tmp_path):
+    """In-process (the accelerate CLI is covered above): the UNet3DConditionModel family, v-prediction targets and
+    the frozen-copy reference of --full_finetune (diffusers has no LoRA for UNet3DConditionModel)."""
+    from accelerate import Accelerator
+
+    from integrations.diffusers import train_video_dpo
+    from unifiedreward.toy.t2v import build_text_to_video_sd
+
+    pipeline_dir = build_text_to_video_sd(toy_world["sd_model"], tmp_path / "t2v-sd")
+    flags = ["--pretrained_model_name_or_path", str(pipeline_dir), "--dataset_name", "-", "--latent_sampling", "mode"]
+    accelerator = Accelerator(cpu=True)
+    with pytest.raises(ValueError, match="--full_finetune"):
+        train_video_dpo.load_trainable(train_video_dpo.parse_args(flags), accelerator.device, torch.float32)
+    args = train_video_dpo.parse_args(flags + ["--full_finetune"])
+    pipeline, family, model, frozen_copy, denoising = train_video_dpo.load_trainable(args, accelerator.device,
+                                                                                     torch.float32)
+    assert family.name == "text_to_video_sd" and denoising.scheduler.config.prediction_type == "v_prediction"
+    reference_weights = [p.clone() for p in frozen_copy.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    torch.manual_seed(0)
+    batch = {"pixels": torch.rand(2, 2, 3, 3, 32, 32) * 2 - 1, "captions": ["a red circle", "a blue square"]}
+    metrics = []
+    for _ in range(3):
+        metrics.append(train_video_dpo.training_step(accelerator, model, frozen_copy, denoising, batch, args,
+                                                     torch.float32))
+        optimizer.step()
+        optimizer.zero_grad()
+    assert metrics[0]["rewards/margins"] == 0.0 and metrics[0]["raw_model_loss"] == metrics[0]["ref_loss"]
+    assert metrics[-1]["raw_model_loss"] != metrics[-1]["ref_loss"]  # the policy moved ...
+    assert all(torch.equal(a, b) for a, b in zip(reference_weights, frozen_copy.parameters()))  # ... its copy did not
+    assert all(np.isfinite(m["loss"]) for m in metrics)

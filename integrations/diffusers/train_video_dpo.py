@@ -9,8 +9,9 @@
 Families, detected from the pipeline's denoiser class:
 
 * ``UNetMotionModel`` (AnimateDiff: SD 1.5 + motion adapter) and ``UNet3DConditionModel`` (TextToVideoSD /
-  ModelScope, Zeroscope): frame-wise 2-D VAE, CLIP text, DDPM epsilon or v-prediction -> Diffusion-DPO
-  (Wallace et al. 2023), as in upstream UnifiedReward's VideoDPO (``beta_dpo=5000``).
+  ModelScope, Zeroscope; diffusers has no LoRA for it: ``--full_finetune``): frame-wise 2-D VAE, CLIP text, DDPM
+  epsilon or v-prediction -> Diffusion-DPO (Wallace et al. 2023), as in upstream UnifiedReward's VideoDPO
+  (``beta_dpo=5000``).
 * ``WanTransformer3DModel`` (Wan 2.1 / 2.2 T2V): 3-D causal VAE with its latent mean/std, UMT5 text, rectified flow
   -> Flow-DPO (Liu et al. 2025, arXiv:2501.13918): the same objective on velocity errors, constant beta.
 
@@ -292,6 +293,8 @@ def load_trainable(args, device, weight_dtype):
     if pipeline.vae.dtype == torch.float16 and getattr(pipeline.vae.config, "force_upcast", False):
         pipeline.vae.to(torch.float32)
     frozen_copy = None
+    if args.use_lora and not hasattr(model, "add_adapter"):
+        raise ValueError(f"{type(model).__name__} has no PEFT adapter support in diffusers; use --full_finetune.")
     if args.use_lora:
         model.add_adapter(LoraConfig(r=args.rank, lora_alpha=args.rank, init_lora_weights="gaussian",
                                      target_modules=args.lora_target_modules))

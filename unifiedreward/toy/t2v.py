@@ -7,10 +7,12 @@
   temporally coherent (each frame is its own toy scene), but a clip-level judge (mean brightness) ranks them, and the
   UNet's denoising error depends on the frames' content, which is what Diffusion-DPO needs. (A brief motion-module
   pre-training on toy clips did not make frames coherent within CPU-seconds, so there is none.)
+* :func:`build_text_to_video_sd` writes a ``TextToVideoSDPipeline`` (random ``UNet3DConditionModel``, v-prediction)
+  on the toy SD's VAE and text encoder, for the UNet3D / v-prediction path of ``train_video_dpo.py``.
 * :func:`build_wan` writes a randomly initialised tiny ``WanPipeline`` (flow matching, 3-D causal VAE, UMT5 text
   encoder with the toy CLIP tokenizer), for the flow-matching path of ``train_video_dpo.py``.
 
-Both are loaded with ``DiffusionPipeline.from_pretrained`` like real checkpoints.
+All are loaded with ``DiffusionPipeline.from_pretrained`` like real checkpoints.
 """
 
 from __future__ import annotations
@@ -86,3 +88,25 @@ def build_wan(out_dir: str | Path, captions: list[str], seed: int = 0, max_text_
     pipeline.save_pretrained(str(out_dir), safe_serialization=True)
     logger.info("toy Wan written to %s", out_dir)
     return out_dir
+
+
+def build_text_to_video_sd(sd_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a ``TextToVideoSDPipeline`` (ModelScope layout): the toy SD's VAE and text encoder with a new random
+    ``UNet3DConditionModel`` and a v-prediction DDIM scheduler."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, TextToVideoSDPipeline, UNet3DConditionModel
+
+    sd = StableDiffusionPipeline.from_pretrained(str(sd_dir))
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(
+        sample_size=sd.unet.config.sample_size, in_channels=4, out_channels=4,
+        block_out_channels=tuple(sd.unet.config.block_out_channels), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"), up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=sd.text_encoder.config.hidden_size, attention_head_dim=8,
+        norm_num_groups=sd.unet.config.norm_num_groups,
+    )
+    scheduler = DDIMScheduler.from_config(sd.scheduler.config, prediction_type="v_prediction")
+    pipeline = TextToVideoSDPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=unet,
+                                     scheduler=scheduler)
+    pipeline.save_pretrained(str(out_dir), safe_serialization=True)
+    logger.info("toy TextToVideoSD written to %s", out_dir)
+    return Path(out_dir)
