@@ -215,3 +215,26 @@ def test_text_to_video_sd_v_prediction_full_finetune_step_moves_away_from_its_fr
     assert metrics[-1]["raw_model_loss"] != metrics[-1]["ref_loss"]  # the policy moved ...
     assert all(torch.equal(a, b) for a, b in zip(reference_weights, frozen_copy.parameters()))  # ... its copy did not
     assert all(np.isfinite(m["loss"]) for m in metrics)
+
+
+def test_video_sift_of_hand_made_clips_keeps_judged_pairs_and_reports_a_missing_video(toy_world, tmp_path):
+    from integrations.diffusers.sift_videos import sift_video_candidates
+    from reward_core import UnifiedReward
+    from unifiedreward.sift import read_records
+
+    data_dir = Path(toy_world["data_dir"])
+    records = [json.loads(line) for line in Path(toy_world["data"]["video_pairs"]).read_text().splitlines()[:4]]
+    for record in records:
+        record["videos"] = [str(data_dir / path) for path in record["videos"]]
+    records[3]["videos"][1] = str(tmp_path / "missing.mp4")
+    candidates = tmp_path / "candidates"
+    candidates.mkdir()
+    (candidates / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+    summary = sift_video_candidates(UnifiedReward(proof.VideoBrightnessJudge()), candidates, tmp_path / "out",
+                                    progress=False)
+    assert summary["failed"] == 1 and summary["kept"] + summary["dropped"] == 3
+    failed = [r for r in read_records([tmp_path / "out" / "sift.jsonl"]) if r.status == "failed"]
+    assert failed[0].id == records[3]["id"] and "file not found" in failed[0].reason
+    rows = json.loads((tmp_path / "out" / "dpo_data.json").read_text())
+    assert records[3]["id"] not in {row["id"] for row in rows} and len(rows) == summary["kept"]
