@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,6 +221,25 @@ def load_video_frames(spec: VideoSpec | str, count: int | None = None) -> list[I
     if spec.max_pixels:
         images = [_limit_pixels(image, spec.max_pixels) for image in images]
     return images
+
+
+def write_video(frames: list[Image.Image], path: str | os.PathLike, fps: float = 8) -> None:
+    """Encode RGB frames as an MPEG-4 Part 2 ``.mp4`` (readable by decord, PyAV and torchvision); sizes must be even."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = 2_000_000
+        stream.thread_count = 1
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_image(to_rgb(image))):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def _limit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:

@@ -23,7 +23,7 @@ from reward_core.media import (
 
 @pytest.fixture(scope="module")
 def media_dir(tmp_path_factory):
-    from unifiedreward.toy.data import write_video
+    from reward_core.media import write_video
 
     root = tmp_path_factory.mktemp("media")
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The Diffusion-DPO objective (Wallace et al. 2023) on per-sample denoising losses."""
+"""The Diffusion-DPO objective (Wallace et al. 2023) on per-sample denoising losses, and its flow-matching inputs."""
 
 from __future__ import annotations
 
@@ -64,3 +64,18 @@ def diffusion_dpo_loss(
         rewards_chosen=rewards_chosen.detach(),
         rewards_rejected=rewards_rejected.detach(),
     )
+
+
+def flow_matching_inputs(
+    latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rectified-flow noisy input ``(1 - sigma) * x0 + sigma * noise`` and velocity target ``noise - x0``.
+
+    The flow-matching form of Wan / LTX / SD3 / FLUX (diffusers' ``FlowMatchEulerDiscreteScheduler``; ``sigmas``
+    has one value per sample). Flow-DPO (Liu et al. 2025, "Improving Video Generation with Human Feedback",
+    arXiv:2501.13918) is the Diffusion-DPO objective with these velocity errors in place of the noise errors and a
+    constant beta: :func:`diffusion_dpo_loss` on :func:`per_sample_mse` of the velocity prediction.
+    """
+    shape = (-1,) + (1,) * (latents.ndim - 1)
+    sigmas = sigmas.to(latents.device, latents.dtype).reshape(shape)
+    return (1.0 - sigmas) * latents + sigmas * noise, noise - latents

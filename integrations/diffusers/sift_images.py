@@ -40,7 +40,7 @@ POINT_TEMPLATE = "image_generation.point_score.v1"
 
 
 def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None) -> list[SiftItem]:
-    """Sift items (caption + candidate image paths) from a ``generate_candidates`` output folder.
+    """Sift items (caption + candidate image or video paths) from a ``generate_candidates`` output folder.
 
     A line that is not a candidates record is skipped, logged and, when given, its reason appended to ``invalid``.
     """
@@ -52,9 +52,10 @@ def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None
             continue
         try:
             record = json.loads(line)
-            item_id, prompt, images = str(record["id"]), record["prompt"], record["images"]
+            media_key = "images" if "images" in record else "videos"  # image or text-to-video pipelines
+            item_id, prompt, images = str(record["id"]), record["prompt"], record[media_key]
             if not isinstance(prompt, str) or not isinstance(images, list):
-                raise TypeError("'prompt' must be a string and 'images' a list")
+                raise TypeError(f"'prompt' must be a string and '{media_key}' a list")
             if item_id in seen:
                 raise ValueError(f"duplicate id {item_id!r}")
         except (ValueError, KeyError, TypeError) as error:

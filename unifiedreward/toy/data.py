@@ -15,6 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from reward_core.media import write_video
+
 from .scenes import (
     IMAGE_ATTRIBUTES,
     VIDEO_ATTRIBUTES,
@@ -95,24 +97,6 @@ def _save_image(image: Image.Image, data_dir: Path, relative: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, format="PNG")
     return relative
-
-
-def write_video(frames: list[Image.Image], path: Path, fps: int = 4) -> None:
-    """Encode RGB frames as an MPEG-4 Part 2 ``.mp4`` (readable by decord, PyAV and torchvision)."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
-        stream.bit_rate = 2_000_000
-        stream.thread_count = 1
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_image(image)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def _save_video(frames: list[Image.Image], data_dir: Path, relative: str, fps: int) -> str:

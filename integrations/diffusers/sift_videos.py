@@ -1,0 +1,152 @@
+"""Sift generated candidate videos with a UnifiedReward judge into a video DPO dataset (upstream VideoDPO layout).
+
+    python -m integrations.diffusers.sift_videos --candidates_dir candidates \\
+        --reward_model CodeGoat24/UnifiedReward-qwen-7b --output_dir video_dpo_data
+
+The shared pair-rank + point-sift (:mod:`unifiedreward.sift`) with the video templates (default
+``video_generation.pair_rank.v1`` + ``video_generation.point_score.v1``, 1-10; ``--pair_template
+dpo.video_generation.pair_rank --point_template dpo.video_generation.point_score`` is upstream's VideoDPO recipe).
+Ties and failed judgements never become preferences. Output::
+
+    output_dir/dpo_data.json          # [{id, caption, chosen, rejected, chosen_score, rejected_score, split}], as
+                                      # upstream VideoDPO (paths relative to output_dir)
+    output_dir/dataset_dict.json, output_dir/<split>/...   # the same rows as a `datasets` DatasetDict
+    output_dir/videos/<id>_chosen.mp4, <id>_rejected.mp4
+    output_dir/sift.jsonl, summary.json, report/index.html
+
+``train_video_dpo.py --dataset_name output_dir`` reads either form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from unifiedreward.report import try_report
+from unifiedreward.report.sift_report import render_sift_records
+from unifiedreward.sift import SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
+
+from integrations.diffusers.sift_images import read_candidates
+
+logger = logging.getLogger(__name__)
+
+PAIR_TEMPLATE = "video_generation.pair_rank.v1"
+POINT_TEMPLATE = "video_generation.point_score.v1"
+
+
+def video_pair_rows(records: list[SiftRecord], output_dir: Path, split_key: str = "split") -> list[dict]:
+    """Kept records -> ``dpo_data.json`` rows (chosen first), the two videos copied under ``output_dir/videos``."""
+    video_dir = output_dir / "videos"
+    video_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for record in records:
+        if record.status != "kept":
+            continue
+        paths = {}
+        for role, source in (("chosen", record.chosen), ("rejected", record.rejected)):
+            target = video_dir / f"{record.id}_{role}{Path(source).suffix}"
+            shutil.copyfile(source, target)
+            paths[role] = str(target.relative_to(output_dir))
+        rows.append({
+            "id": record.id,
+            "caption": record.fields["prompt"],
+            "chosen": paths["chosen"],
+            "rejected": paths["rejected"],
+            "chosen_score": float(record.chosen_score),
+            "rejected_score": float(record.rejected_score),
+            "split": str(record.meta.get(split_key, "train")),
+        })
+    return rows
+
+
+def save_video_dataset(rows: list[dict], output_dir: Path) -> dict[str, int]:
+    """Write ``dpo_data.json`` and the ``DatasetDict`` (one split per ``split`` value); returns the split sizes."""
+    from datasets import Dataset, DatasetDict
+
+    (output_dir / "dpo_data.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    splits = sorted({row["split"] for row in rows})
+    dataset = DatasetDict({name: Dataset.from_list([r for r in rows if r["split"] == name]) for name in splits})
+    dataset.save_to_disk(str(output_dir))
+    return {name: len(dataset[name]) for name in splits}
+
+
+def sift_video_candidates(
+    reward_model: Any,
+    candidates_dir: str | Path,
+    output_dir: str | Path,
+    settings: SiftSettings | None = None,
+    split_key: str = "split",
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sift (resuming any earlier run in ``output_dir``) and write the video dataset; returns the summary."""
+    output_dir = Path(output_dir)
+    settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
+    items = read_candidates(candidates_dir)
+    results_path = shard_path(output_dir)
+    run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
+    wanted = {item.id for item in items}
+    records = [record for record in read_records([results_path]) if record.id in wanted]
+    summary = write_summary(records, output_dir)
+    report = try_report(render_sift_records, records, output_dir / "report", f"Sift: {output_dir.name}")
+    rows = video_pair_rows(records, output_dir, split_key)
+    if not rows:
+        raise RuntimeError(f"No pair was kept out of {summary.total} prompts; see {output_dir / 'summary.json'}.")
+    result = {
+        "total": summary.total,
+        "kept": summary.kept,
+        "dropped": summary.dropped,
+        "failed": summary.failed,
+        "reasons": summary.reasons,
+        "splits": save_video_dataset(rows, output_dir),
+        "report": None if report is None else str(report),
+    }
+    logger.info("Sifted %s", result)
+    return result
+
+
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates_dir", required=True, help="Output folder of generate_candidates (videos).")
+    parser.add_argument("--output_dir", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--reward_model", help="Local path or Hub id of a UnifiedReward checkpoint (in-process).")
+    source.add_argument("--reward_server", help="OpenAI-compatible base URL (vLLM / SGLang), e.g. http://host:8000/v1")
+    parser.add_argument("--served_model_name", default=None)
+    parser.add_argument("--pair_template", default=PAIR_TEMPLATE)
+    parser.add_argument("--point_template", default=POINT_TEMPLATE)
+    parser.add_argument("--mode", default="generate", choices=["generate", "logit"])
+    parser.add_argument("--swap", action="store_true", help="Rank each pair in both orders; disagreement = tie.")
+    parser.add_argument("--split_key", default="split")
+    parser.add_argument("--retry_failed", action="store_true")
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--device", default=None)
+    return parser.parse_args(input_args)
+
+
+def main(input_args: list[str] | None = None) -> dict[str, Any]:
+    from reward_core import UnifiedReward
+
+    args = parse_args(input_args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if args.reward_model:
+        reward_model = UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
+    else:
+        reward_model = UnifiedReward.from_server(args.reward_server, model=args.served_model_name)
+    settings = SiftSettings(
+        pair_template=args.pair_template, point_template=args.point_template, mode=args.mode, swap=args.swap
+    )
+    summary = sift_video_candidates(
+        reward_model, args.candidates_dir, args.output_dir, settings, args.split_key, args.retry_failed
+    )
+    if summary["failed"]:
+        raise SystemExit(f"{summary['failed']} prompts failed to be judged; rerun with --retry_failed.")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
