@@ -179,29 +179,35 @@ def sift_candidates(
     return result
 
 
-def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--candidates_dir", required=True, help="Output folder of generate_candidates.")
+def build_parser(description: str, kind: str = "images", pair_template: str = PAIR_TEMPLATE,
+                 point_template: str = POINT_TEMPLATE, batch_size: int = 8) -> argparse.ArgumentParser:
+    """The sift flags shared by ``sift_images`` and ``sift_videos``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--candidates_dir", required=True, help=f"Output folder of generate_candidates ({kind}).")
     parser.add_argument("--output_dir", required=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--reward_model", help="Local path or Hub id of a UnifiedReward checkpoint (in-process).")
     source.add_argument("--reward_server", help="OpenAI-compatible base URL (vLLM / SGLang), e.g. http://host:8000/v1")
     parser.add_argument("--served_model_name", default=None)
-    parser.add_argument("--pair_template", default=PAIR_TEMPLATE)
-    parser.add_argument("--point_template", default=POINT_TEMPLATE)
+    parser.add_argument("--pair_template", default=pair_template)
+    parser.add_argument("--point_template", default=point_template)
     parser.add_argument("--mode", default="generate", choices=["generate", "logit"])
     parser.add_argument("--swap", action="store_true", help="Rank each pair in both orders; disagreement = tie.")
     parser.add_argument("--split_key", default="split")
     parser.add_argument("--retry_failed", action="store_true")
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--batch_size", type=int, default=batch_size)
     parser.add_argument("--device", default=None)
-    return parser.parse_args(input_args)
+    return parser
 
 
-def main(input_args: list[str] | None = None) -> dict[str, Any]:
+def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
+    return build_parser(__doc__.split("\n")[0]).parse_args(input_args)
+
+
+def judge_and_settings(args: argparse.Namespace) -> tuple[Any, SiftSettings]:
+    """The reward model (in-process or server) and sift settings the parsed flags ask for."""
     from reward_core import UnifiedReward
 
-    args = parse_args(input_args)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     if args.reward_model:
         reward_model = UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
@@ -210,6 +216,12 @@ def main(input_args: list[str] | None = None) -> dict[str, Any]:
     settings = SiftSettings(
         pair_template=args.pair_template, point_template=args.point_template, mode=args.mode, swap=args.swap
     )
+    return reward_model, settings
+
+
+def main(input_args: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(input_args)
+    reward_model, settings = judge_and_settings(args)
     return sift_candidates(
         reward_model, args.candidates_dir, args.output_dir, settings, args.split_key, args.retry_failed
     )

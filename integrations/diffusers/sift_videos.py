@@ -30,7 +30,7 @@ from unifiedreward.report import try_report
 from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
 
-from integrations.diffusers.sift_images import read_candidates
+from integrations.diffusers.sift_images import build_parser, judge_and_settings, read_candidates
 
 logger = logging.getLogger(__name__)
 
@@ -110,36 +110,13 @@ def sift_video_candidates(
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--candidates_dir", required=True, help="Output folder of generate_candidates (videos).")
-    parser.add_argument("--output_dir", required=True)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--reward_model", help="Local path or Hub id of a UnifiedReward checkpoint (in-process).")
-    source.add_argument("--reward_server", help="OpenAI-compatible base URL (vLLM / SGLang), e.g. http://host:8000/v1")
-    parser.add_argument("--served_model_name", default=None)
-    parser.add_argument("--pair_template", default=PAIR_TEMPLATE)
-    parser.add_argument("--point_template", default=POINT_TEMPLATE)
-    parser.add_argument("--mode", default="generate", choices=["generate", "logit"])
-    parser.add_argument("--swap", action="store_true", help="Rank each pair in both orders; disagreement = tie.")
-    parser.add_argument("--split_key", default="split")
-    parser.add_argument("--retry_failed", action="store_true")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--device", default=None)
+    parser = build_parser(__doc__.split("\n")[0], "videos", PAIR_TEMPLATE, POINT_TEMPLATE, batch_size=4)
     return parser.parse_args(input_args)
 
 
 def main(input_args: list[str] | None = None) -> dict[str, Any]:
-    from reward_core import UnifiedReward
-
     args = parse_args(input_args)
-    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
-    if args.reward_model:
-        reward_model = UnifiedReward.from_pretrained(args.reward_model, device=args.device, batch_size=args.batch_size)
-    else:
-        reward_model = UnifiedReward.from_server(args.reward_server, model=args.served_model_name)
-    settings = SiftSettings(
-        pair_template=args.pair_template, point_template=args.point_template, mode=args.mode, swap=args.swap
-    )
+    reward_model, settings = judge_and_settings(args)
     summary = sift_video_candidates(
         reward_model, args.candidates_dir, args.output_dir, settings, args.split_key, args.retry_failed
     )
