@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 DIGITS = tuple("0123456789")
 POINT = "."
@@ -46,6 +46,7 @@ class ScoreTrie:
             return False
         return any(str(v).startswith(text) for v in range(self.low, self.high + 1))
 
+    @lru_cache(maxsize=4096)  # noqa: B019 (frozen, hashable self; the grammar is walked once per scored item)
     def _integer(self, text: str) -> bool:
         return self._integer_prefix(text) and text != "" and self.low <= int(text) <= self.high
 
@@ -54,14 +55,15 @@ class ScoreTrie:
         whole, _, frac = text.partition(POINT)
         return self._integer(whole) and len(frac) <= self.decimals and float(f"{whole}.{frac or 0}") <= self.high
 
-    def children(self, node: str) -> list[tuple[str, str]]:
+    @lru_cache(maxsize=4096)  # noqa: B019
+    def children(self, node: str) -> tuple[tuple[str, str], ...]:
         """``(symbol, child)`` pairs of the in-grammar continuations of ``node``."""
         if POINT not in node:
             kids = [(d, node + d) for d in DIGITS if self._integer_prefix(node + d)]
             if self.decimals and self._integer(node) and self._decimal_ok(node + POINT):
                 kids.append((POINT, node + POINT))
-            return kids
-        return [(d, node + d) for d in DIGITS if self._decimal_ok(node + d)]
+            return tuple(kids)
+        return tuple((d, node + d) for d in DIGITS if self._decimal_ok(node + d))
 
     def is_leaf(self, node: str) -> bool:
         """A number at full precision: it ends here whatever follows."""

@@ -218,6 +218,7 @@ class TransformersBackend:
         self.prefetch = prefetch  # encode the next group in a background thread while the model runs
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
         self.generate_kwargs = dict(generate_kwargs or {})
+        self._tree_layouts: dict[tuple[str, tuple[str, ...]], tree_scoring.TreeLayout] = {}
         config = getattr(model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
         self.eos_token_id = eos if eos is not None else self.tokenizer.eos_token_id
@@ -508,8 +509,10 @@ class TransformersBackend:
         layouts: dict[str, tree_scoring.TreeLayout] = {}
         try:
             for prefix in dict.fromkeys(r.answer_prefix for r in requests if r.answer_prefix is not None):
-                with self._tokenizer_lock:
-                    layouts[prefix] = tree_scoring.tree_layout(self.tokenizer, prefix, nodes)
+                if (prefix, nodes) not in self._tree_layouts:  # hundreds of tokenizer calls: once per trie
+                    with self._tokenizer_lock:
+                        self._tree_layouts[prefix, nodes] = tree_scoring.tree_layout(self.tokenizer, prefix, nodes)
+                layouts[prefix] = self._tree_layouts[prefix, nodes]
         except ValueError as error:
             return [NodeProbs(error=str(error)) for _ in requests]
 
