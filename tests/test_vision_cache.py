@@ -124,3 +124,29 @@ def test_entries_past_the_byte_budget_are_dropped(judges, images):
         assert cache.size == 0 and tower["media"] == 2 and first.score == second.score
     finally:
         cache.max_bytes = budget
+
+
+def test_qwen3_vl_deepstack_features_are_cached():
+    """Qwen3-VL's tower also returns deepstack features (injected into early decoder layers): cached per image too.
+    A tiny random Qwen3-VL from its config, hand-made inputs (see test_tree_scoring_backbones.py)."""
+    from test_tree_scoring_backbones import inputs, qwen3_vl
+
+    from reward_core.backends.vision_cache import VisionCache, media_keys
+
+    torch.manual_seed(0)
+    model = qwen3_vl().eval()
+    first, second = torch.randn(16, 3 * 2 * 16 * 16), torch.randn(16, 3 * 2 * 16 * 16)
+    batch = inputs([[1, 292, 290, 290, 290, 290, 293, 5, 6], [1, 292, 290, 290, 290, 290, 293, 7]], first)
+    batch["pixel_values"] = torch.cat([first, second])
+    with torch.inference_mode():
+        reference = model(**batch, use_cache=False).logits
+        cache = VisionCache().install(model)
+        keys = {kind: [k for row in range(2) for k in media_keys(
+            {"pixel_values": batch["pixel_values"][16 * row : 16 * row + 16], "image_grid_thw": batch["image_grid_thw"][row : row + 1]}
+        )[kind]] for kind in ("image",)}  # fmt: skip
+        for _ in range(2):  # the second time both images come from the cache
+            cache.expect(keys)
+            logits = model(**batch, use_cache=False).logits
+            torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+    assert cache.stats.media_encoded == 2 and cache.stats.hits == 2 and cache.stats.tower_calls == 1
+    assert cache._entries[keys["image"][0]].deepstack is not None
