@@ -171,9 +171,10 @@ def build_model(args, world: dict):
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     dtype = getattr(torch, args.dtype)
+    attn = {"attn_implementation": args.attn} if getattr(args, "attn", None) else {}
     processor = AutoProcessor.from_pretrained(world["reward_model"])
     if not args.config_7b:
-        model = AutoModelForImageTextToText.from_pretrained(args.model or world["reward_model"], dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(args.model or world["reward_model"], dtype=dtype, **attn)
         if args.model:
             processor = AutoProcessor.from_pretrained(args.model)
         return model.to(args.device).eval(), processor
@@ -186,7 +187,7 @@ def build_model(args, world: dict):
     processor.image_processor.size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28}
     torch.manual_seed(0)
     with torch.device(args.device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, **attn)
     return model.eval(), processor
 
 
@@ -201,6 +202,8 @@ def run(args) -> dict:
     report = {
         "device": args.device,
         "dtype": args.dtype,
+        "attn": model.config._attn_implementation,
+        "threads": torch.get_num_threads(),
         "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "items": args.items,
@@ -268,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped model with random weights")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
     parser.add_argument("--items", type=int, default=16, help="samples per task and method")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")

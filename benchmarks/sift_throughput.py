@@ -237,7 +237,8 @@ def run(args) -> dict:
     backend.vision_cache.clear()
 
     report: dict[str, Any] = {
-        "device": args.device, "dtype": args.dtype, "threads": torch.get_num_threads(),
+        "device": args.device, "dtype": args.dtype, "attn": model.config._attn_implementation,
+        "threads": torch.get_num_threads(),
         "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
         "prompts": args.prompts, "candidates_per_prompt": CANDIDATES, "distinct_media": distinct,
         "batch_size": args.batch_size, "image_size": args.image_size,
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped judge with random weights")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")
