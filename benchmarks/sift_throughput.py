@@ -221,8 +221,10 @@ def run(args) -> dict:
     tokenizer = processor.tokenizer
     grammar = AnswerGrammar(tokenizer, model.generation_config.eos_token_id, model.config.vision_start_token_id)
     backend = TransformersBackend(
-        model, processor, batch_size=args.batch_size, generate_kwargs={"prefix_allowed_tokens_fn": grammar}
+        model, processor, batch_size=args.batch_size, generate_kwargs={"prefix_allowed_tokens_fn": grammar},
+        vision_cache=not args.no_vision_cache,
     )
+    cache = backend.vision_cache
     rm = UnifiedReward(backend, batch_size=args.batch_size, chunk_size=4 * CANDIDATES)
     data = load_prompts(world, args.prompts, args.image_size)
     distinct = len({image.tobytes() for _, images in data for image in images})
@@ -234,14 +236,15 @@ def run(args) -> dict:
     upstream_generate(model, processor, "warm up", data[0][1][:1], 2, grammar)
     for mode in ("generate", "logit"):
         sift_item(rm, items()[0], SiftSettings(PAIR_TEMPLATE, POINT_TEMPLATE, mode=mode))
-    backend.vision_cache.clear()
+    if cache is not None:
+        cache.clear()
 
     report: dict[str, Any] = {
         "device": args.device, "dtype": args.dtype, "attn": model.config._attn_implementation,
         "threads": torch.get_num_threads(),
         "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
         "prompts": args.prompts, "candidates_per_prompt": CANDIDATES, "distinct_media": distinct,
-        "batch_size": args.batch_size, "image_size": args.image_size,
+        "batch_size": args.batch_size, "image_size": args.image_size, "vision_cache": cache is not None,
         "templates": [PAIR_TEMPLATE, POINT_TEMPLATE],
         "upstream_max_new_tokens": get_template(PAIR_TEMPLATE).max_new_tokens,
         "decoding": "greedy under each template's answer grammar (the toy judge has random weights), all methods",
@@ -254,12 +257,14 @@ def run(args) -> dict:
 
     ours: dict[str, list] = {}
     for mode in ("generate", "logit"):
-        backend.vision_cache.clear()
-        backend.vision_cache.reset_stats()
+        if cache is not None:
+            cache.clear()
+            cache.reset_stats()
         counts = Counts().attach(model)
         settings = SiftSettings(PAIR_TEMPLATE, POINT_TEMPLATE, mode=mode)
         ours[mode], seconds = timed(lambda: [sift_item(rm, item, settings) for item in items()])
-        report["methods"][f"batched_{mode}"] = {"seconds": round(seconds, 3), **counts.detach(), "vision_cache": backend.vision_cache.stats.as_dict()}
+        report["methods"][f"batched_{mode}"] = {"seconds": round(seconds, 3), **counts.detach(),
+                                              "vision_cache": cache.stats.as_dict() if cache else None}
     for name, entry in report["methods"].items():
         entry["prompts_per_s"] = round(args.prompts / entry["seconds"], 3)
         entry["tower_media_per_distinct_medium"] = round(entry["media_through_tower"] / distinct, 3)
@@ -318,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")
+    parser.add_argument("--no-vision-cache", action="store_true", help="ours without the vision cache (A/B)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)

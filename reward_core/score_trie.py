@@ -84,30 +84,34 @@ class ScoreTrie:
 
     # --- scores ---------------------------------------------------------------------------------
 
+    @cached_property
+    def _plan(self) -> tuple[tuple[str, str | None, str | None, bool, float | None, tuple[str, ...]], ...]:
+        """The grammar flattened once, parents first: ``(node, parent, symbol, leaf, value if it ends here, stop symbols)``."""
+        plan, stack = [], [("", None, None)]
+        while stack:
+            node, parent, symbol = stack.pop()
+            leaf = self.is_leaf(node)
+            ends = leaf or self._integer(node.partition(POINT)[0])
+            plan.append((node, parent, symbol, leaf, float(node.rstrip(POINT)) if ends else None, self.stop_symbols(node)))
+            if not leaf:
+                stack += [(child, node, s) for s, child in reversed(self.children(node))]
+        return tuple(plan)
+
     def value_masses(self, next_probs: Mapping[str, Mapping[str, float]]) -> dict[float, float]:
         """Unnormalised probability of each in-scale value; ``next_probs[node][symbol]`` = P(symbol | node)
         for every node in :attr:`nodes` (missing symbols count as 0)."""
         masses: dict[float, float] = {}
-
-        def add(value: float, mass: float) -> None:
+        reach: dict[str, float] = {}
+        for node, parent, symbol, leaf, value, stops in self._plan:
+            mass = 1.0 if parent is None else reach[parent] * next_probs[parent].get(symbol, 0.0) if reach[parent] > 0.0 else 0.0
+            reach[node] = mass
+            if mass <= 0.0 or value is None:
+                continue
+            if not leaf:
+                probs = next_probs[node]
+                mass *= max(1.0 - sum(probs.get(s, 0.0) for s in stops), 0.0)
             if mass > 0.0:
                 masses[value] = masses.get(value, 0.0) + mass
-
-        def walk(node: str, mass: float) -> None:
-            if mass <= 0.0:
-                return
-            if self.is_leaf(node):
-                add(float(node), mass)
-                return
-            probs = next_probs[node]
-            stop = 1.0 - sum(probs.get(s, 0.0) for s in self.stop_symbols(node))
-            whole = node.partition(POINT)[0]
-            if self._integer(whole):
-                add(float(node.rstrip(POINT) if node.endswith(POINT) else node), mass * max(stop, 0.0))
-            for symbol, child in self.children(node):
-                walk(child, mass * probs.get(symbol, 0.0))
-
-        walk("", 1.0)
         return masses
 
 
