@@ -234,6 +234,7 @@ def run(args) -> dict:
             "batched_logit": logit.as_dict(),
             "bare_forward": bare.as_dict(),
             "overhead_fraction": round(1 - bare.seconds / logit.seconds, 3),
+            "overhead_fraction_cpu": round(1 - bare.cpu_seconds / logit.cpu_seconds, 3),
             "logit_vs_bare_forward_ratio": round(logit.samples_per_s / bare.samples_per_s, 3),
             "generate_vs_upstream_ratio": round(generate.samples_per_s / upstream.samples_per_s, 2),
             "logit_vs_upstream_ratio": round(logit.samples_per_s / upstream.samples_per_s, 2),
@@ -259,7 +260,8 @@ def table(report: dict) -> str:
                 f"{m['cpu_ms_per_sample']:>14.2f} {base_cpu / m['cpu_ms_per_sample']:>15.1f}x "
                 f"{m['tokens_per_sample']:>11.0f} {m['flop_bound_samples_per_s_7b']:>21.1f}"
             )
-        lines.append(f"{task:<10} logit overhead over a bare forward: {entry['overhead_fraction']:.1%} of its time "
+        lines.append(f"{task:<10} logit overhead over a bare forward: {entry['overhead_fraction']:.1%} of its time, "
+                     f"{entry['overhead_fraction_cpu']:.1%} of its CPU time "
                      f"(throughput {entry['logit_vs_bare_forward_ratio']:.0%} of the bare forward)")
     return "\n".join(lines)
 
