@@ -516,12 +516,15 @@ class TransformersBackend:
         except ValueError as error:
             return [NodeProbs(error=str(error)) for _ in requests]
 
-        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[EncodeFailure | None]) -> None:
             by_prefix: dict[str, list[tuple[int, Encoded]]] = {}
             for index, item, error in zip(indices, encoded, errors):
                 prefix = requests[index].answer_prefix
-                if item is None or prefix is None:
-                    results[index].error = error if item is None else "logit mode needs an answer_prefix"
+                if item is None:
+                    results[index].error, results[index].media_error = error.message, error.media
+                    continue
+                if prefix is None:
+                    results[index].error = "logit mode needs an answer_prefix"
                     continue
                 by_prefix.setdefault(prefix, []).append((index, item.extend(layouts[prefix].shared)))
             for prefix, ready in by_prefix.items():
