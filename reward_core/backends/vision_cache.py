@@ -163,11 +163,11 @@ class VisionCache:
             self.stats.media_encoded += len(positions)
             self._output_types[kind] = type(output)
             deepstack = getattr(output, "deepstack_features", None)
-            for index, key in enumerate(missing):
-                layers = None if deepstack is None else tuple(layer[index] for layer in deepstack)
-                pooled = output.pooler_output[index]
-                nbytes = pooled.numel() * pooled.element_size() + sum(t.numel() * t.element_size() for t in layers or ())
-                fresh[key] = _Entry(pooled, layers, nbytes)
+            for index, key in enumerate(missing):  # copies, so that a dropped entry frees its memory
+                layers = None if deepstack is None else tuple(layer[index].clone() for layer in deepstack)
+                pooled = output.pooler_output[index].clone()
+                tensors = (pooled, *(layers or ()))
+                fresh[key] = _Entry(pooled, layers, sum(t.numel() * t.element_size() for t in tensors))
         entries = [fresh[key] if key in fresh else self._entries[key] for key in keys]
         for key in keys:
             if key in self._entries:
@@ -176,7 +176,8 @@ class VisionCache:
             self._store(key, entry)
         pooled = tuple(entry.pooled for entry in entries)
         has_deepstack = entries[0].deepstack is not None
-        deepstack = [tuple(e.deepstack[i] for e in entries) for i in range(len(entries[0].deepstack))] if has_deepstack else None
+        if has_deepstack:
+            deepstack = [tuple(e.deepstack[i] for e in entries) for i in range(len(entries[0].deepstack))]
         result = output if output is not None else self._output_types[kind](pooler_output=pooled)
         result.pooler_output = pooled
         result.last_hidden_state = None  # per-patch states are not cached; the language model reads pooler_output
