@@ -22,8 +22,10 @@ WORLD=${WORLD:-$OUT/world}
 ATTN=${ATTN:-$("$PY" -c 'import importlib.util as u; print("flash_attention_2" if u.find_spec("flash_attn") else "sdpa")')}
 if [ "$SIZE" = 7b ]; then
   JUDGE=(--config-7b --dtype bfloat16 --attn "$ATTN"); ITEMS=32; PROMPTS=4; DPO=(); LIMITS=(200 170 200)
+  TASKS=(pairwise pointwise)
 else
   JUDGE=(--dtype float32 --attn sdpa); ITEMS=2; PROMPTS=1; DPO=(--steps 2 --warmup_steps 1); LIMITS=(300 300 300)
+  TASKS=(pairwise)  # the code path only: the pointwise upstream loop is the slow part on CPU
 fi
 
 step() {  # name, limit (s), command...
@@ -34,7 +36,7 @@ step() {  # name, limit (s), command...
 }
 
 step scoring "${LIMITS[0]}" "$PY" "$HERE/scoring_throughput.py" --device "$DEVICE" "${JUDGE[@]}" --items "$ITEMS" \
-  --batch-size 16 --world "$WORLD" --json "$OUT/scoring.json"
+  --tasks "${TASKS[@]}" --batch-size 16 --world "$WORLD" --json "$OUT/scoring.json"
 if [ -n "${REFERENCE_SCRIPT:-}" ]; then
   step dpo_step "${LIMITS[1]}" "$PY" "$HERE/diffusion_dpo_step.py" --reference_script "$REFERENCE_SCRIPT" \
     --device "$DEVICE" "${DPO[@]}" --work_dir "$OUT/dpo-work" --json "$OUT/dpo_step.json"

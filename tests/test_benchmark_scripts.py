@@ -42,3 +42,22 @@ def test_scoring_benchmark_reports_overhead_over_a_bare_forward(toy_world, tmp_p
     assert entry["logit_vs_bare_forward_ratio"] == pytest.approx(
         entry["batched_logit"]["samples_per_s"] / entry["bare_forward"]["samples_per_s"], rel=0.05
     )
+
+
+@pytest.mark.slow
+def test_gpu_suite_runs_its_code_path_at_toy_size_on_cpu(toy_world, tmp_path):
+    """benchmarks/gpu_suite.sh with DEVICE=cpu SIZE=toy: every step runs (the DPO step is skipped without
+    diffusers' script, and says so) and one table comes out."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "SIZE": "toy", "PYTHON": sys.executable, "WORLD": toy_world["root"]}
+    env.pop("REFERENCE_SCRIPT", None)
+    completed = subprocess.run(["bash", str(root / "benchmarks" / "gpu_suite.sh"), str(tmp_path)], env=env,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "scoring.status").read_text().strip() == "ok"
+    assert (tmp_path / "sift.status").read_text().strip() == "ok"
+    table = (tmp_path / "table.md").read_text()
+    assert "overhead_fraction" in table and "sift_speedup_generate" in table and "skipped: set REFERENCE_SCRIPT" in table
