@@ -10,12 +10,16 @@ Its unconditional ``import wandb`` is satisfied with an empty module when wandb 
         --device cuda --json bench-out/dpo_step.json      # SD1.5-shaped UNet (real config, random weights), bf16, 512px
     python benchmarks/diffusion_dpo_step.py --reference_script ... --device cpu  # the toy pipeline, fp32, 64px
 
-``--json`` holds ``step_time_ratio`` and ``peak_mem_ratio`` (ours / theirs) with the raw figures.
+``--json`` holds ``step_time_ratio`` and ``peak_mem_ratio`` (ours / theirs) with the raw figures. Both children run
+with the same intra-op thread count (``--threads``, default 1 on CPU: with unpinned threads one run measured 53x
+between the scripts, at one thread each 1.02x), checked from inside each child, and the report records the
+reference script's version (its file hash, the installed diffusers version and, in a git checkout, the commit).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.machinery
 import io
 import json
@@ -110,6 +114,10 @@ def run_child(script: str, result_path: str, script_args: list[str]) -> None:
     """Run ``script`` as ``__main__`` with optimizer-step timestamps and report them with the peak memory."""
     import torch
 
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    if threads:
+        torch.set_num_threads(threads)
+
     if "wandb" not in sys.modules:
         try:
             import wandb  # noqa: F401
@@ -133,7 +141,8 @@ def run_child(script: str, result_path: str, script_args: list[str]) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     runpy.run_path(script, run_name="__main__")
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    Path(result_path).write_text(json.dumps({"stamps": stamps, "peak_memory_bytes": int(peak)}))
+    result = {"stamps": stamps, "peak_memory_bytes": int(peak), "torch_threads": torch.get_num_threads()}
+    Path(result_path).write_text(json.dumps(result))
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -150,9 +159,25 @@ def common_args(args, model: Path, data: Path, output_dir: Path) -> list[str]:
     ] + (["--gradient_checkpointing"] if args.gradient_checkpointing else [])
 
 
-def measure(name: str, script: Path, script_args: list[str], work: Path, device: str) -> dict:
+def reference_version(script: Path) -> dict:
+    """What the reference script is: its sha256, diffusers' version, and its checkout's commit when there is one."""
+    version = {"path": str(script), "sha256": hashlib.sha256(script.read_bytes()).hexdigest()}
+    try:
+        import diffusers
+
+        version["diffusers"] = diffusers.__version__
+    except ImportError:
+        version["diffusers"] = None
+    commit = subprocess.run(["git", "-C", str(script.parent), "rev-parse", "HEAD"], capture_output=True, text=True)
+    version["git_commit"] = commit.stdout.strip() if commit.returncode == 0 else None
+    return version
+
+
+def measure(name: str, script: Path, script_args: list[str], work: Path, device: str, threads: int | None) -> dict:
     result_path = work / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     command = [sys.executable, __file__, "--_child", str(script), str(result_path), "--", *script_args]
@@ -170,6 +195,7 @@ def summarize(raw: dict, warmup_steps: int) -> dict:
         "step_time_s": statistics.median(intervals),
         "step_times_s": intervals,
         "peak_memory_bytes": raw["peak_memory_bytes"],
+        "torch_threads": raw.get("torch_threads"),
     }
 
 
@@ -189,6 +215,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=5, help="Measured optimizer steps.")
     parser.add_argument("--warmup_steps", type=int, default=2)
     parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="Intra-op threads for both runs. Default 1 (cpu) / unpinned.")
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--json", default=None, help="Write the result here.")
     args = parser.parse_args(argv)
@@ -196,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.resolution = args.resolution or (512 if cuda else 64)
     args.train_batch_size = args.train_batch_size or (4 if cuda else 2)
     args.mixed_precision = args.mixed_precision or ("bf16" if cuda else "no")
+    args.threads = args.threads or (None if cuda else 1)
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="dpo-step-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -212,12 +240,15 @@ def main(argv: list[str] | None = None) -> dict:
         "ours": (OUR_SCRIPT, common_args(args, model, data, work / "out-ours")
                  + ["--beta_dpo", "5000", "--report_to", "none"]),
     }
-    results = {name: summarize(measure(name, script, script_args, work, args.device), args.warmup_steps)
+    results = {name: summarize(measure(name, script, script_args, work, args.device, args.threads), args.warmup_steps)
                for name, (script, script_args) in runs.items()}
+    if results["ours"]["torch_threads"] != results["theirs"]["torch_threads"]:
+        raise RuntimeError(f"thread counts differ: {results['ours']['torch_threads']} vs {results['theirs']['torch_threads']}")
     report = {
         "device": args.device,
         "config": {k: getattr(args, k) for k in ("resolution", "train_batch_size", "mixed_precision", "rank", "steps",
-                                                 "warmup_steps", "gradient_checkpointing")},
+                                                 "warmup_steps", "gradient_checkpointing", "threads")},
+        "reference_script": reference_version(Path(args.reference_script)),
         "model": str(model),
         **results,
         "step_time_ratio": results["ours"]["step_time_s"] / results["theirs"]["step_time_s"],

@@ -6,7 +6,9 @@ Measured side by side in one run, per task (pairwise ``image_generation.pair_ran
 (a) upstream-style: one sample per call, ``process_vision_info`` + ``apply_chat_template`` + ``processor``
     + ``model.generate`` + ``batch_decode`` (``inference_qwen`` scripts, line for line);
 (b) ours, batched generate (left padding, length bucketing, greedy, encoding prefetched in a thread);
-(c) ours, batched logit mode (one forward pass per batch).
+(c) ours, batched logit mode (one forward pass per batch);
+(d) a bare forward: the model calls of (c) replayed on the same padded, pre-encoded batches already on the device
+    (no templating, media, processor, collation or parsing); ``overhead_fraction`` = 1 - (d) / (c) seconds.
 
 Both wall-clock throughput and CPU time per sample (all threads of the process) are reported: on a
 shared machine the CPU time is the steadier figure, and it shows what the encoding thread costs.
@@ -35,7 +37,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from reward_core.backends.transformers_backend import TransformersBackend
+from reward_core.backends.transformers_backend import TransformersBackend, collate
 from reward_core.model import JudgeItem, UnifiedReward
 from reward_core.prompts import get_template
 
@@ -136,6 +138,30 @@ def ours(rm: UnifiedReward, backend: TransformersBackend, template, items, mode:
     return Measurement(len(items), seconds, cpu_seconds, prompt + (max_new_tokens if mode == "generate" else 1))
 
 
+def bare_forward(rm: UnifiedReward, backend: TransformersBackend, template, items) -> Measurement:
+    """(d): capture every padded batch and model call that logit mode makes on ``items``, then time only the
+    replay of those calls (the vision tower runs uncached in the replay)."""
+    captured = []
+    run_chunk = backend._run_chunk
+
+    def capture(chunk, run):
+        captured.append((backend._to_device(collate(chunk, backend.pad_token_id)), run))
+        return run_chunk(chunk, run)
+
+    backend._run_chunk = capture
+    try:
+        rm.judge_batch(template, items, mode="logit")
+    finally:
+        del backend._run_chunk
+    synchronize(backend.model)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for batch, run in captured:
+        run(batch)
+    synchronize(backend.model)
+    tokens = sum(int(batch["attention_mask"].sum()) for batch, _ in captured) / len(items)
+    return Measurement(len(items), time.perf_counter() - started, time.process_time() - cpu_started, tokens)
+
+
 def synchronize(model) -> None:
     if model.device.type == "cuda":
         torch.cuda.synchronize()
@@ -145,9 +171,10 @@ def build_model(args, world: dict):
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     dtype = getattr(torch, args.dtype)
+    attn = {"attn_implementation": args.attn} if getattr(args, "attn", None) else {}
     processor = AutoProcessor.from_pretrained(world["reward_model"])
     if not args.config_7b:
-        model = AutoModelForImageTextToText.from_pretrained(args.model or world["reward_model"], dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(args.model or world["reward_model"], dtype=dtype, **attn)
         if args.model:
             processor = AutoProcessor.from_pretrained(args.model)
         return model.to(args.device).eval(), processor
@@ -160,7 +187,7 @@ def build_model(args, world: dict):
     processor.image_processor.size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28}
     torch.manual_seed(0)
     with torch.device(args.device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, **attn)
     return model.eval(), processor
 
 
@@ -175,6 +202,8 @@ def run(args) -> dict:
     report = {
         "device": args.device,
         "dtype": args.dtype,
+        "attn": model.config._attn_implementation,
+        "threads": torch.get_num_threads(),
         "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
         "parameters": sum(p.numel() for p in model.parameters()),
         "items": args.items,
@@ -195,6 +224,7 @@ def run(args) -> dict:
         upstream = upstream_loop(model, processor, template, items, typical)
         generate = ours(rm, backend, template, items, "generate", typical)
         logit = ours(rm, backend, template, items, "logit", typical)
+        bare = bare_forward(rm, backend, template, items)
         report["tasks"][task] = {
             "template": key,
             "upstream_max_new_tokens": template.max_new_tokens,
@@ -202,6 +232,10 @@ def run(args) -> dict:
             "upstream_loop": upstream.as_dict(),
             "batched_generate": generate.as_dict(),
             "batched_logit": logit.as_dict(),
+            "bare_forward": bare.as_dict(),
+            "overhead_fraction": round(1 - bare.seconds / logit.seconds, 3),
+            "overhead_fraction_cpu": round(1 - bare.cpu_seconds / logit.cpu_seconds, 3),
+            "logit_vs_bare_forward_ratio": round(logit.samples_per_s / bare.samples_per_s, 3),
             "generate_vs_upstream_ratio": round(generate.samples_per_s / upstream.samples_per_s, 2),
             "logit_vs_upstream_ratio": round(logit.samples_per_s / upstream.samples_per_s, 2),
             "generate_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / generate.cpu_ms_per_sample, 2),
@@ -219,13 +253,16 @@ def table(report: dict) -> str:
     ]
     for task, entry in report["tasks"].items():
         base, base_cpu = entry["upstream_loop"]["samples_per_s"], entry["upstream_loop"]["cpu_ms_per_sample"]
-        for method in ("upstream_loop", "batched_generate", "batched_logit"):
+        for method in ("upstream_loop", "batched_generate", "batched_logit", "bare_forward"):
             m = entry[method]
             lines.append(
                 f"{task:<10} {method:<18} {m['samples_per_s']:>10.2f} {m['samples_per_s'] / base:>11.1f}x "
                 f"{m['cpu_ms_per_sample']:>14.2f} {base_cpu / m['cpu_ms_per_sample']:>15.1f}x "
                 f"{m['tokens_per_sample']:>11.0f} {m['flop_bound_samples_per_s_7b']:>21.1f}"
             )
+        lines.append(f"{task:<10} logit overhead over a bare forward: {entry['overhead_fraction']:.1%} of its time, "
+                     f"{entry['overhead_fraction_cpu']:.1%} of its CPU time "
+                     f"(throughput {entry['logit_vs_bare_forward_ratio']:.0%} of the bare forward)")
     return "\n".join(lines)
 
 
@@ -236,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped model with random weights")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
     parser.add_argument("--items", type=int, default=16, help="samples per task and method")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 DIGITS = tuple("0123456789")
 POINT = "."
@@ -46,6 +46,7 @@ class ScoreTrie:
             return False
         return any(str(v).startswith(text) for v in range(self.low, self.high + 1))
 
+    @lru_cache(maxsize=4096)  # noqa: B019 (frozen, hashable self; the grammar is walked once per scored item)
     def _integer(self, text: str) -> bool:
         return self._integer_prefix(text) and text != "" and self.low <= int(text) <= self.high
 
@@ -54,14 +55,15 @@ class ScoreTrie:
         whole, _, frac = text.partition(POINT)
         return self._integer(whole) and len(frac) <= self.decimals and float(f"{whole}.{frac or 0}") <= self.high
 
-    def children(self, node: str) -> list[tuple[str, str]]:
+    @lru_cache(maxsize=4096)  # noqa: B019
+    def children(self, node: str) -> tuple[tuple[str, str], ...]:
         """``(symbol, child)`` pairs of the in-grammar continuations of ``node``."""
         if POINT not in node:
             kids = [(d, node + d) for d in DIGITS if self._integer_prefix(node + d)]
             if self.decimals and self._integer(node) and self._decimal_ok(node + POINT):
                 kids.append((POINT, node + POINT))
-            return kids
-        return [(d, node + d) for d in DIGITS if self._decimal_ok(node + d)]
+            return tuple(kids)
+        return tuple((d, node + d) for d in DIGITS if self._decimal_ok(node + d))
 
     def is_leaf(self, node: str) -> bool:
         """A number at full precision: it ends here whatever follows."""
@@ -82,30 +84,34 @@ class ScoreTrie:
 
     # --- scores ---------------------------------------------------------------------------------
 
+    @cached_property
+    def _plan(self) -> tuple[tuple[str, str | None, str | None, bool, float | None, tuple[str, ...]], ...]:
+        """The grammar flattened once, parents first: ``(node, parent, symbol, leaf, value if it ends here, stop symbols)``."""
+        plan, stack = [], [("", None, None)]
+        while stack:
+            node, parent, symbol = stack.pop()
+            leaf = self.is_leaf(node)
+            ends = leaf or self._integer(node.partition(POINT)[0])
+            plan.append((node, parent, symbol, leaf, float(node.rstrip(POINT)) if ends else None, self.stop_symbols(node)))
+            if not leaf:
+                stack += [(child, node, s) for s, child in reversed(self.children(node))]
+        return tuple(plan)
+
     def value_masses(self, next_probs: Mapping[str, Mapping[str, float]]) -> dict[float, float]:
         """Unnormalised probability of each in-scale value; ``next_probs[node][symbol]`` = P(symbol | node)
         for every node in :attr:`nodes` (missing symbols count as 0)."""
         masses: dict[float, float] = {}
-
-        def add(value: float, mass: float) -> None:
+        reach: dict[str, float] = {}
+        for node, parent, symbol, leaf, value, stops in self._plan:
+            mass = 1.0 if parent is None else reach[parent] * next_probs[parent].get(symbol, 0.0) if reach[parent] > 0.0 else 0.0
+            reach[node] = mass
+            if mass <= 0.0 or value is None:
+                continue
+            if not leaf:
+                probs = next_probs[node]
+                mass *= max(1.0 - sum(probs.get(s, 0.0) for s in stops), 0.0)
             if mass > 0.0:
                 masses[value] = masses.get(value, 0.0) + mass
-
-        def walk(node: str, mass: float) -> None:
-            if mass <= 0.0:
-                return
-            if self.is_leaf(node):
-                add(float(node), mass)
-                return
-            probs = next_probs[node]
-            stop = 1.0 - sum(probs.get(s, 0.0) for s in self.stop_symbols(node))
-            whole = node.partition(POINT)[0]
-            if self._integer(whole):
-                add(float(node.rstrip(POINT) if node.endswith(POINT) else node), mass * max(stop, 0.0))
-            for symbol, child in self.children(node):
-                walk(child, mass * probs.get(symbol, 0.0))
-
-        walk("", 1.0)
         return masses
 
 

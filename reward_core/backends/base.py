@@ -40,6 +40,7 @@ class NodeProbs:
 
     probs: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None
+    media_error: bool = False  # the error is the item's media (it could not be decoded), not the backend
 
 
 class Backend(Protocol):

@@ -15,7 +15,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -25,6 +25,7 @@ from PIL import Image
 from reward_core import logit
 from reward_core.backends import tree_scoring
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
+from reward_core.backends.vision_cache import VisionCache, media_keys
 from reward_core.media import MediaError, VideoSpec, build_messages
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ LOADER_KEYS = frozenset({
     "revision", "cache_dir", "local_files_only", "token", "trust_remote_code", "variant", "subfolder", "use_safetensors",
     "tp_plan", "key_mapping",
 })  # fmt: skip
-BACKEND_KEYS = frozenset({"do_sample", "prefetch", "chat_template_kwargs", "generate_kwargs"})
+BACKEND_KEYS = frozenset({"do_sample", "prefetch", "chat_template_kwargs", "generate_kwargs", "vision_cache"})
 DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
     "half": torch.float16, "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
@@ -69,9 +70,11 @@ def split_from_pretrained_kwargs(kwargs: dict[str, Any]) -> tuple[dict[str, Any]
 
 @dataclass
 class Encoded:
-    """One request after the processor: a batch-of-one ``BatchFeature``-like dict of tensors."""
+    """One request after the processor: a batch-of-one ``BatchFeature``-like dict of tensors, and the content
+    keys of its images / videos (for the :class:`VisionCache`; empty without one)."""
 
     inputs: dict[str, Any]
+    media_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -88,7 +91,7 @@ class Encoded:
             inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
         if "mm_token_type_ids" in inputs:
             inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(extra)], dim=1)
-        return Encoded(inputs)
+        return Encoded(inputs, self.media_keys)
 
 
 @dataclass
@@ -200,8 +203,13 @@ class TransformersBackend:
         prefetch: bool = True,
         chat_template_kwargs: dict[str, Any] | None = None,
         generate_kwargs: dict[str, Any] | None = None,
+        vision_cache: bool | VisionCache = True,
     ):
         self.model = model.eval()
+        if vision_cache is True:
+            vision_cache = VisionCache()
+        # each distinct image / video through the vision tower once (see reward_core.backends.vision_cache)
+        self.vision_cache = vision_cache.install(self.model) if isinstance(vision_cache, VisionCache) else None
         self.chat_template_kwargs = dict(chat_template_kwargs or {})  # e.g. {"enable_thinking": False} (Qwen3.5)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -210,6 +218,7 @@ class TransformersBackend:
         self.prefetch = prefetch  # encode the next group in a background thread while the model runs
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
         self.generate_kwargs = dict(generate_kwargs or {})
+        self._tree_layouts: dict[tuple[str, tuple[str, ...]], tree_scoring.TreeLayout] = {}
         config = getattr(model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
         self.eos_token_id = eos if eos is not None else self.tokenizer.eos_token_id
@@ -315,6 +324,10 @@ class TransformersBackend:
                         encoded[index] = Encoded(dict(self.processor(text=[text], return_tensors="pt", **vision)))
                 except Exception as item_error:
                     errors[index] = EncodeFailure.of(item_error)
+        if self.vision_cache is not None:
+            for item in encoded:
+                if item is not None:
+                    item.media_keys = media_keys(item.inputs)
         return encoded, errors
 
     def _process_together(self, prepared: list[tuple[str, dict[str, Any]]]) -> list[Encoded]:
@@ -384,7 +397,7 @@ class TransformersBackend:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             try:
-                outputs = run(self._to_device(collate([items[i] for i in chunk], self.pad_token_id)))
+                outputs = self._run_chunk([items[i] for i in chunk], run)
                 for i, output in zip(chunk, outputs):
                     results[i] = output
             except Exception as error:
@@ -396,10 +409,21 @@ class TransformersBackend:
                 logger.warning("batch of %d failed (%s); retrying one by one", len(chunk), error)
                 for i in chunk:
                     try:
-                        results[i] = run(self._to_device(collate([items[i]], self.pad_token_id)))[0]
+                        results[i] = self._run_chunk([items[i]], run)[0]
                     except Exception as item_error:
                         results[i] = item_error
         return results
+
+    def _run_chunk(self, items: list[Encoded], run: Callable[[dict[str, Any]], list[Any]]) -> list[Any]:
+        """``run`` on one padded batch of ``items``, telling the vision cache which media it holds."""
+        batch = self._to_device(collate(items, self.pad_token_id))
+        if self.vision_cache is None:
+            return run(batch)
+        self.vision_cache.expect({kind: [k for item in items for k in item.media_keys.get(kind, ())] for kind in ("image", "video")})
+        try:
+            return run(batch)
+        finally:
+            self.vision_cache.clear_pending()
 
     # --- Backend protocol ------------------------------------------------------------------------
 
@@ -485,17 +509,22 @@ class TransformersBackend:
         layouts: dict[str, tree_scoring.TreeLayout] = {}
         try:
             for prefix in dict.fromkeys(r.answer_prefix for r in requests if r.answer_prefix is not None):
-                with self._tokenizer_lock:
-                    layouts[prefix] = tree_scoring.tree_layout(self.tokenizer, prefix, nodes)
+                if (prefix, nodes) not in self._tree_layouts:  # hundreds of tokenizer calls: once per trie
+                    with self._tokenizer_lock:
+                        self._tree_layouts[prefix, nodes] = tree_scoring.tree_layout(self.tokenizer, prefix, nodes)
+                layouts[prefix] = self._tree_layouts[prefix, nodes]
         except ValueError as error:
             return [NodeProbs(error=str(error)) for _ in requests]
 
-        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[str | None]) -> None:
+        def score_group(indices: list[int], encoded: list[Encoded | None], errors: list[EncodeFailure | None]) -> None:
             by_prefix: dict[str, list[tuple[int, Encoded]]] = {}
             for index, item, error in zip(indices, encoded, errors):
                 prefix = requests[index].answer_prefix
-                if item is None or prefix is None:
-                    results[index].error = error if item is None else "logit mode needs an answer_prefix"
+                if item is None:
+                    results[index].error, results[index].media_error = error.message, error.media
+                    continue
+                if prefix is None:
+                    results[index].error = "logit mode needs an answer_prefix"
                     continue
                 by_prefix.setdefault(prefix, []).append((index, item.extend(layouts[prefix].shared)))
             for prefix, ready in by_prefix.items():

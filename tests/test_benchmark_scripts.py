@@ -1,0 +1,63 @@
+"""Smoke runs of the performance benchmarks at toy size (their code paths and reports; no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.mark.slow
+def test_sift_benchmark_reports_speedups_selection_and_one_tower_pass_per_image(toy_world, tmp_path):
+    import sift_throughput
+
+    out = tmp_path / "sift.json"
+    assert sift_throughput.main(["--world", toy_world["root"], "--prompts", "1", "--threads", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    methods = report["methods"]
+    assert report["distinct_media"] == 10 and report["upstream_max_new_tokens"] == 4096
+    assert methods["upstream_loop"]["tower_media_per_distinct_medium"] == 2.0  # 5 pairs x 2 + 10 points
+    assert methods["batched_generate"]["tower_media_per_distinct_medium"] == 1.0
+    assert methods["batched_logit"]["tower_media_per_distinct_medium"] == 1.0
+    assert methods["upstream_loop"]["tower_calls"] == 15
+    assert report["sift_speedup_generate"] > 0 and report["sift_speedup_logit"] > 0
+    for key in ("same_selection_fraction", "same_selection_fraction_logit"):
+        assert report[key] is None or 0.0 <= report[key] <= 1.0
+    assert 0 <= report["upstream_bug_free_prompts"] <= 1
+
+
+@pytest.mark.slow
+def test_scoring_benchmark_reports_overhead_over_a_bare_forward(toy_world, tmp_path):
+    import scoring_throughput
+
+    out = tmp_path / "scoring.json"
+    argv = ["--world", toy_world["root"], "--items", "2", "--batch-size", "2", "--tasks", "pairwise", "--json", str(out)]
+    assert scoring_throughput.main(argv) == 0
+    entry = json.loads(out.read_text())["tasks"]["pairwise"]
+    assert entry["bare_forward"]["samples"] == 2 and entry["overhead_fraction"] < 1.0
+    assert entry["logit_vs_bare_forward_ratio"] == pytest.approx(
+        entry["batched_logit"]["samples_per_s"] / entry["bare_forward"]["samples_per_s"], rel=0.05
+    )
+
+
+@pytest.mark.slow
+def test_gpu_suite_runs_its_code_path_at_toy_size_on_cpu(toy_world, tmp_path):
+    """benchmarks/gpu_suite.sh with DEVICE=cpu SIZE=toy: every step runs (the DPO step is skipped without
+    diffusers' script, and says so) and one table comes out."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "SIZE": "toy", "PYTHON": sys.executable, "WORLD": toy_world["root"]}
+    env.pop("REFERENCE_SCRIPT", None)
+    completed = subprocess.run(["bash", str(root / "benchmarks" / "gpu_suite.sh"), str(tmp_path)], env=env,
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "scoring.status").read_text().strip() == "ok"
+    assert (tmp_path / "sift.status").read_text().strip() == "ok"
+    table = (tmp_path / "table.md").read_text()
+    assert "overhead_fraction" in table and "sift_speedup_generate" in table and "skipped: set REFERENCE_SCRIPT" in table
