@@ -40,7 +40,7 @@ def _candidate(record: SiftRecord, index: int, report_dir: Path) -> str:
     return (f'<div class="cand {role}"><span class="tag">{esc(tag)}</span> · {esc(_score(score))}{body}</div>')
 
 
-def _outcome(record: SiftRecord, pair) -> str:
+def _outcome(pair) -> str:
     head = f"#{pair.a} vs #{pair.b}: "
     if pair.status == "decisive":
         return head + f"#{pair.winner} better"
@@ -58,7 +58,7 @@ def record_card(record: SiftRecord, report_dir: Path) -> str:
         parts.append(f'<div class="row">{thumbs}</div>')
     parts.append('<div class="row">' + "".join(_candidate(record, i, report_dir)
                                                 for i in range(len(record.candidates))) + "</div>")
-    lines = [_outcome(record, pair) for pair in record.pairs]
+    lines = [_outcome(pair) for pair in record.pairs]
     if record.reason:
         lines.append(f"{record.status}: {record.reason}")
     parts.append('<ul class="outcomes">' + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>")
