@@ -29,7 +29,9 @@ from typing import Any
 
 from unifiedreward.report import try_report
 from unifiedreward.report.sift_report import render_sift_records
-from unifiedreward.sift import SiftItem, SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
+from unifiedreward.sift import (
+    SiftItem, SiftRecord, SiftSettings, SiftSummary, read_records, run_sift, shard_path, write_summary,
+)
 
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
 
@@ -141,6 +143,41 @@ def save_dataset(splits: dict[str, list[dict]], output_dir: Path) -> None:
     dataset.save_to_disk(str(output_dir))
 
 
+def sift_folder(
+    reward_model: Any, candidates_dir: str | Path, output_dir: Path, settings: SiftSettings,
+    retry_failed: bool = False, progress: bool = True,
+) -> tuple[list[SiftRecord], SiftSummary, list[str], Path | None]:
+    """Sift a candidates folder (resuming any earlier run in ``output_dir``), write ``summary.json`` and the report.
+
+    Returns (this folder's records, their summary, unreadable candidates lines, report path or None).
+    """
+    invalid: list[str] = []
+    items = read_candidates(candidates_dir, invalid)
+    results_path = shard_path(output_dir)
+    run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
+    wanted = {item.id for item in items}
+    records = [record for record in read_records([results_path]) if record.id in wanted]
+    summary = write_summary(records, output_dir)
+    report = try_report(render_sift_records, records, output_dir / "report", f"Sift: {output_dir.name}")
+    return records, summary, invalid, report
+
+
+def result_of(summary: SiftSummary, invalid: list[str], splits: dict[str, int], report: Path | None) -> dict[str, Any]:
+    """The JSON-able result both sift scripts return and log."""
+    result = {
+        "total": summary.total,
+        "kept": summary.kept,
+        "dropped": summary.dropped,
+        "failed": summary.failed,
+        "reasons": summary.reasons,
+        "invalid_lines": invalid,
+        "splits": splits,
+        "report": None if report is None else str(report),
+    }
+    logger.info("Sifted %s", result)
+    return result
+
+
 def sift_candidates(
     reward_model: Any,
     candidates_dir: str | Path,
@@ -153,30 +190,14 @@ def sift_candidates(
     """Sift (resuming any earlier run in ``output_dir``) and write the dataset; returns the summary."""
     output_dir = Path(output_dir)
     settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
-    invalid: list[str] = []
-    items = read_candidates(candidates_dir, invalid)
-    results_path = shard_path(output_dir)
-    run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
-    wanted = {item.id for item in items}
-    records = [record for record in read_records([results_path]) if record.id in wanted]
-    summary = write_summary(records, output_dir)
-    report = try_report(render_sift_records, records, output_dir / "report", f"Sift: {output_dir.name}")
+    records, summary, invalid, report = sift_folder(
+        reward_model, candidates_dir, output_dir, settings, retry_failed, progress
+    )
     splits = pair_rows(records, output_dir, split_key)
     if not splits:
         raise RuntimeError(f"No pair was kept out of {summary.total} prompts; see {output_dir / 'summary.json'}.")
     save_dataset(splits, output_dir)
-    result = {
-        "total": summary.total,
-        "kept": summary.kept,
-        "dropped": summary.dropped,
-        "failed": summary.failed,
-        "reasons": summary.reasons,
-        "invalid_lines": invalid,
-        "splits": {name: len(rows) for name, rows in splits.items()},
-        "report": None if report is None else str(report),
-    }
-    logger.info("Sifted %s", result)
-    return result
+    return result_of(summary, invalid, {name: len(rows) for name, rows in splits.items()}, report)
 
 
 def build_parser(description: str, kind: str = "images", pair_template: str = PAIR_TEMPLATE,

@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
-from unifiedreward.report import try_report
-from unifiedreward.report.sift_report import render_sift_records
-from unifiedreward.sift import SiftRecord, SiftSettings, read_records, run_sift, shard_path, write_summary
+from unifiedreward.sift import SiftRecord, SiftSettings
 
-from integrations.diffusers.sift_images import build_parser, judge_and_settings, read_candidates
-
-logger = logging.getLogger(__name__)
+from integrations.diffusers.sift_images import build_parser, judge_and_settings, result_of, sift_folder
 
 PAIR_TEMPLATE = "video_generation.pair_rank.v1"
 POINT_TEMPLATE = "video_generation.point_score.v1"
@@ -86,27 +81,13 @@ def sift_video_candidates(
     """Sift (resuming any earlier run in ``output_dir``) and write the video dataset; returns the summary."""
     output_dir = Path(output_dir)
     settings = settings or SiftSettings(pair_template=PAIR_TEMPLATE, point_template=POINT_TEMPLATE)
-    items = read_candidates(candidates_dir)
-    results_path = shard_path(output_dir)
-    run_sift(reward_model, items, settings, results_path, retry_failed=retry_failed, progress=progress)
-    wanted = {item.id for item in items}
-    records = [record for record in read_records([results_path]) if record.id in wanted]
-    summary = write_summary(records, output_dir)
-    report = try_report(render_sift_records, records, output_dir / "report", f"Sift: {output_dir.name}")
+    records, summary, invalid, report = sift_folder(
+        reward_model, candidates_dir, output_dir, settings, retry_failed, progress
+    )
     rows = video_pair_rows(records, output_dir, split_key)
     if not rows:
         raise RuntimeError(f"No pair was kept out of {summary.total} prompts; see {output_dir / 'summary.json'}.")
-    result = {
-        "total": summary.total,
-        "kept": summary.kept,
-        "dropped": summary.dropped,
-        "failed": summary.failed,
-        "reasons": summary.reasons,
-        "splits": save_video_dataset(rows, output_dir),
-        "report": None if report is None else str(report),
-    }
-    logger.info("Sifted %s", result)
-    return result
+    return result_of(summary, invalid, save_video_dataset(rows, output_dir), report)
 
 
 def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
