@@ -266,23 +266,33 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    """The judge flags shared with ``sift_throughput.py``: which model, where, and its input size."""
     parser.add_argument("--model", help="checkpoint to time (default: the toy world's reward model)")
     parser.add_argument("--world", help="toy world folder (built there when missing; default: a temp folder)")
-    parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped model with random weights")
+    parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped judge with random weights")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
-    parser.add_argument("--items", type=int, default=16, help="samples per task and method")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")
-    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
-    parser.add_argument("--no-prefetch", action="store_true", help="encode on the main thread only (for A/B timing)")
-    parser.add_argument("--json", type=Path, help="write the report here")
+
+
+def parse_judge_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.config_7b and args.image_size is None:
         args.image_size = 448
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_judge_arguments(parser)
+    parser.add_argument("--items", type=int, default=16, help="samples per task and method")
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
+    parser.add_argument("--no-prefetch", action="store_true", help="encode on the main thread only (for A/B timing)")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parse_judge_arguments(parser, argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     report = run(args)

@@ -44,6 +44,10 @@ from reward_core.model import UnifiedReward
 from reward_core.prompts import get_template
 from unifiedreward.sift import SiftItem, SiftSettings, disjoint_pairs, sift_item
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# the same judge flags and the same toy / 7B-shaped model construction as the scoring benchmark
+from scoring_throughput import add_judge_arguments, build_model, parse_judge_arguments  # noqa: E402
+
 PAIR_TEMPLATE, POINT_TEMPLATE = "dpo.image_generation.pair_rank", "dpo.image_generation.point_score"
 PAIR_ANSWERS = ("Image 1 is better than Image 2.", "Image 2 is better than Image 1.", "Both images are equally good.")
 POINT_ANSWERS = tuple(f"Final Score: {n}" for n in range(1, 11))
@@ -199,13 +203,6 @@ def load_prompts(world: dict, prompts: int, image_size: int | None) -> list[tupl
     return out
 
 
-def build_model(args, world: dict):
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from scoring_throughput import build_model as build  # same toy / 7B-shaped construction
-
-    return build(args, world)
-
-
 def timed(fn):
     started = time.perf_counter()
     value = fn()
@@ -314,21 +311,12 @@ def table(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="checkpoint to time (default: the toy world's reward model)")
-    parser.add_argument("--world", help="toy world folder (built there when missing; default: a temp folder)")
-    parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped judge with random weights")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
+    add_judge_arguments(parser)
     parser.add_argument("--prompts", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--image-size", type=int, help="resize images to N x N (default: as stored; 448 with --config-7b)")
     parser.add_argument("--no-vision-cache", action="store_true", help="ours without the vision cache (A/B)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--json", type=Path, help="write the report here")
-    args = parser.parse_args(argv)
-    if args.config_7b and args.image_size is None:
-        args.image_size = 448
+    args = parse_judge_arguments(parser, argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     report = run(args)
