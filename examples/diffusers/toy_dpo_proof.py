@@ -125,8 +125,9 @@ def train_args(
     ] + (["--eval_split", "test", "--eval_noise_draws", "8"] if evaluate else [])
 
 
-def accelerate_launch(script_args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
-    """``accelerate launch --config_file accelerate_cpu.yaml train_diffusion_dpo.py ...`` in a subprocess."""
+def accelerate_launch(script_args: list[str], timeout: int = 600,
+                      train_script: Path = TRAIN_SCRIPT) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file accelerate_cpu.yaml <train_script> ...`` in a subprocess (CPU, one thread)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
@@ -134,7 +135,7 @@ def accelerate_launch(script_args: list[str], timeout: int = 600) -> subprocess.
         "OMP_NUM_THREADS": "1",  # the toy UNet is too small to gain from threads; on shared CPUs they only contend
     }
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
-               str(TRAIN_SCRIPT), *script_args]
+               str(train_script), *script_args]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:
         raise RuntimeError(f"accelerate launch failed ({completed.returncode}):\n{completed.stderr[-4000:]}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import subprocess
 import sys
@@ -31,9 +30,11 @@ import torch
 
 from reward_core.backends.base import AnswerLogprobs, Generation
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import toy_dpo_proof as image_proof  # noqa: E402  (its accelerate launcher serves both proofs)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "integrations" / "diffusers" / "train_video_dpo.py"
-CPU_CONFIG = REPO_ROOT / "examples" / "diffusers" / "accelerate_cpu.yaml"
 RESOLUTION = 32
 NUM_FRAMES = 4
 LUMA = np.array([0.299, 0.587, 0.114])
@@ -149,18 +150,7 @@ def train_args(pipeline_dir: Path, data_dir: Path, output_dir: Path, seed: int, 
 
 def accelerate_launch(script_args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     """``accelerate launch --config_file accelerate_cpu.yaml train_video_dpo.py ...`` in a subprocess."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "1",  # the toy UNet is too small to gain from threads; on shared CPUs they only contend
-    }
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
-               str(TRAIN_SCRIPT), *script_args]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    if completed.returncode != 0:
-        raise RuntimeError(f"accelerate launch failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
-    return completed
+    return image_proof.accelerate_launch(script_args, timeout, train_script=TRAIN_SCRIPT)
 
 
 @torch.no_grad()
