@@ -3,8 +3,9 @@
 * AnimateDiff (UNetMotionModel on the pre-trained toy SD, Diffusion-DPO): held-out implicit accuracy rises well above
   chance with the judge's labels and not with shuffled labels; the LoRA reloads and draws held-out prompts brighter;
   the run resumes from its checkpoint.
-* Wan (WanTransformer3DModel, random tiny weights, Flow-DPO): the whole chain runs and the LoRA reloads into the
-  pipeline (a random model has no preference to learn, so no accuracy is asserted there).
+* Wan and LTX-Video (flow matching, Flow-DPO) and CogVideoX (v-prediction, Diffusion-DPO), random tiny weights: the
+  whole chain runs and the LoRA reloads into the pipeline (a random model has no preference to learn, so no accuracy
+  is asserted there).
 
 Training runs through the real accelerate CLI with a CPU config, in a subprocess, as a user would run it. The judge
 is a rule judge behind the real UnifiedReward API (``VideoBrightnessJudge``): no checkpoint can judge videos here.
@@ -143,45 +144,64 @@ def test_animatediff_dpo_with_shuffled_labels_stays_near_chance(animatediff_data
     assert after["implicit_acc"] < MIN_ACCURACY and after["margin"] < MIN_MARGIN, after
 
 
+def type_name(pipeline_dir: Path) -> str:
+    return json.loads((pipeline_dir / "model_index.json").read_text())["_class_name"]
+
+
+TRANSFORMER_FAMILIES = {  # builder name in unifiedreward.toy.t2v, denoiser class, objective, frames per clip
+    "wan": ("build_wan", "WanTransformer3DModel", "Flow-DPO", 5),
+    "cogvideox": ("build_cogvideox", "CogVideoXTransformer3DModel", "Diffusion-DPO", 9),  # its VAE decodes 8k + 1
+    "ltx": ("build_ltx", "LTXVideoTransformer3DModel", "Flow-DPO", 5),
+}
+
+
 @pytest.mark.slow
-def test_wan_flow_dpo_runs_end_to_end_and_its_lora_reloads(tmp_path):
+@pytest.mark.parametrize("family", sorted(TRANSFORMER_FAMILIES))
+def test_transformer_video_dpo_runs_end_to_end_and_its_lora_reloads(family, tmp_path):
+    """Wan / LTX-Video (flow matching) and CogVideoX (v-prediction): candidates -> sift -> accelerate launch with a
+    checkpoint -> the LoRA reloads into the pipeline and draws."""
     from diffusers import DiffusionPipeline
 
     from integrations.diffusers.sift_videos import sift_video_candidates
     from reward_core import UnifiedReward
-    from unifiedreward.toy.t2v import build_wan
+    from unifiedreward.toy import t2v
     from unifiedreward.toy.tokenization import scene_texts
 
-    wan_dir = build_wan(tmp_path / "wan", scene_texts())
+    builder, denoiser, objective, num_frames = TRANSFORMER_FAMILIES[family]
+    pipeline_dir = getattr(t2v, builder)(tmp_path / family, scene_texts())
     prompts = proof.write_prompts(tmp_path / "prompts.jsonl", num_prompts=10, seed=1)
-    wan_args = ["--pretrained_model_name_or_path", str(wan_dir), "--prompts", str(prompts), "--output_dir",
-                str(tmp_path / "candidates"), "--num_images_per_prompt", "2", "--batch_size", "2",
-                "--num_inference_steps", "2", "--height", "32", "--width", "32", "--num_frames", "5", "--device", "cpu"]
-    assert generate_main(wan_args).images_written == 20
-    assert generate_main(wan_args).skipped == 10  # resumable: complete prompts are not drawn again
+    candidate_args = ["--pretrained_model_name_or_path", str(pipeline_dir), "--prompts", str(prompts), "--output_dir",
+                      str(tmp_path / "candidates"), "--num_images_per_prompt", "2", "--batch_size", "2",
+                      "--num_inference_steps", "2", "--height", "32", "--width", "32", "--num_frames",
+                      str(num_frames), "--device", "cpu"]
+    assert generate_main(candidate_args).images_written == 20
+    assert generate_main(candidate_args).skipped == 10  # resumable: complete prompts are not drawn again
     sifted = sift_video_candidates(UnifiedReward(proof.VideoBrightnessJudge()), tmp_path / "candidates",
                                    tmp_path / "data", progress=False)
     assert sum(sifted["splits"].values()) == sifted["kept"] > 0
 
     output_dir = tmp_path / "lora"
-    proof.accelerate_launch([
-        "--pretrained_model_name_or_path", str(wan_dir), "--dataset_name", str(tmp_path / "data"), "--output_dir",
-        str(output_dir), "--height", "32", "--width", "32", "--num_frames", "5", "--train_batch_size", "2",
-        "--max_train_steps", "3", "--learning_rate", "1e-3", "--rank", "4", "--checkpointing_steps", "2",
-        "--mixed_precision", "no", "--report_to", "none", "--seed", "0",
+    launched = proof.accelerate_launch([
+        "--pretrained_model_name_or_path", str(pipeline_dir), "--dataset_name", str(tmp_path / "data"),
+        "--output_dir", str(output_dir), "--height", "32", "--width", "32", "--num_frames", str(num_frames),
+        "--train_batch_size", "2", "--max_train_steps", "3", "--learning_rate", "1e-3", "--rank", "4",
+        "--checkpointing_steps", "2", "--mixed_precision", "no", "--report_to", "none", "--seed", "0",
     ])
+    assert f"Video DPO: {family} ({type_name(pipeline_dir)}), " in launched.stderr and objective in launched.stderr
     metrics = read_metrics(output_dir)
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(np.isfinite([m["loss"], m["raw_model_loss"], m["ref_loss"]]).all() for m in metrics)
     assert metrics[0]["rewards/margins"] == 0.0 and metrics[-1]["rewards/margins"] != 0.0  # the LoRA moved
     assert (output_dir / "checkpoint-2" / "pytorch_lora_weights.safetensors").is_file()
 
-    pipeline = DiffusionPipeline.from_pretrained(str(wan_dir))
+    pipeline = DiffusionPipeline.from_pretrained(str(pipeline_dir))
+    assert type(pipeline.transformer).__name__ == denoiser
     pipeline.set_progress_bar_config(disable=True)
     pipeline.load_lora_weights(str(output_dir))
     assert pipeline.transformer.peft_config  # the adapter is in the transformer
-    frames = pipeline("a red circle", num_frames=5, height=32, width=32, num_inference_steps=2).frames
-    assert frames.shape == (1, 5, 32, 32, 3) and np.isfinite(frames).all()
+    frames = pipeline("a red circle", num_frames=num_frames, height=32, width=32, num_inference_steps=2,
+                      output_type="np").frames
+    assert frames.shape == (1, num_frames, 32, 32, 3) and np.isfinite(frames).all()
 
 
 def test_text_to_video_sd_v_prediction_full_finetune_step_moves_away_from_its_frozen_reference(toy_world, tmp_path):

@@ -6,14 +6,14 @@
         --output_dir ./video-dpo-lora --height 256 --width 256 --num_frames 16 --train_batch_size 1 \\
         --gradient_accumulation_steps 16 --max_train_steps 1000 --learning_rate 1e-5 --beta_dpo 5000 --rank 16
 
-Families, detected from the pipeline's denoiser class:
+Families, detected from the pipeline's denoiser class (``video_families.py``):
 
 * ``UNetMotionModel`` (AnimateDiff: SD 1.5 + motion adapter) and ``UNet3DConditionModel`` (TextToVideoSD /
-  ModelScope, Zeroscope; diffusers has no LoRA for it: ``--full_finetune``): frame-wise 2-D VAE, CLIP text, DDPM
-  epsilon or v-prediction -> Diffusion-DPO (Wallace et al. 2023), as in upstream UnifiedReward's VideoDPO
-  (``beta_dpo=5000``).
-* ``WanTransformer3DModel`` (Wan 2.1 / 2.2 T2V): 3-D causal VAE with its latent mean/std, UMT5 text, rectified flow
-  -> Flow-DPO (Liu et al. 2025, arXiv:2501.13918): the same objective on velocity errors, constant beta.
+  ModelScope, Zeroscope; diffusers has no LoRA for it: ``--full_finetune``), DDPM epsilon or v-prediction, and
+  ``CogVideoXTransformer3DModel`` (CogVideoX, v-prediction on its SNR-shifted schedule) -> Diffusion-DPO (Wallace et
+  al. 2023), as in upstream UnifiedReward's VideoDPO (``beta_dpo=5000``).
+* ``WanTransformer3DModel`` (Wan 2.1 / 2.2 T2V) and ``LTXVideoTransformer3DModel`` (LTX-Video): rectified flow ->
+  Flow-DPO (Liu et al. 2025, arXiv:2501.13918): the same objective on velocity errors, constant beta.
 
 Data (``--dataset_name``): a ``save_to_disk`` folder or an upstream-style ``dpo_data.json`` folder with ``caption``,
 ``chosen`` and ``rejected`` video paths (relative to the folder), e.g. ``sift_videos.py``'s output. LoRA is the
@@ -45,12 +45,13 @@ from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from diffusers import DDPMScheduler, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
+from diffusers import DiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params, compute_density_for_timestep_sampling
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 
 from integrations.diffusers.dpo_loss import diffusion_dpo_loss, flow_matching_inputs, per_sample_mse
+from integrations.diffusers.video_families import VideoFamily, detect_family
 from reward_core.media import MediaError, VideoSpec, check_video, load_video_frames
 
 logger = get_logger(__name__, log_level="INFO")
@@ -93,6 +94,8 @@ def parse_args(input_args: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logit_std", type=float, default=1.0)
     parser.add_argument("--mode_scale", type=float, default=1.29)
     parser.add_argument("--flow_shift", type=float, default=None, help="Default: the pipeline scheduler's shift.")
+    parser.add_argument("--frame_rate", type=float, default=25.0,
+                        help="LTX-Video: the clips' frame rate for its RoPE scaling (LTXPipeline's default, 25).")
     parser.add_argument("--learning_rate", type=float, default=1e-5)
     parser.add_argument("--lr_scheduler", default="constant")
     parser.add_argument("--lr_warmup_steps", type=int, default=0)
@@ -164,73 +167,29 @@ def collate(examples: list[dict]) -> dict:
     return {"pixels": torch.stack([e["pixels"] for e in examples]), "captions": [e["caption"] for e in examples]}
 
 
-# ---------------------------------------------------------------------------------------------------- model family
-@dataclass
-class VideoFamily:
-    """How one family of text-to-video denoisers is encoded, conditioned and noised."""
-
-    name: str  # "animatediff" | "text_to_video_sd" | "wan"
-    denoiser: str  # pipeline attribute: "unet" | "transformer"
-    flow_matching: bool
-
-
-FAMILIES = {
-    "UNetMotionModel": VideoFamily("animatediff", "unet", False),
-    "UNet3DConditionModel": VideoFamily("text_to_video_sd", "unet", False),
-    "WanTransformer3DModel": VideoFamily("wan", "transformer", True),
-}
-
-
-def detect_family(pipeline) -> VideoFamily:
-    for attribute in ("unet", "transformer"):
-        model = getattr(pipeline, attribute, None)
-        if model is not None and type(model).__name__ in FAMILIES:
-            return FAMILIES[type(model).__name__]
-    names = [type(getattr(pipeline, a)).__name__ for a in ("unet", "transformer") if getattr(pipeline, a, None)]
-    raise NotImplementedError(
-        f"{type(pipeline).__name__} ({', '.join(names)}) is not supported; supported denoisers: {', '.join(FAMILIES)}."
-    )
-
-
+# ------------------------------------------------------------------------------------------------------ denoising
 class VideoDenoising:
-    """Latents, text conditioning, noisy inputs / targets and per-sample losses for one family."""
+    """Latents, text conditioning, noisy inputs / targets and per-sample losses for one :class:`VideoFamily`."""
 
-    def __init__(self, pipeline, family: VideoFamily, args):
-        self.pipeline, self.family, self.args = pipeline, family, args
-        if family.flow_matching:
-            config = dict(pipeline.scheduler.config)
-            shift = args.flow_shift or config.get("flow_shift") or config.get("shift") or 1.0
-            self.scheduler = FlowMatchEulerDiscreteScheduler(
-                num_train_timesteps=config.get("num_train_timesteps", 1000), shift=shift
-            )
-        else:
-            self.scheduler = DDPMScheduler.from_config(pipeline.scheduler.config)
-            if self.scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
-                raise ValueError(f"Unsupported prediction type {self.scheduler.config.prediction_type!r}.")
+    def __init__(self, family: VideoFamily, args):
+        self.family, self.args = family, args
+        self.scheduler = family.training_scheduler(args.flow_shift)
+        if not family.flow_matching and self.scheduler.config.prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"Unsupported prediction type {self.scheduler.config.prediction_type!r}.")
 
     @torch.no_grad()
     def encode_videos(self, pixels: torch.Tensor, sample: bool) -> torch.Tensor:
         """``(B, 2, F, 3, H, W)`` pairs -> ``(2B, C, f, h, w)`` latents laid out as ``[chosen..., rejected...]``."""
-        vae = self.pipeline.vae
-        clips = torch.cat([pixels[:, 0], pixels[:, 1]]).to(vae.device, vae.dtype)  # (2B, F, 3, H, W)
-        if self.family.name == "wan":
-            distribution = vae.encode(clips.transpose(1, 2)).latent_dist  # the 3-D VAE takes (N, 3, F, H, W)
-            latents = distribution.sample() if sample else distribution.mode()
-            mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(1, -1, 1, 1, 1)
-            std = torch.tensor(vae.config.latents_std, device=latents.device).view(1, -1, 1, 1, 1)
-            return ((latents - mean) / std).to(latents.dtype)
-        distribution = vae.encode(clips.flatten(0, 1)).latent_dist  # frame by frame through the image VAE
-        latents = (distribution.sample() if sample else distribution.mode()) * vae.config.scaling_factor
-        return latents.unflatten(0, clips.shape[:2]).transpose(1, 2)  # (2B, C, F, h, w)
+        vae = self.family.pipeline.vae
+        clips = torch.cat([pixels[:, 0], pixels[:, 1]]).to(vae.device, vae.dtype)
+        return self.family.encode_videos(clips, sample)
 
     @torch.no_grad()
-    def encode_captions(self, captions: list[str], device, dtype) -> torch.Tensor:
-        """Text conditioning through the pipeline's own ``encode_prompt``, repeated for the two halves."""
-        if self.family.name == "wan":
-            embeds, _ = self.pipeline.encode_prompt(captions, do_classifier_free_guidance=False, device=device)
-        else:
-            embeds, _ = self.pipeline.encode_prompt(captions, device, 1, False)
-        return embeds.to(dtype).repeat(2, 1, 1)
+    def encode_captions(self, captions: list[str], device, dtype) -> dict[str, torch.Tensor]:
+        """The denoiser's text arguments (the pipeline's own ``encode_prompt``), repeated for the two halves."""
+        text = self.family.encode_text(captions, device)
+        return {key: value.to(dtype if value.is_floating_point() else value.dtype).repeat(2, *([1] * (value.ndim - 1)))
+                for key, value in text.items()}
 
     def draw(self, num_pairs: int, latents: torch.Tensor, generator=None):
         """A shared (noise, timestep) per pair -> noisy inputs, targets and model timesteps for both halves."""
@@ -255,15 +214,7 @@ class VideoDenoising:
         return noisy, self.scheduler.get_velocity(latents, noise, timesteps), timesteps
 
     def losses(self, model, noisy, timesteps, text, target) -> torch.Tensor:
-        if self.family.name == "wan":
-            prediction = model(
-                hidden_states=noisy, timestep=timesteps, encoder_hidden_states=text, return_dict=False
-            )[0]
-        else:
-            if self.family.name == "animatediff":  # UNetMotionModel wants one text row per frame (as its pipeline)
-                text = text.repeat_interleave(noisy.shape[2], dim=0)
-            prediction = model(noisy, timesteps, encoder_hidden_states=text).sample
-        return per_sample_mse(prediction, target)
+        return per_sample_mse(self.family.predict(model, noisy, timesteps, text), target)
 
 
 def reference_losses(accelerator, model, frozen_copy, denoising, *inputs) -> torch.Tensor:
@@ -285,7 +236,7 @@ def load_trainable(args, device, weight_dtype):
     pipeline = DiffusionPipeline.from_pretrained(
         args.pretrained_model_name_or_path, revision=args.revision, variant=args.variant, dtype=weight_dtype
     )
-    family = detect_family(pipeline)
+    family = detect_family(pipeline, args.frame_rate)
     model = getattr(pipeline, family.denoiser)
     for component in pipeline.components.values():
         if isinstance(component, torch.nn.Module):
@@ -304,7 +255,7 @@ def load_trainable(args, device, weight_dtype):
         model.requires_grad_(True).to(torch.float32)
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
-    return pipeline, family, model, frozen_copy, VideoDenoising(pipeline, family, args)
+    return pipeline, family, model, frozen_copy, VideoDenoising(family, args)
 
 
 def training_step(accelerator, model, frozen_copy, denoising, batch, args, dtype) -> dict[str, float]:

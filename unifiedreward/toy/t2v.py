@@ -1,4 +1,4 @@
-"""Tiny text-to-video pipelines for the toy world: AnimateDiff on the toy SD, and a tiny Wan 2.1.
+"""Tiny text-to-video pipelines for the toy world: AnimateDiff on the toy SD, and tiny Wan 2.1, CogVideoX and LTX-Video.
 
 * :func:`build_animatediff` turns a toy Stable Diffusion folder (best the pre-trained one of
   :mod:`unifiedreward.toy.sd_pretrain`) into an ``AnimateDiffPipeline``: the SD UNet plus a tiny ``MotionAdapter``
@@ -11,6 +11,9 @@
   on the toy SD's VAE and text encoder, for the UNet3D / v-prediction path of ``train_video_dpo.py``.
 * :func:`build_wan` writes a randomly initialised tiny ``WanPipeline`` (flow matching, 3-D causal VAE, UMT5 text
   encoder with the toy CLIP tokenizer), for the flow-matching path of ``train_video_dpo.py``.
+* :func:`build_cogvideox` writes a random tiny ``CogVideoXPipeline`` (3-D VAE, T5, 3-D rotary embeddings as
+  CogVideoX-5B, v-prediction DDIM with CogVideoX's SNR shift), and :func:`build_ltx` a random tiny ``LTXPipeline``
+  (3-D VAE with latent mean/std, T5, packed latents, flow matching).
 
 All are loaded with ``DiffusionPipeline.from_pretrained`` like real checkpoints.
 """
@@ -110,3 +113,68 @@ def build_text_to_video_sd(sd_dir: str | Path, out_dir: str | Path, seed: int = 
     pipeline.save_pretrained(str(out_dir), safe_serialization=True)
     logger.info("toy TextToVideoSD written to %s", out_dir)
     return Path(out_dir)
+
+
+def _t5_text_encoder(out_dir: Path, captions: list[str], max_text_length: int, d_model: int = 32):
+    """The toy CLIP tokenizer (saved under ``out_dir/tokenizer``) and a random tiny T5 encoder that reads it."""
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+
+    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", captions, max_text_length)
+    tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
+    text_encoder = T5EncoderModel(
+        T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8, pad_token_id=tokenizer.convert_tokens_to_ids(CLIP_EOS))
+    )
+    return tokenizer, text_encoder
+
+
+def build_cogvideox(out_dir: str | Path, captions: list[str], seed: int = 0, max_text_length: int = 32) -> Path:
+    """Write a random tiny ``CogVideoXPipeline`` (frames ``8k + 1``, which its VAE decodes back to the same count, as
+    CogVideoX's 49; sizes multiples of 16)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5_text_encoder(out_dir, captions, max_text_length)
+    vae = AutoencoderKLCogVideoX(
+        block_out_channels=(8, 8, 8, 8), latent_channels=4, layers_per_block=1, norm_num_groups=2,
+        temporal_compression_ratio=4,
+    )
+    transformer = CogVideoXTransformer3DModel(
+        num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4, time_embed_dim=16,
+        text_embed_dim=32, num_layers=2, sample_width=4, sample_height=4, sample_frames=9, patch_size=2,
+        temporal_compression_ratio=4, max_text_seq_length=max_text_length, use_rotary_positional_embeddings=True,
+    )
+    scheduler = CogVideoXDDIMScheduler(prediction_type="v_prediction", snr_shift_scale=3.0, rescale_betas_zero_snr=True,
+                                       timestep_spacing="trailing", beta_schedule="scaled_linear")
+    pipeline = CogVideoXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                                 scheduler=scheduler)
+    pipeline.save_pretrained(str(out_dir), safe_serialization=True)
+    logger.info("toy CogVideoX written to %s", out_dir)
+    return out_dir
+
+
+def build_ltx(out_dir: str | Path, captions: list[str], seed: int = 0, max_text_length: int = 32) -> Path:
+    """Write a random tiny ``LTXPipeline`` (frames ``4k + 1``, sizes multiples of 4 for this VAE; LTX-Video's own
+    VAE compresses 8x in time and 32x in space)."""
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+
+    out_dir = Path(out_dir)
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5_text_encoder(out_dir, captions, max_text_length)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False), decoder_spatio_temporal_scaling=(True, True, False, False),
+        decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4, upsample_factor=(1,) * 4, patch_size=1,
+        patch_size_t=1,
+    )
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=16,
+        cross_attention_dim=32, num_layers=2, caption_channels=32,
+    )
+    pipeline = LTXPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                           scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True))
+    pipeline.save_pretrained(str(out_dir), safe_serialization=True)
+    logger.info("toy LTX-Video written to %s", out_dir)
+    return out_dir
