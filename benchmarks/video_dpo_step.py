@@ -4,7 +4,7 @@ The step is the script's own (:func:`train_video_dpo.training_step` on :func:`tr
 VAE encoding of both clips, text encoding, policy and reference (LoRA disabled) forward passes, backward, AdamW.
 Clips are random pixels; weights are random tiny toy pipelines unless ``--pretrained_model_name_or_path`` is given.
 
-    python benchmarks/video_dpo_step.py --family animatediff wan               # toy pipelines, CPU, 32 px
+    python benchmarks/video_dpo_step.py --family animatediff ltx               # toy pipelines, CPU, 32 px
     python benchmarks/video_dpo_step.py --pretrained_model_name_or_path Wan-AI/Wan2.1-T2V-1.3B-Diffusers \\
         --device cuda --mixed_precision bf16 --height 480 --width 832 --num_frames 33 --gradient_checkpointing
 
@@ -31,15 +31,18 @@ sys.path.insert(0, str(REPO_ROOT))
 from integrations.diffusers import train_video_dpo  # noqa: E402
 
 
+TOY_FAMILIES = ["animatediff", "cogvideox", "ltx", "wan"]
+
+
 def toy_pipeline(family: str, work: Path) -> Path:
-    """A random tiny AnimateDiff (on the toy SD) or Wan pipeline."""
+    """A random tiny AnimateDiff (on the toy SD), CogVideoX, LTX-Video or Wan pipeline."""
+    from unifiedreward.toy import t2v
     from unifiedreward.toy.sd import build_stable_diffusion
-    from unifiedreward.toy.t2v import build_animatediff, build_wan
     from unifiedreward.toy.tokenization import scene_texts
 
-    if family == "wan":
-        return build_wan(work / "wan", scene_texts())
-    return build_animatediff(build_stable_diffusion(work / "sd", scene_texts()), work / "animatediff")
+    if family == "animatediff":
+        return t2v.build_animatediff(build_stable_diffusion(work / "sd", scene_texts()), work / "animatediff")
+    return getattr(t2v, f"build_{family}")(work / family, scene_texts())
 
 
 def measure(path: Path, args: argparse.Namespace) -> dict:
@@ -86,7 +89,7 @@ def measure(path: Path, args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", nargs="+", default=["animatediff", "wan"], choices=["animatediff", "wan"],
+    parser.add_argument("--family", nargs="+", default=TOY_FAMILIES, choices=TOY_FAMILIES,
                         help="Toy pipelines to build (ignored with --pretrained_model_name_or_path).")
     parser.add_argument("--pretrained_model_name_or_path", default=None)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -258,3 +258,61 @@ def test_video_sift_of_hand_made_clips_keeps_judged_pairs_and_reports_a_missing_
     assert failed[0].id == records[3]["id"] and "file not found" in failed[0].reason
     rows = json.loads((tmp_path / "out" / "dpo_data.json").read_text())
     assert records[3]["id"] not in {row["id"] for row in rows} and len(rows) == summary["kept"]
+
+
+def test_video_dpo_step_benchmark_times_every_toy_family(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    import video_dpo_step
+
+    results = video_dpo_step.main(["--steps", "1", "--warmup_steps", "0", "--json", str(tmp_path / "steps.json")])
+    assert {r["family"]: r["objective"] for r in results} == {
+        "animatediff": "diffusion-dpo", "cogvideox": "diffusion-dpo", "ltx": "flow-dpo", "wan": "flow-dpo"}
+    assert all(r["ms_per_step"] > 0 and r["peak_mem_mb"] > 0 for r in results)
+    assert json.loads((tmp_path / "steps.json").read_text()) == results
+
+
+@pytest.mark.slow
+def test_two_process_launch_shards_pairs_gathers_metrics_and_resumes(tmp_path):
+    """``accelerate launch`` with 2 gloo processes (a multi-GPU launch's layout), on the toy LTX-Video pipeline: each
+    process trains on its own shard (an epoch is half the single-process steps), step metrics count both processes'
+    pairs, held-out margins are gathered without the padding duplicates, and a resume continues the epoch count."""
+    import math
+
+    from datasets import load_from_disk
+
+    from integrations.diffusers.sift_videos import sift_video_candidates
+    from reward_core import UnifiedReward
+    from unifiedreward.toy.t2v import build_ltx
+    from unifiedreward.toy.tokenization import scene_texts
+
+    pipeline_dir = build_ltx(tmp_path / "ltx", scene_texts())
+    prompts = proof.write_prompts(tmp_path / "prompts.jsonl", num_prompts=30, seed=2)
+    generate_main(["--pretrained_model_name_or_path", str(pipeline_dir), "--prompts", str(prompts), "--output_dir",
+                   str(tmp_path / "candidates"), "--num_images_per_prompt", "2", "--batch_size", "2",
+                   "--num_inference_steps", "2", "--height", "32", "--width", "32", "--num_frames", "5",
+                   "--device", "cpu"])
+    sift_video_candidates(UnifiedReward(proof.VideoBrightnessJudge()), tmp_path / "candidates", tmp_path / "data",
+                          progress=False)
+    splits = load_from_disk(str(tmp_path / "data"))
+    train_pairs, test_pairs = len(splits["train"]), len(splits["test"])
+    steps_per_epoch = math.ceil(train_pairs / (2 * 2))  # 2 processes x 2 pairs each
+    assert train_pairs > 4 * 2 and test_pairs > 0, (train_pairs, test_pairs)
+
+    output_dir = tmp_path / "lora"
+    flags = ["--pretrained_model_name_or_path", str(pipeline_dir), "--dataset_name", str(tmp_path / "data"),
+             "--output_dir", str(output_dir), "--height", "32", "--width", "32", "--num_frames", "5",
+             "--train_batch_size", "2", "--learning_rate", "1e-3", "--rank", "4", "--eval_split", "test",
+             "--checkpointing_steps", str(steps_per_epoch), "--mixed_precision", "no", "--report_to", "none",
+             "--seed", "0"]
+    launched = proof.accelerate_launch(flags + ["--num_train_epochs", "1"], processes=2)
+    assert f"{steps_per_epoch} steps, 2 processes" in launched.stderr
+    metrics = read_metrics(output_dir)
+    assert [m["step"] for m in metrics] == list(range(1, steps_per_epoch + 1))
+    assert all(m["pairs"] == 4 for m in metrics[:-1]) and 0 < metrics[-1]["pairs"] <= 4
+    assert sum(m["pairs"] for m in metrics) >= train_pairs  # every pair once (the last batch may be padded)
+    held_out = json.loads((output_dir / "eval_results.json").read_text())
+    assert held_out["before"]["pairs"] == held_out["after"]["pairs"] == test_pairs  # gathered, no duplicates
+    assert held_out["before"]["implicit_acc"] == 0.5
+
+    proof.accelerate_launch(flags + ["--num_train_epochs", "2", "--resume_from_checkpoint", "latest"], processes=2)
+    assert [m["step"] for m in read_metrics(output_dir)] == list(range(1, 2 * steps_per_epoch + 1))

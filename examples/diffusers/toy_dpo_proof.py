@@ -34,6 +34,7 @@ from reward_core.backends.base import AnswerLogprobs, Generation
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "integrations" / "diffusers" / "train_diffusion_dpo.py"
 CPU_CONFIG = REPO_ROOT / "examples" / "diffusers" / "accelerate_cpu.yaml"
+CPU_CONFIG_2PROC = REPO_ROOT / "examples" / "diffusers" / "accelerate_cpu_2proc.yaml"  # two gloo processes
 RESOLUTION = 32
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -125,16 +126,18 @@ def train_args(
     ] + (["--eval_split", "test", "--eval_noise_draws", "8"] if evaluate else [])
 
 
-def accelerate_launch(script_args: list[str], timeout: int = 600,
-                      train_script: Path = TRAIN_SCRIPT) -> subprocess.CompletedProcess:
-    """``accelerate launch --config_file accelerate_cpu.yaml <train_script> ...`` in a subprocess (CPU, one thread)."""
+def accelerate_launch(script_args: list[str], timeout: int = 600, train_script: Path = TRAIN_SCRIPT,
+                      config_file: Path = CPU_CONFIG) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file <config_file> <train_script> ...`` in a subprocess (CPU, one thread per
+    process)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "CUDA_VISIBLE_DEVICES": "",
         "OMP_NUM_THREADS": "1",  # the toy UNet is too small to gain from threads; on shared CPUs they only contend
+        "ACCELERATE_USE_CPU": "1",  # the 2-process config is a multi-GPU layout: its processes must join on gloo
     }
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_CONFIG),
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file),
                str(train_script), *script_args]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if completed.returncode != 0:

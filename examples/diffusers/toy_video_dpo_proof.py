@@ -148,9 +148,10 @@ def train_args(pipeline_dir: Path, data_dir: Path, output_dir: Path, seed: int, 
     ] + (["--eval_split", "test", "--eval_noise_draws", "4"] if evaluate else [])
 
 
-def accelerate_launch(script_args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
-    """``accelerate launch --config_file accelerate_cpu.yaml train_video_dpo.py ...`` in a subprocess."""
-    return image_proof.accelerate_launch(script_args, timeout, train_script=TRAIN_SCRIPT)
+def accelerate_launch(script_args: list[str], timeout: int = 900, processes: int = 1) -> subprocess.CompletedProcess:
+    """``accelerate launch --config_file accelerate_cpu[_2proc].yaml train_video_dpo.py ...`` in a subprocess."""
+    config = {1: image_proof.CPU_CONFIG, 2: image_proof.CPU_CONFIG_2PROC}[processes]
+    return image_proof.accelerate_launch(script_args, timeout, train_script=TRAIN_SCRIPT, config_file=config)
 
 
 @torch.no_grad()

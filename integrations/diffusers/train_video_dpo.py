@@ -258,6 +258,15 @@ def load_trainable(args, device, weight_dtype):
     return pipeline, family, model, frozen_copy, VideoDenoising(family, args)
 
 
+def step_logs(accelerator, window: list[dict[str, float]]) -> dict[str, float]:
+    """The optimizer step's metrics: each micro-batch's averaged, then over processes; ``pairs`` is the total."""
+    keys = [key for key in window[0] if key != "pairs"]
+    local = torch.tensor([[m[key] for key in keys] for m in window], device=accelerator.device).mean(0)
+    logs = dict(zip(keys, accelerator.reduce(local, reduction="mean").tolist()))
+    pairs = torch.tensor(sum(m["pairs"] for m in window), device=accelerator.device)
+    return {**logs, "pairs": int(accelerator.reduce(pairs, reduction="sum").item())}
+
+
 def training_step(accelerator, model, frozen_copy, denoising, batch, args, dtype) -> dict[str, float]:
     """Forward + backward of one micro-batch of pairs (one shared noise draw per pair); returns its metrics."""
     latents = denoising.encode_videos(batch["pixels"], sample=args.latent_sampling == "sample").to(dtype)
@@ -269,7 +278,8 @@ def training_step(accelerator, model, frozen_copy, denoising, batch, args, dtype
     ref_losses = reference_losses(accelerator, model, frozen_copy, denoising, *inputs)
     output = diffusion_dpo_loss(model_losses, ref_losses, args.beta_dpo, args.loss_type)
     accelerator.backward(output.loss)
-    return {**output.metrics(), "raw_model_loss": model_losses.mean().item(), "ref_loss": ref_losses.mean().item()}
+    return {**output.metrics(), "raw_model_loss": model_losses.mean().item(), "ref_loss": ref_losses.mean().item(),
+            "pairs": latents.shape[0] // 2}
 
 
 # ---------------------------------------------------------------------------------------------- saving / resuming
@@ -316,7 +326,8 @@ def metrics_line(path: Path, record: dict) -> None:
 
 @torch.no_grad()
 def evaluate(accelerator, model, frozen_copy, denoising, dataloader, args, dtype) -> dict:
-    """Held-out implicit accuracy on seeded (noise, timestep) draws, so before/after numbers are paired."""
+    """Held-out implicit accuracy on seeded (noise, timestep) draws, so before/after numbers are paired; each
+    process scores its shard of ``dataloader`` (a prepared one) and the margins are gathered."""
     generator = torch.Generator().manual_seed(args.seed or 0)
     was_training = model.training
     model.eval()
@@ -333,7 +344,7 @@ def evaluate(accelerator, model, frozen_copy, denoising, dataloader, args, dtype
                 model_losses = denoising.losses(model, *inputs)
             ref = reference_losses(accelerator, model, frozen_copy, denoising, *inputs)
             total += diffusion_dpo_loss(model_losses, ref, args.beta_dpo).margins
-        margins.append(total / args.eval_noise_draws)
+        margins.append(accelerator.gather_for_metrics(total / args.eval_noise_draws))  # every process's shard
     model.train(was_training)
     margins = torch.cat(margins)
     accuracy = ((margins > 0).float() + 0.5 * (margins == 0).float()).mean().item()
@@ -375,9 +386,10 @@ def main(args: argparse.Namespace) -> None:
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.adam_weight_decay)
-    steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
+    # an epoch is each process's shard of the pairs (accelerate splits the batches over processes)
+    shard_batches = math.ceil(len(train_dataloader) / accelerator.num_processes)
     if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * steps_per_epoch
+        args.max_train_steps = args.num_train_epochs * math.ceil(shard_batches / args.gradient_accumulation_steps)
     lr_scheduler = get_scheduler(
         args.lr_scheduler, optimizer=optimizer, num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=args.max_train_steps * accelerator.num_processes,
@@ -385,6 +397,8 @@ def main(args: argparse.Namespace) -> None:
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
         model, optimizer, train_dataloader, lr_scheduler
     )
+    if eval_dataloader is not None:
+        eval_dataloader = accelerator.prepare(eval_dataloader)
     steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
     if accelerator.is_main_process:
@@ -392,7 +406,7 @@ def main(args: argparse.Namespace) -> None:
         accelerator.init_trackers(args.tracker_name, config=config)
     logger.info(f"***** Video DPO: {family.name} ({type(pipeline).__name__}), {len(rows)} pairs, "
                 f"{'Flow-DPO' if family.flow_matching else 'Diffusion-DPO'}, LoRA = {args.use_lora}, "
-                f"{args.max_train_steps} steps *****")
+                f"{args.max_train_steps} steps, {accelerator.num_processes} processes *****")
 
     global_step, checkpoint = 0, args.resume_from_checkpoint
     if checkpoint == "latest":
@@ -433,7 +447,7 @@ def main(args: argparse.Namespace) -> None:
                 continue
             global_step += 1
             progress.update(1)
-            logs = {key: float(np.mean([m[key] for m in window])) for key in window[0]}
+            logs = step_logs(accelerator, window)
             logs.update(lr=lr_scheduler.get_last_lr()[0], step_time=time.perf_counter() - started)
             window = []
             progress.set_postfix(loss=logs["loss"], implicit_acc=logs["implicit_acc"])
