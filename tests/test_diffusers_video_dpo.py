@@ -316,3 +316,17 @@ def test_two_process_launch_shards_pairs_gathers_metrics_and_resumes(tmp_path):
 
     proof.accelerate_launch(flags + ["--num_train_epochs", "2", "--resume_from_checkpoint", "latest"], processes=2)
     assert [m["step"] for m in read_metrics(output_dir)] == list(range(1, 2 * steps_per_epoch + 1))
+
+
+@pytest.mark.slow
+def test_flow_dpo_learns_the_labelled_preference_on_held_out_pairs(tmp_path):
+    """Flow-DPO (LTX-Video, rectified flow) on rendered toy clips, through `accelerate launch`: the held-out margin
+    follows the training labels. Seen on the shared 2-core machine (120 prompts x 4 clips, 30 steps, seeds 0 / 1):
+    real labels 0.96 / 0.96 (margin 5.0 / 18.2), reversed 0.08 / 0.04 (margin -5.0 / -19.8), half swapped 0.79 / 0.29
+    (margin 0.8 / -0.8): with no net preference the accuracy swings with the seed, the margin stays near zero."""
+    runs = proof.flow_dpo_runs(tmp_path, seeds=[0], steps=30)
+    real, reversed_, shuffled = (runs[f"ltx/{labels}/seed0"] for labels in ("real", "reversed", "shuffled"))
+    assert real["before"] == {"implicit_acc": 0.5, "margin": 0.0, "pairs": 24}
+    assert real["after"]["implicit_acc"] >= MIN_ACCURACY and real["after"]["margin"] >= MIN_MARGIN, real
+    assert reversed_["after"]["implicit_acc"] <= 1 - MIN_ACCURACY and reversed_["after"]["margin"] <= -MIN_MARGIN
+    assert abs(shuffled["after"]["margin"]) < real["after"]["margin"] / 3, shuffled

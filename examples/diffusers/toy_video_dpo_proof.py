@@ -11,6 +11,10 @@
 4. ``accelerate launch integrations/diffusers/train_video_dpo.py`` (LoRA, CPU) with ``--eval_split test``;
 5. the LoRA is loaded into the pipeline, which then draws the held-out prompts brighter than the base model.
 
+The flow-matching objective (Flow-DPO) is proven the same way on the random tiny LTX-Video pipeline
+(``unifiedreward.toy.t2v.build_ltx``), with clips drawn by the toy world's renderer (:func:`render_candidates`)
+in place of the random pipeline's grey ones: steps 3-4 with real, shuffled and reversed labels.
+
 ``--shuffle_train_labels`` (chance control) swaps chosen/rejected of random training pairs: the held-out
 accuracy must then stay near chance.
 """
@@ -116,12 +120,43 @@ def make_preference_data(pipeline_dir: Path, prompts: Path, work_dir: Path, seed
                                  progress=False)
 
 
-def shuffle_train_labels(data_dir: Path, out_dir: Path, seed: int) -> Path:
-    """Copy of a sifted video dataset whose ``train`` pairs are swapped by coin flips (``test`` untouched)."""
+def render_candidates(output_dir: Path, num_prompts: int, seed: int = 0, per_prompt: int = 4) -> Path:
+    """A ``generate_candidates``-style folder whose clips come from the toy world's renderer instead of a pipeline:
+    per caption, one moving-shape scene on ``per_prompt`` random backgrounds (20% of the prompts held out).
+
+    The random flow-matching toy pipelines draw near-uniform grey clips, whose brightness differences are noise for
+    any model to learn; rendered clips give the Flow-DPO proof pairs with a real, learnable preference.
+    """
+    from dataclasses import replace
+
+    from reward_core.media import write_video
+    from unifiedreward.toy.scenes import BACKGROUNDS, random_scene, render_video
+
+    rng = random.Random(f"render_candidates:{seed}")
+    records = []
+    for index in range(num_prompts):
+        scene, job_id = random_scene(rng), f"rendered-{index:05d}"
+        videos = []
+        for j, background in enumerate(rng.choices(list(BACKGROUNDS), k=per_prompt)):
+            frames = render_video(replace(scene, background=background), rng, num_frames=5, size=RESOLUTION)
+            videos.append(f"videos/{job_id}/{j}.mp4")
+            write_video(frames, output_dir / videos[-1], fps=4)
+        split = "test" if index % 5 == 0 else "train"
+        records.append({"id": job_id, "prompt": scene.video_caption(), "videos": videos, "meta": {"split": split}})
+    (output_dir / "candidates.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    return output_dir
+
+
+def shuffle_train_labels(data_dir: Path, out_dir: Path, seed: int, swap_fraction: float = 0.5) -> Path:
+    """Copy of a sifted video dataset with ``swap_fraction`` of its ``train`` pairs, drawn at random, swapped
+    (``test`` untouched). At 0.5 exactly half are swapped, so the labels carry no net preference (coin flips leave
+    an imbalance, and on pairs as alike as the toy ones a LoRA learns its direction); at 1.0 every label is reversed."""
     from datasets import DatasetDict, load_from_disk
 
     dataset = load_from_disk(str(data_dir))
-    flips = random.Random(seed).choices([False, True], k=len(dataset["train"]))
+    count = len(dataset["train"])
+    flips = [index < round(count * swap_fraction) for index in range(count)]
+    random.Random(seed).shuffle(flips)
 
     def maybe_swap(row, index):
         if flips[index]:
@@ -137,11 +172,11 @@ def shuffle_train_labels(data_dir: Path, out_dir: Path, seed: int) -> Path:
 
 
 def train_args(pipeline_dir: Path, data_dir: Path, output_dir: Path, seed: int, steps: int = 30,
-               checkpointing_steps: int = 15, evaluate: bool = True) -> list[str]:
+               checkpointing_steps: int = 15, evaluate: bool = True, num_frames: int = NUM_FRAMES) -> list[str]:
     """The proof's ``train_video_dpo.py`` flags: LoRA on CPU, held-out evaluation on split ``test``."""
     return [
         "--pretrained_model_name_or_path", str(pipeline_dir), "--dataset_name", str(data_dir), "--output_dir",
-        str(output_dir), "--height", str(RESOLUTION), "--width", str(RESOLUTION), "--num_frames", str(NUM_FRAMES),
+        str(output_dir), "--height", str(RESOLUTION), "--width", str(RESOLUTION), "--num_frames", str(num_frames),
         "--latent_sampling", "mode", "--train_batch_size", "8", "--max_train_steps", str(steps),
         "--learning_rate", "1e-3", "--rank", "8", "--beta_dpo", "5000", "--checkpointing_steps",
         str(checkpointing_steps), "--mixed_precision", "no", "--report_to", "none", "--seed", str(seed),
@@ -182,6 +217,35 @@ def held_out_prompts(prompts: Path) -> list[str]:
     return [record["prompt"] for record in read_jsonl(prompts) if record["split"] == "test"]
 
 
+def flow_dpo_runs(work: Path, seeds: list[int], steps: int, num_prompts: int = 120) -> dict:
+    """Flow-DPO on the toy LTX-Video pipeline over rendered clips: held-out results with the judge's labels, half of
+    them swapped (no net preference) and all of them reversed (the opposite preference)."""
+    from integrations.diffusers.sift_videos import sift_video_candidates
+    from reward_core import UnifiedReward
+    from unifiedreward.toy.t2v import build_ltx
+    from unifiedreward.toy.tokenization import scene_texts
+
+    ltx_dir = work / "ltx"
+    if not (ltx_dir / "model_index.json").is_file():
+        build_ltx(ltx_dir, scene_texts())
+    data_dir = work / "flow_dpo"
+    sift_video_candidates(UnifiedReward(VideoBrightnessJudge()), render_candidates(work / "rendered", num_prompts),
+                          data_dir, progress=False)
+    labelled_sets = {
+        "real": data_dir,
+        "shuffled": shuffle_train_labels(data_dir, work / "flow_dpo_shuffled", seed=0),
+        "reversed": shuffle_train_labels(data_dir, work / "flow_dpo_reversed", seed=0, swap_fraction=1.0),
+    }
+    runs = {}
+    for labels, labelled in labelled_sets.items():
+        for seed in seeds:
+            output_dir = work / f"ltx_lora_{labels}_seed{seed}"
+            accelerate_launch(train_args(ltx_dir, labelled, output_dir, seed, steps, num_frames=5))
+            runs[f"ltx/{labels}/seed{seed}"] = json.loads((output_dir / "eval_results.json").read_text())
+            logger.info("LTX-Video %s seed %d: %s", labels, seed, runs[f"ltx/{labels}/seed{seed}"])
+    return runs
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work_dir", type=Path, default=Path("demo-work/toy-video-dpo"))
@@ -213,6 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "generation_luminance": generation_shift(pipeline_dir, output_dir, held_out_prompts(prompts)),
             }
             logger.info("%s seed %d: %s", labels, seed, runs[f"{labels}/seed{seed}"])
+    runs.update(flow_dpo_runs(work, args.seeds, args.steps))
     report = {"sift": sifted, "runs": runs}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
