@@ -37,6 +37,9 @@ def rows(out: Path) -> list[tuple[str, str, str]]:
         table.append(("sift", "sift_speedup_generate / logit", f"{sift['sift_speedup_generate']:.2f}x / {sift['sift_speedup_logit']:.2f}x"))
         table.append(("sift", "same_selection_fraction (generate / logit)",
                       f"{sift['same_selection_fraction']} / {sift['same_selection_fraction_logit']} on {sift['upstream_bug_free_prompts']} bug-free prompts"))
+        table.append(("sift", "same_kept_pair_fraction (generate / logit)",
+                      f"{sift['same_kept_pair_fraction']} / {sift['same_kept_pair_fraction_logit']} on {sift['upstream_bug_free_kept']} bug-free kept prompts"))
+        table.append(("sift", "kept (upstream / generate / logit)", " / ".join(str(sift["kept"][m]) for m in sift["methods"])))
     return table
 
 
