@@ -54,7 +54,7 @@ from unifiedreward.sift import SiftItem, SiftSettings, disjoint_pairs, sift_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the same judge flags and the same toy / 7B-shaped model construction as the scoring benchmark
-from scoring_throughput import add_judge_arguments, build_model, parse_judge_arguments  # noqa: E402
+from scoring_throughput import add_judge_arguments, build_model, model_label, parse_judge_arguments  # noqa: E402
 
 PAIR_TEMPLATE, POINT_TEMPLATE = "dpo.image_generation.pair_rank", "dpo.image_generation.point_score"
 PAIR_ANSWERS = ("Image 1 is better than Image 2.", "Image 2 is better than Image 1.", "Both images are equally good.")
@@ -212,15 +212,14 @@ def load_prompts(world: dict, prompts: int, image_size: int | None) -> list[tupl
 
 
 def build_judge(args, world: dict):
-    """The judge both sides run: the 7B-shaped or ``--model`` judge of the scoring benchmark, the saved toy
+    """The judge both sides run: the ``--shape mid / 7b`` or ``--model`` judge of the scoring benchmark, the saved toy
     judge (``--judge saved``), or (default) a benchmark-only judge from the toy judge's config with seed
     ``--judge-seed`` and every ``initializer_range`` set to ``--judge-init-std``. Returns (model, processor, label)."""
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
-    if args.config_7b or args.model or args.judge == "saved":
+    if args.shape != "toy" or args.model or args.judge == "saved":
         model, processor = build_model(args, world)
-        label = "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl (saved)")
-        return model, processor, label
+        return model, processor, model_label(args) + (" (saved)" if args.shape == "toy" and not args.model else "")
     config = AutoConfig.from_pretrained(world["reward_model"])
     for part in (config, config.text_config, config.vision_config):
         part.initializer_range = args.judge_init_std
