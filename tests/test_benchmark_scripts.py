@@ -47,6 +47,26 @@ def test_scoring_benchmark_reports_overhead_over_a_bare_forward(toy_world, tmp_p
     assert entry["logit_vs_bare_forward_ratio"] == pytest.approx(
         entry["batched_logit"]["samples_per_s"] / entry["bare_forward"]["samples_per_s"], rel=0.05
     )
+    assert entry["overhead_fraction_no_prefetch"] < 1.0 and entry["no_prefetch"]["encode_wall_ms_per_item"] > 0
+    assert entry["host_cpu_ms_per_item"] == pytest.approx(
+        entry["batched_logit"]["cpu_ms_per_sample"] - entry["bare_forward"]["cpu_ms_per_sample"], abs=0.01
+    )
+
+
+@pytest.mark.slow
+def test_scoring_benchmark_mid_shape_overhead_only(toy_world, tmp_path):
+    """--shape mid: a judge with Qwen2.5-0.5B text dimensions built from config; --overhead-only skips (a), (b)."""
+    import scoring_throughput
+
+    out = tmp_path / "mid.json"
+    argv = ["--world", toy_world["root"], "--shape", "mid", "--items", "2", "--batch-size", "1", "--tasks", "pointwise",
+            "--overhead-only", "--repeats", "2", "--json", str(out)]  # fmt: skip
+    assert scoring_throughput.main(argv) == 0
+    report = json.loads(out.read_text())
+    entry = report["tasks"]["pointwise"]
+    assert report["shape"] == "mid" and report["parameters"] > 20_000_000 and "upstream_loop" not in entry
+    assert entry["bare_forward"]["samples"] == 2 and entry["overhead_fraction"] < 1.0
+    assert entry["prefetch"]["encode_overlapped_fraction"] is not None  # two groups of one: the second overlaps
 
 
 @pytest.mark.slow
