@@ -9,6 +9,14 @@ Measured side by side in one run, per task (pairwise ``image_generation.pair_ran
 (c) ours, batched logit mode (one forward pass per batch);
 (d) a bare forward: the model calls of (c) replayed on the same padded, pre-encoded batches already on the device
     (no templating, media, processor, collation or parsing); ``overhead_fraction`` = 1 - (d) / (c) seconds.
+    (c) runs twice, with the prefetch thread (default) and with every group encoded on the main thread
+    (``overhead_fraction_no_prefetch``); each logit run starts with an empty vision cache, so it runs the tower
+    on every distinct image, as (d) does. ``host_cpu_ms_per_item`` = (c) - (d) CPU ms per item.
+
+``--shape``: ``toy`` (the toy world's judge), ``mid`` (Qwen2.5-0.5B text dimensions with 2 layers, a 2-block
+vision tower 1280 wide, on the toy processor: the same host work per item as ``toy``, a forward about 100x
+heavier), ``7b`` (Qwen2.5-VL-7B dimensions, upstream's pixel budget, 448 px images); mid and 7b are built from
+config with random weights, nothing is downloaded.
 
 Both wall-clock throughput and CPU time per sample (all threads of the process) are reported: on a
 shared machine the CPU time is the steadier figure, and it shows what the encoding thread costs.
@@ -18,6 +26,7 @@ template (about 6 tokens for a pair-rank verdict, about 80 for a point score wit
 instead of upstream's ``max_new_tokens`` (512); a real checkpoint stops there on its own.
 
     python benchmarks/scoring_throughput.py --json bench-out/throughput.json        # CPU, toy world
+    python benchmarks/scoring_throughput.py --shape mid --items 64 --tasks pairwise pointwise   # CPU, ~2 min
     python benchmarks/scoring_throughput.py --device cuda --dtype bfloat16 --config-7b --items 64 --batch-size 16
 """
 
@@ -63,6 +72,23 @@ QWEN2_5_VL_7B = {
         "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
     },
 }  # fmt: skip
+
+
+# A mid-sized judge: Qwen2.5-0.5B's text dimensions (head_dim 64) with two decoder layers and a two-block vision
+# tower of Qwen2.5-VL-7B's width, on the toy tokenizer and processor (the same host work per item as the toy judge).
+QWEN2_5_VL_MID = {
+    "text_config": {
+        "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 2, "num_attention_heads": 14,
+        "num_key_value_heads": 2, "max_window_layers": 2,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [8, 12, 12]},
+        "rms_norm_eps": 1e-06,
+    },
+    "vision_config": {
+        "depth": 2, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 896,
+        "fullatt_block_indexes": [1],
+    },
+}  # fmt: skip
+SHAPES = {"mid": QWEN2_5_VL_MID, "7b": QWEN2_5_VL_7B}
 
 
 @dataclass
@@ -126,7 +152,11 @@ def upstream_loop(model, processor, template, items: list[JudgeItem], max_new_to
     return Measurement(len(items), time.perf_counter() - started, time.process_time() - cpu_started, tokens / len(items))
 
 
-def ours(rm: UnifiedReward, backend: TransformersBackend, template, items, mode: str, max_new_tokens: int) -> Measurement:
+def ours(
+    rm: UnifiedReward, backend: TransformersBackend, template, items, mode: str, max_new_tokens: int, fresh_cache: bool = False
+) -> Measurement:
+    if fresh_cache and backend.vision_cache is not None:
+        backend.vision_cache.clear()
     started, cpu_started = time.perf_counter(), time.process_time()
     results = rm.judge_batch(template, items, mode=mode, max_new_tokens=max_new_tokens)
     synchronize(backend.model)
@@ -138,9 +168,43 @@ def ours(rm: UnifiedReward, backend: TransformersBackend, template, items, mode:
     return Measurement(len(items), seconds, cpu_seconds, prompt + (max_new_tokens if mode == "generate" else 1))
 
 
-def bare_forward(rm: UnifiedReward, backend: TransformersBackend, template, items) -> Measurement:
-    """(d): capture every padded batch and model call that logit mode makes on ``items``, then time only the
-    replay of those calls (the vision tower runs uncached in the replay)."""
+class OverlapProbe:
+    """Wall-clock intervals of the backend's encoding (``_encode_all``, prefetch thread or not) and model calls
+    (``_run_chunk``) during one run: how much of the encoding ran while a forward was in flight."""
+
+    def __init__(self, backend: TransformersBackend):
+        self.backend, self.encodes, self.forwards = backend, [], []
+
+    def __enter__(self) -> OverlapProbe:
+        encode_all, run_chunk = self.backend._encode_all, self.backend._run_chunk
+
+        def timed(intervals, fn):
+            def wrapper(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    intervals.append((started, time.perf_counter()))
+            return wrapper
+
+        self.backend._encode_all = timed(self.encodes, encode_all)
+        self.backend._run_chunk = timed(self.forwards, run_chunk)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.backend._encode_all, self.backend._run_chunk
+
+    def as_dict(self, items: int) -> dict:
+        encode = sum(end - start for start, end in self.encodes)
+        overlapped = sum(max(0.0, min(e1, f1) - max(e0, f0)) for e0, e1 in self.encodes for f0, f1 in self.forwards)
+        return {
+            "encode_wall_ms_per_item": round(1000 * encode / items, 3),
+            "encode_overlapped_fraction": round(overlapped / encode, 3) if encode else None,
+        }
+
+
+def capture_batches(rm: UnifiedReward, backend: TransformersBackend, template, items) -> list:
+    """Every padded batch and model call that logit mode makes on ``items``, on the device, for (d)."""
     captured = []
     run_chunk = backend._run_chunk
 
@@ -153,13 +217,25 @@ def bare_forward(rm: UnifiedReward, backend: TransformersBackend, template, item
         rm.judge_batch(template, items, mode="logit")
     finally:
         del backend._run_chunk
-    synchronize(backend.model)
+    return captured
+
+
+def bare_forward(model, captured: list, samples: int) -> Measurement:
+    """(d): only the replay of the captured model calls (the vision tower runs uncached in the replay)."""
+    synchronize(model)
     started, cpu_started = time.perf_counter(), time.process_time()
     for batch, run in captured:
         run(batch)
-    synchronize(backend.model)
-    tokens = sum(int(batch["attention_mask"].sum()) for batch, _ in captured) / len(items)
-    return Measurement(len(items), time.perf_counter() - started, time.process_time() - cpu_started, tokens)
+    synchronize(model)
+    tokens = sum(int(batch["attention_mask"].sum()) for batch, _ in captured) / samples
+    return Measurement(samples, time.perf_counter() - started, time.process_time() - cpu_started, tokens)
+
+
+def fastest(runs: list[tuple[Measurement, dict]]) -> tuple[Measurement, dict]:
+    """The repeat with the least wall time (its overlap figures with it), CPU time the least over the repeats."""
+    measurement, extra = min(runs, key=lambda run: run[0].seconds)
+    cpu = min(run[0].cpu_seconds for run in runs)
+    return Measurement(measurement.samples, measurement.seconds, cpu, measurement.tokens_per_sample), extra
 
 
 def synchronize(model) -> None:
@@ -173,18 +249,18 @@ def build_model(args, world: dict):
     dtype = getattr(torch, args.dtype)
     attn = {"attn_implementation": args.attn} if getattr(args, "attn", None) else {}
     processor = AutoProcessor.from_pretrained(world["reward_model"])
-    if not args.config_7b:
+    if args.shape == "toy":
         model = AutoModelForImageTextToText.from_pretrained(args.model or world["reward_model"], dtype=dtype, **attn)
         if args.model:
             processor = AutoProcessor.from_pretrained(args.model)
         return model.to(args.device).eval(), processor
-    config = AutoConfig.from_pretrained(world["reward_model"])  # toy token ids, 7B shapes
-    for part, values in QWEN2_5_VL_7B.items():
+    config = AutoConfig.from_pretrained(world["reward_model"])  # toy token ids, the shape's dimensions
+    for part, values in SHAPES[args.shape].items():
         for key, value in values.items():
             setattr(getattr(config, part), key, value)
-    # Upstream processor pixel budget (qwen-vl-utils caps images at 16384 * 28 * 28 pixels anyway).
-    processor.image_processor.min_pixels, processor.image_processor.max_pixels = 4 * 28 * 28, 16384 * 28 * 28
-    processor.image_processor.size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28}
+    if args.shape == "7b":  # upstream processor pixel budget (qwen-vl-utils caps images at 16384 * 28 * 28 pixels)
+        processor.image_processor.min_pixels, processor.image_processor.max_pixels = 4 * 28 * 28, 16384 * 28 * 28
+        processor.image_processor.size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28}
     torch.manual_seed(0)
     with torch.device(args.device):
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype, **attn)
@@ -204,11 +280,13 @@ def run(args) -> dict:
         "dtype": args.dtype,
         "attn": model.config._attn_implementation,
         "threads": torch.get_num_threads(),
-        "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
+        "model": model_label(args),
+        "shape": args.shape,
         "parameters": sum(p.numel() for p in model.parameters()),
         "items": args.items,
         "batch_size": args.batch_size,
         "prefetch": not args.no_prefetch,
+        "repeats": args.repeats,
         "image_size": args.image_size,
         "stopping": "random weights never emit EOS: (a) and (b) stop at the typical output length per template",
         "tasks": {},
@@ -221,48 +299,72 @@ def run(args) -> dict:
         upstream_loop(model, processor, template, warm[:1], 2)  # warm-up: kernels, caches, lazy imports
         rm.judge_batch(template, warm, mode="generate", max_new_tokens=2)
         rm.judge_batch(template, warm, mode="logit")
-        upstream = upstream_loop(model, processor, template, items, typical)
-        generate = ours(rm, backend, template, items, "generate", typical)
-        logit = ours(rm, backend, template, items, "logit", typical)
-        bare = bare_forward(rm, backend, template, items)
-        report["tasks"][task] = {
-            "template": key,
-            "upstream_max_new_tokens": template.max_new_tokens,
-            "output_tokens": typical,
-            "upstream_loop": upstream.as_dict(),
-            "batched_generate": generate.as_dict(),
+        entry: dict = {"template": key, "upstream_max_new_tokens": template.max_new_tokens, "output_tokens": typical}
+        if not args.overhead_only:
+            upstream = upstream_loop(model, processor, template, items, typical)
+            generate = ours(rm, backend, template, items, "generate", typical)
+            entry.update(upstream_loop=upstream.as_dict(), batched_generate=generate.as_dict())
+        captured = capture_batches(rm, backend, template, items)
+        runs: dict[str, list] = {"logit": [], "serial": [], "bare": []}
+        for _ in range(args.repeats):  # interleaved, so a load spike hits all three alike
+            # logit runs start with an empty vision cache: the tower runs on every distinct image, as in (d)
+            with OverlapProbe(backend) as probe:
+                runs["logit"].append((ours(rm, backend, template, items, "logit", typical, fresh_cache=True), probe))
+            backend.prefetch = False  # the same run with every group encoded on the main thread (no overlap)
+            with OverlapProbe(backend) as probe:
+                runs["serial"].append((ours(rm, backend, template, items, "logit", typical, fresh_cache=True), probe))
+            backend.prefetch = not args.no_prefetch
+            runs["bare"].append((bare_forward(model, captured, len(items)), None))
+        (logit, overlap), (serial, serial_overlap), (bare, _) = (fastest(runs[k]) for k in ("logit", "serial", "bare"))
+        entry.update({
             "batched_logit": logit.as_dict(),
+            "batched_logit_no_prefetch": serial.as_dict(),
             "bare_forward": bare.as_dict(),
             "overhead_fraction": round(1 - bare.seconds / logit.seconds, 3),
             "overhead_fraction_cpu": round(1 - bare.cpu_seconds / logit.cpu_seconds, 3),
+            "overhead_fraction_no_prefetch": round(1 - bare.seconds / serial.seconds, 3),
+            "host_cpu_ms_per_item": round(logit.cpu_ms_per_sample - bare.cpu_ms_per_sample, 3),
+            "prefetch": overlap.as_dict(len(items)),  # how much encoding ran while a forward was in flight
+            "no_prefetch": serial_overlap.as_dict(len(items)),
             "logit_vs_bare_forward_ratio": round(logit.samples_per_s / bare.samples_per_s, 3),
-            "generate_vs_upstream_ratio": round(generate.samples_per_s / upstream.samples_per_s, 2),
-            "logit_vs_upstream_ratio": round(logit.samples_per_s / upstream.samples_per_s, 2),
-            "generate_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / generate.cpu_ms_per_sample, 2),
-            "logit_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / logit.cpu_ms_per_sample, 2),
-        }
+        })  # fmt: skip
+        if not args.overhead_only:
+            entry.update({
+                "generate_vs_upstream_ratio": round(generate.samples_per_s / upstream.samples_per_s, 2),
+                "logit_vs_upstream_ratio": round(logit.samples_per_s / upstream.samples_per_s, 2),
+                "generate_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / generate.cpu_ms_per_sample, 2),
+                "logit_vs_upstream_cpu_ratio": round(upstream.cpu_ms_per_sample / logit.cpu_ms_per_sample, 2),
+            })  # fmt: skip
+        report["tasks"][task] = entry
     return report
 
 
 def table(report: dict) -> str:
+    base_name = "upstream" if all("upstream_loop" in entry for entry in report["tasks"].values()) else "logit"
     lines = [
         f"{report['model']} on {report['device']} ({report['dtype']}), {report['items']} items, batch {report['batch_size']}",
         f"note: {report['stopping']}",
-        f"{'task':<10} {'method':<18} {'samples/s':>10} {'vs upstream':>12} {'cpu ms/sample':>14} {'cpu vs upstream':>16}"
+        f"{'task':<10} {'method':<25} {'samples/s':>10} {'vs ' + base_name:>12} {'cpu ms/sample':>14} {'cpu vs ' + base_name:>16}"
         f" {'tok/sample':>11} {'7B bf16 FLOP bound/s':>21}",
     ]
     for task, entry in report["tasks"].items():
-        base, base_cpu = entry["upstream_loop"]["samples_per_s"], entry["upstream_loop"]["cpu_ms_per_sample"]
-        for method in ("upstream_loop", "batched_generate", "batched_logit", "bare_forward"):
+        first = entry["upstream_loop" if base_name == "upstream" else "batched_logit"]  # the ratios' base
+        base, base_cpu = first["samples_per_s"], first["cpu_ms_per_sample"]
+        for method in ("upstream_loop", "batched_generate", "batched_logit", "batched_logit_no_prefetch", "bare_forward"):
+            if method not in entry:
+                continue
             m = entry[method]
             lines.append(
-                f"{task:<10} {method:<18} {m['samples_per_s']:>10.2f} {m['samples_per_s'] / base:>11.1f}x "
+                f"{task:<10} {method:<25} {m['samples_per_s']:>10.2f} {m['samples_per_s'] / base:>11.1f}x "
                 f"{m['cpu_ms_per_sample']:>14.2f} {base_cpu / m['cpu_ms_per_sample']:>15.1f}x "
                 f"{m['tokens_per_sample']:>11.0f} {m['flop_bound_samples_per_s_7b']:>21.1f}"
             )
-        lines.append(f"{task:<10} logit overhead over a bare forward: {entry['overhead_fraction']:.1%} of its time, "
-                     f"{entry['overhead_fraction_cpu']:.1%} of its CPU time "
-                     f"(throughput {entry['logit_vs_bare_forward_ratio']:.0%} of the bare forward)")
+        lines.append(f"{task:<10} logit overhead over a bare forward: {entry['overhead_fraction']:.1%} of its time "
+                     f"({entry['overhead_fraction_no_prefetch']:.1%} without prefetch), "
+                     f"{entry['overhead_fraction_cpu']:.1%} of its CPU time, host {entry['host_cpu_ms_per_item']:.2f} cpu ms/item "
+                     f"(throughput {entry['logit_vs_bare_forward_ratio']:.0%} of the bare forward); encoding "
+                     f"{entry['prefetch']['encode_wall_ms_per_item']:.2f} ms/item wall, {entry['prefetch']['encode_overlapped_fraction']:.0%} "
+                     f"of it during a forward ({entry['no_prefetch']['encode_wall_ms_per_item']:.2f} ms/item without prefetch)")
     return "\n".join(lines)
 
 
@@ -270,7 +372,10 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     """The judge flags shared with ``sift_throughput.py``: which model, where, and its input size."""
     parser.add_argument("--model", help="checkpoint to time (default: the toy world's reward model)")
     parser.add_argument("--world", help="toy world folder (built there when missing; default: a temp folder)")
-    parser.add_argument("--config-7b", action="store_true", help="a Qwen2.5-VL-7B-shaped judge with random weights")
+    parser.add_argument("--shape", choices=("toy", *SHAPES), default="toy",
+                        help="toy: the toy world's judge; mid: Qwen2.5-0.5B text dims, 2 layers; 7b: Qwen2.5-VL-7B "
+                             "(mid and 7b: random weights from config, nothing downloaded)")
+    parser.add_argument("--config-7b", action="store_true", help="the same as --shape 7b")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--attn", help="attn_implementation: sdpa, eager, flash_attention_2 (default: transformers')")
@@ -280,9 +385,19 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_judge_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
+    if args.config_7b:
+        args.shape = "7b"
+    args.config_7b = args.shape == "7b"
+    if args.shape != "toy" and args.model:
+        parser.error("--model and --shape mid / 7b exclude each other")
     if args.config_7b and args.image_size is None:
         args.image_size = 448
     return args
+
+
+def model_label(args: argparse.Namespace) -> str:
+    labels = {"7b": "qwen2.5-vl-7b-shaped (random)", "mid": "qwen2.5-vl mid-shaped: 0.5B text dims, 2 layers (random)"}
+    return labels.get(args.shape) or args.model or "toy qwen2.5-vl"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=16, help="samples per task and method")
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=sorted(TASKS))
     parser.add_argument("--no-prefetch", action="store_true", help="encode on the main thread only (for A/B timing)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of (c), (c) without prefetch and (d); the fastest counts")
+    parser.add_argument("--overhead-only", action="store_true", help="skip (a) and (b): only the overhead figures")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parse_judge_arguments(parser, argv)
     logging.basicConfig(level=logging.WARNING)

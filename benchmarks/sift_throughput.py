@@ -13,8 +13,16 @@ Measured side by side in one run, threads pinned equally:
 The toy judge has random weights and would never stop or write a verdict, so every run here (upstream's loop
 and ours alike) decodes under the same answer grammar (``prefix_allowed_tokens_fn``): the judge's own logits pick
 one of the answers the template asks for, then EOS. The same judge outputs then go through both sift
-algorithms; ``same_selection_fraction`` compares the kept pairs over the prompts where upstream's code hits none
-of its bugs (every pair decisive, every score parsed, string order = number order).
+algorithms; ``same_selection_fraction`` compares the selection (kept pair or dropped) over the prompts where
+upstream's code hits none of its bugs (every pair decisive, every score parsed, string order = number order), and
+``same_kept_pair_fraction`` over those of them where upstream kept a pair.
+
+The saved toy judge (initializer_range 0.02) gives every candidate the same greedy answer, so both sides would
+drop every prompt and the check would be vacuous. By default the benchmark therefore builds its own judge from
+the toy judge's config with a different seed and a larger weight init (``--judge-seed``, ``--judge-init-std``:
+11 and 0.15, picked from 48 (seed, std) pairs as one whose greedy answers change with the image and whose pair
+verdicts mix "Image 1" and "Image 2"); ``--judge saved`` times the saved toy judge instead. Both sides always
+run the same judge.
 
 Counted per method: vision-tower calls and media through the tower (vs distinct images), prompt tokens prefilled.
 
@@ -46,7 +54,7 @@ from unifiedreward.sift import SiftItem, SiftSettings, disjoint_pairs, sift_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the same judge flags and the same toy / 7B-shaped model construction as the scoring benchmark
-from scoring_throughput import add_judge_arguments, build_model, parse_judge_arguments  # noqa: E402
+from scoring_throughput import add_judge_arguments, build_model, model_label, parse_judge_arguments  # noqa: E402
 
 PAIR_TEMPLATE, POINT_TEMPLATE = "dpo.image_generation.pair_rank", "dpo.image_generation.point_score"
 PAIR_ANSWERS = ("Image 1 is better than Image 2.", "Image 2 is better than Image 1.", "Both images are equally good.")
@@ -203,6 +211,27 @@ def load_prompts(world: dict, prompts: int, image_size: int | None) -> list[tupl
     return out
 
 
+def build_judge(args, world: dict):
+    """The judge both sides run: the ``--shape mid / 7b`` or ``--model`` judge of the scoring benchmark, the saved toy
+    judge (``--judge saved``), or (default) a benchmark-only judge from the toy judge's config with seed
+    ``--judge-seed`` and every ``initializer_range`` set to ``--judge-init-std``. Returns (model, processor, label)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+
+    if args.shape != "toy" or args.model or args.judge == "saved":
+        model, processor = build_model(args, world)
+        return model, processor, model_label(args) + (" (saved)" if args.shape == "toy" and not args.model else "")
+    config = AutoConfig.from_pretrained(world["reward_model"])
+    for part in (config, config.text_config, config.vision_config):
+        part.initializer_range = args.judge_init_std
+    torch.manual_seed(args.judge_seed)
+    attn = {"attn_implementation": args.attn} if args.attn else {}
+    with torch.device(args.device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, args.dtype), **attn)
+    model.generation_config = GenerationConfig.from_pretrained(world["reward_model"])
+    label = f"toy qwen2.5-vl config, random init seed {args.judge_seed}, initializer_range {args.judge_init_std}"
+    return model.eval(), AutoProcessor.from_pretrained(world["reward_model"]), label
+
+
 def timed(fn):
     started = time.perf_counter()
     value = fn()
@@ -214,7 +243,7 @@ def run(args) -> dict:
 
     world_dir = args.world or os.path.join(tempfile.gettempdir(), "unifiedreward-bench-world")
     world = load_world(world_dir) or build_world(world_dir)
-    model, processor = build_model(args, world)
+    model, processor, judge = build_judge(args, world)
     tokenizer = processor.tokenizer
     grammar = AnswerGrammar(tokenizer, model.generation_config.eos_token_id, model.config.vision_start_token_id)
     backend = TransformersBackend(
@@ -239,12 +268,12 @@ def run(args) -> dict:
     report: dict[str, Any] = {
         "device": args.device, "dtype": args.dtype, "attn": model.config._attn_implementation,
         "threads": torch.get_num_threads(),
-        "model": "qwen2.5-vl-7b-shaped (random)" if args.config_7b else (args.model or "toy qwen2.5-vl"),
+        "model": judge,
         "prompts": args.prompts, "candidates_per_prompt": CANDIDATES, "distinct_media": distinct,
         "batch_size": args.batch_size, "image_size": args.image_size, "vision_cache": cache is not None,
         "templates": [PAIR_TEMPLATE, POINT_TEMPLATE],
         "upstream_max_new_tokens": get_template(PAIR_TEMPLATE).max_new_tokens,
-        "decoding": "greedy under each template's answer grammar (the toy judge has random weights), all methods",
+        "decoding": "greedy under each template's answer grammar (random weights), all methods, the same judge",
         "methods": {},
     }  # fmt: skip
 
@@ -273,15 +302,22 @@ def run(args) -> dict:
         return (record.chosen_index, record.rejected_index) if record.status == "kept" else None
 
     clean = [i for i, outcome in enumerate(upstream) if outcome.bug_free]
+    clean_kept = [i for i in clean if upstream[i].selection is not None]
     report["upstream_bug_free_prompts"] = len(clean)
-    for mode, key in (("generate", "same_selection_fraction"), ("logit", "same_selection_fraction_logit")):
-        same = [upstream[i].selection == selection(ours[mode][i]) for i in clean]
-        report[key] = round(sum(same) / len(same), 3) if same else None
+    report["upstream_bug_free_kept"] = len(clean_kept)
+    for mode, suffix in (("generate", ""), ("logit", "_logit")):
+        for key, prompts in (("same_selection_fraction", clean), ("same_kept_pair_fraction", clean_kept)):
+            same = [upstream[i].selection == selection(ours[mode][i]) for i in prompts]
+            report[key + suffix] = round(sum(same) / len(same), 3) if same else None
     report["same_judge_texts_generate"] = round(
         sum(u.pair_texts == [p.text for p in r.pairs] and u.point_texts == r.point_texts for u, r in zip(upstream, ours["generate"]))
         / len(upstream),
         3,
     )
+    report["selections"] = {  # per prompt: [chosen, rejected] or None (dropped)
+        "upstream_loop": [u.selection for u in upstream],
+        **{f"batched_{mode}": [selection(r) for r in records] for mode, records in ours.items()},
+    }
     report["kept"] = {
         "upstream_loop": sum(u.selection is not None for u in upstream),
         **{f"batched_{mode}": sum(r.status == "kept" for r in records) for mode, records in ours.items()},
@@ -303,8 +339,9 @@ def table(report: dict) -> str:
         )
     lines.append(
         f"same selection as upstream on its {report['upstream_bug_free_prompts']} bug-free prompts: generate "
-        f"{report['same_selection_fraction']}, logit {report['same_selection_fraction_logit']}; "
-        f"identical judge texts (generate): {report['same_judge_texts_generate']}"
+        f"{report['same_selection_fraction']}, logit {report['same_selection_fraction_logit']}; same kept pair on the "
+        f"{report['upstream_bug_free_kept']} of them upstream kept: generate {report['same_kept_pair_fraction']}, "
+        f"logit {report['same_kept_pair_fraction_logit']}; identical judge texts (generate): {report['same_judge_texts_generate']}"
     )
     return "\n".join(lines)
 
@@ -313,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_judge_arguments(parser)
     parser.add_argument("--prompts", type=int, default=4)
+    parser.add_argument("--judge", choices=("bench", "saved"), default="bench",
+                        help="toy size: the benchmark's discriminating judge (default) or the saved toy judge")
+    parser.add_argument("--judge-seed", type=int, default=11, help="seed of the benchmark judge's random init")
+    parser.add_argument("--judge-init-std", type=float, default=0.15, help="initializer_range of the benchmark judge")
     parser.add_argument("--no-vision-cache", action="store_true", help="ours without the vision cache (A/B)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     parser.add_argument("--json", type=Path, help="write the report here")

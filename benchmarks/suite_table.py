@@ -24,7 +24,9 @@ def rows(out: Path) -> list[tuple[str, str, str]]:
             for method in ("upstream_loop", "batched_generate", "batched_logit", "bare_forward"):
                 table.append((f"scoring {task}", f"{method} samples/s", f"{entry[method]['samples_per_s']:.2f} ({where})"))
             table.append((f"scoring {task}", "logit / upstream", f"{entry['logit_vs_upstream_ratio']:.1f}x"))
-            table.append((f"scoring {task}", "overhead_fraction (logit vs bare forward)", f"{entry['overhead_fraction']:.3f}"))
+            table.append((f"scoring {task}", "overhead_fraction (logit vs bare forward; without prefetch)",
+                          f"{entry['overhead_fraction']:.3f}; {entry['overhead_fraction_no_prefetch']:.3f}"))
+            table.append((f"scoring {task}", "host cpu ms per item (logit - bare)", f"{entry['host_cpu_ms_per_item']:.2f}"))
     if dpo := load("dpo_step"):
         table.append(("diffusion-dpo step", "ours / theirs step s", f"{dpo['ours']['step_time_s']:.3f} / {dpo['theirs']['step_time_s']:.3f}"))
         table.append(("diffusion-dpo step", "step_time_ratio, peak_mem_ratio", f"{dpo['step_time_ratio']:.2f}, {dpo['peak_mem_ratio']:.2f}"))
@@ -37,6 +39,9 @@ def rows(out: Path) -> list[tuple[str, str, str]]:
         table.append(("sift", "sift_speedup_generate / logit", f"{sift['sift_speedup_generate']:.2f}x / {sift['sift_speedup_logit']:.2f}x"))
         table.append(("sift", "same_selection_fraction (generate / logit)",
                       f"{sift['same_selection_fraction']} / {sift['same_selection_fraction_logit']} on {sift['upstream_bug_free_prompts']} bug-free prompts"))
+        table.append(("sift", "same_kept_pair_fraction (generate / logit)",
+                      f"{sift['same_kept_pair_fraction']} / {sift['same_kept_pair_fraction_logit']} on {sift['upstream_bug_free_kept']} bug-free kept prompts"))
+        table.append(("sift", "kept (upstream / generate / logit)", " / ".join(str(sift["kept"][m]) for m in sift["methods"])))
     return table
 
 

@@ -19,6 +19,7 @@ misses the space token and multi-digit answers, so it is not used here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -131,13 +132,25 @@ def trie_for(template: Any) -> ScoreTrie:
     return ScoreTrie.for_scale(template.scale)
 
 
+@functools.lru_cache(maxsize=None)
+def _value_keys(decimals: int) -> dict[float, str]:
+    """``value_key`` results per precision, filled as values appear (a 1-5 trie has 401 of them per item)."""
+    return {}
+
+
 def result_from_node_probs(template: Any, trie: ScoreTrie, node_probs: Mapping[str, Mapping[str, float]]) -> RewardResult:
     """Expected score over the trie's in-scale answers; ``probs`` keyed by value ("3", "3.5", "2.33")."""
     try:
         distribution = score_distribution(trie, node_probs)
     except (KeyError, ValueError) as error:
         return RewardResult.failure(Status.BACKEND_ERROR, f"unusable answer probabilities: {error}")
-    probs = {value_key(v, trie.decimals): p for v, p in distribution.probs.items()}
+    keys = _value_keys(trie.decimals)
+    probs = {}
+    for value, p in distribution.probs.items():
+        key = keys.get(value)
+        if key is None:
+            key = keys[value] = value_key(value, trie.decimals)
+        probs[key] = p
     if distribution.coverage < 0.5:
         logger.debug("%s: only %.3f of the answer mass is an in-scale number", template.key, distribution.coverage)
     return RewardResult(status=Status.OK, score=distribution.expected, probs=probs)

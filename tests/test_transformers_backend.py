@@ -96,6 +96,28 @@ def test_frames_as_images_feed_eight_images_per_video(backend, toy_world):
     assert inputs["image_grid_thw"].shape[0] == 8 and "pixel_values_videos" not in inputs
 
 
+def test_prompt_text_is_rendered_once_per_layout_and_equals_a_fresh_render(toy_world, monkeypatch):
+    """Images differ, the layout (media kinds + text) repeats: one render; a changed template or text renders anew."""
+    backend = TransformersBackend.from_pretrained(toy_world["reward_model"], device="cpu", vision_cache=False)
+    processor = backend.processor
+    renders = []
+    render = processor.apply_chat_template
+    monkeypatch.setattr(processor, "apply_chat_template", lambda *a, **k: renders.append(1) or render(*a, **k))
+    red, blue = Image.new("RGB", (28, 28), "red"), Image.new("RGB", (56, 28), "blue")
+    first, _ = backend.prompt_text(BackendRequest(media=[red, blue], text="Which is better?"))
+    again, messages = backend.prompt_text(BackendRequest(media=[blue, red], text="Which is better?"))
+    assert first == again == render(messages, tokenize=False, add_generation_prompt=True) and len(renders) == 1
+    backend.prompt_text(BackendRequest(media=[red], text="Which is better?"))  # one image: another layout
+    backend.prompt_text(BackendRequest(media=[red, blue], text="Rate them."))
+    assert len(renders) == 3
+    processor.chat_template = processor.chat_template.replace("You are a helpful assistant.", "You judge images.")
+    changed, _ = backend.prompt_text(BackendRequest(media=[red, blue], text="Which is better?"))
+    assert len(renders) == 4 and "You judge images." in changed
+    backend.chat_template_kwargs = {"add_vision_id": True}
+    numbered, _ = backend.prompt_text(BackendRequest(media=[red, blue], text="Which is better?"))
+    assert len(renders) == 5 and "Picture 2: " in numbered
+
+
 def test_collate_equals_the_processor_batch(backend, toy_world):
     pairs = rows(toy_world, "image_pairs", 2)
     template = get_template("image_generation.pair_rank.v1")

@@ -131,6 +131,28 @@ def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, A
     return kwargs
 
 
+MEDIA_FIELDS = frozenset({"image", "video", "image_url"})
+PROMPT_CACHE_SIZE = 4096  # rendered prompts kept per backend (cleared when full)
+
+
+def template_key(chat_template: Any, options: dict[str, Any], messages: list[dict[str, Any]]) -> tuple | None:
+    """What a chat-templated prompt depends on: the template, its options and each message with its media values
+    left out (their presence stays); None when a field cannot be a key (then the prompt is rendered every time)."""
+    try:
+        layout = tuple(
+            (message["role"], tuple(
+                tuple(sorted((k, "<media>" if k in MEDIA_FIELDS else v) for k, v in entry.items()))
+                for entry in message["content"]
+            ))
+            for message in messages
+        )  # fmt: skip
+        key = (chat_template if isinstance(chat_template, str) else repr(chat_template), tuple(sorted(options.items())), layout)
+        hash(key)
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return key
+
+
 def collate(items: list[Encoded], pad_token_id: int) -> dict[str, Any]:
     """Left-pad the per-token tensors; concatenate the rest (patches, grids) in item order."""
     width = max(item.length for item in items)
@@ -211,6 +233,7 @@ class TransformersBackend:
         # each distinct image / video through the vision tower once (see reward_core.backends.vision_cache)
         self.vision_cache = vision_cache.install(self.model) if isinstance(vision_cache, VisionCache) else None
         self.chat_template_kwargs = dict(chat_template_kwargs or {})  # e.g. {"enable_thinking": False} (Qwen3.5)
+        self._prompt_texts: dict[tuple, str] = {}  # template_key -> rendered prompt (see prompt_text)
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = max(1, int(batch_size))
@@ -276,11 +299,21 @@ class TransformersBackend:
     # --- encoding -------------------------------------------------------------------------------
 
     def prompt_text(self, request: BackendRequest) -> tuple[str, list[dict[str, Any]]]:
-        """The chat-templated prompt (ending with the assistant header) and its messages."""
+        """The chat-templated prompt (ending with the assistant header) and its messages.
+
+        Rendered once per message layout (chat template, media kinds, text and the other non-media fields):
+        the Qwen-VL templates read whether an entry is an image or a video, never its pixels or path."""
         messages = build_messages(request.media, request.text)
-        text = self.processor.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
-        )
+        key = template_key(getattr(self.processor, "chat_template", None), self.chat_template_kwargs, messages)
+        text = self._prompt_texts.get(key) if key is not None else None
+        if text is None:
+            text = self.processor.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+            )
+            if key is not None:
+                if len(self._prompt_texts) >= PROMPT_CACHE_SIZE:
+                    self._prompt_texts.clear()
+                self._prompt_texts[key] = text
         return text, messages
 
     def _prepare(self, request: BackendRequest) -> tuple[str, dict[str, Any]]:

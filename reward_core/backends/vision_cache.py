@@ -6,7 +6,7 @@ template, and logit mode runs one sequence per answer branch. The tower's output
 pixels and grid only, so :class:`VisionCache` wraps the model's ``get_image_features`` /
 ``get_video_features`` and runs the tower on the media it has not seen yet, in one call.
 
-Keys are digests of each medium's processor output (patches + grid), computed on the host by the encoding
+Keys are SHA-256 digests of each medium's processor output (patches + grid), computed on the host by the encoding
 thread (:func:`media_keys`) and handed over with each batch (:meth:`VisionCache.expect`); a call without keys
 (another user of the same model, e.g. a trainer) goes straight to the model. Entries live on the model's
 device, least recently used dropped first past ``max_bytes``.
@@ -41,10 +41,10 @@ def media_keys(inputs: dict[str, Any]) -> dict[str, tuple[str, ...]]:
             size = row[0] * row[1] * row[2]
             chunk = pixels[offset : offset + size].detach().cpu().contiguous()
             offset += size
-            digest = hashlib.blake2b(digest_size=16)
+            digest = hashlib.sha256()  # ~2x blake2b's throughput on CPUs with SHA extensions
             digest.update(repr((kind, row, str(chunk.dtype), tuple(chunk.shape))).encode())
             digest.update(chunk.view(torch.uint8).numpy().data if chunk.numel() else b"")
-            digests.append(digest.hexdigest())
+            digests.append(digest.hexdigest()[:32])
         keys[kind] = tuple(digests)
     return keys
 
