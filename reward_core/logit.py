@@ -132,10 +132,8 @@ def trie_for(template: Any) -> ScoreTrie:
     return ScoreTrie.for_scale(template.scale)
 
 
-@functools.lru_cache(maxsize=None)
-def _value_keys(decimals: int) -> dict[float, str]:
-    """``value_key`` results per precision, filled as values appear (a 1-5 trie has 401 of them per item)."""
-    return {}
+# a 1-5 trie formats its 401 values for every item: format each (value, decimals) once
+_cached_value_key = functools.lru_cache(maxsize=8192)(value_key)
 
 
 def result_from_node_probs(template: Any, trie: ScoreTrie, node_probs: Mapping[str, Mapping[str, float]]) -> RewardResult:
@@ -144,13 +142,7 @@ def result_from_node_probs(template: Any, trie: ScoreTrie, node_probs: Mapping[s
         distribution = score_distribution(trie, node_probs)
     except (KeyError, ValueError) as error:
         return RewardResult.failure(Status.BACKEND_ERROR, f"unusable answer probabilities: {error}")
-    keys = _value_keys(trie.decimals)
-    probs = {}
-    for value, p in distribution.probs.items():
-        key = keys.get(value)
-        if key is None:
-            key = keys[value] = value_key(value, trie.decimals)
-        probs[key] = p
+    probs = {_cached_value_key(v, trie.decimals): p for v, p in distribution.probs.items()}
     if distribution.coverage < 0.5:
         logger.debug("%s: only %.3f of the answer mass is an in-scale number", template.key, distribution.coverage)
     return RewardResult(status=Status.OK, score=distribution.expected, probs=probs)
