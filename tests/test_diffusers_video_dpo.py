@@ -4,8 +4,11 @@
   chance with the judge's labels and not with shuffled labels; the LoRA reloads and draws held-out prompts brighter;
   the run resumes from its checkpoint.
 * Wan and LTX-Video (flow matching, Flow-DPO) and CogVideoX (v-prediction, Diffusion-DPO), random tiny weights: the
-  whole chain runs and the LoRA reloads into the pipeline (a random model has no preference to learn, so no accuracy
-  is asserted there).
+  whole chain runs and the LoRA reloads into the pipeline (a random model's clips have no preference to learn, so no
+  accuracy is asserted there).
+* Flow-DPO on LTX-Video learns the labelled preference on held-out rendered toy clips (real vs reversed vs
+  half-swapped labels).
+* Two processes (gloo): sharded pairs, metrics over processes, gathered held-out margins, resume.
 
 Training runs through the real accelerate CLI with a CPU config, in a subprocess, as a user would run it. The judge
 is a rule judge behind the real UnifiedReward API (``VideoBrightnessJudge``): no checkpoint can judge videos here.
@@ -30,7 +33,10 @@ sys.path.insert(0, str(REPO_ROOT / "examples" / "diffusers"))
 import toy_video_dpo_proof as proof  # noqa: E402
 
 # Seen on the shared 2-core machine with this setting (120 prompts x 4 clips, 30 steps): held-out accuracy 1.0,
-# margin 12.0; shuffled labels 0.125, margin -0.96. With 80 prompts x 2 clips and 20 steps: 0.75, margin 1.4 (too weak).
+# margin 12.2; exactly half the labels swapped: 0.79, margin 0.42 (coin-flip shuffles: 0.125, margin -0.96). With
+# labels that carry no net preference the accuracy is no chance statistic on pairs this alike (a LoRA's movement
+# shifts every held-out margin the same way), so the controls assert on the margin. With 80 prompts x 2 clips and
+# 20 steps: 0.75, margin 1.4 (too weak).
 MIN_ACCURACY = 0.85
 MIN_MARGIN = 4.0
 
@@ -136,12 +142,12 @@ def test_animatediff_dpo_learns_the_preference_on_held_out_pairs_reloads_and_res
 
 
 @pytest.mark.slow
-def test_animatediff_dpo_with_shuffled_labels_stays_near_chance(animatediff_data, tmp_path):
+def test_animatediff_dpo_with_shuffled_labels_learns_no_preference(animatediff_data, tmp_path):
     output_dir = tmp_path / "lora-shuffled"
     proof.accelerate_launch(proof.train_args(animatediff_data["pipeline"], animatediff_data["shuffled"], output_dir,
                                              seed=0, steps=30, checkpointing_steps=100))
     after = json.loads((output_dir / "eval_results.json").read_text())["after"]
-    assert after["implicit_acc"] < MIN_ACCURACY and after["margin"] < MIN_MARGIN, after
+    assert abs(after["margin"]) < MIN_MARGIN / 2, after
 
 
 def type_name(pipeline_dir: Path) -> str:

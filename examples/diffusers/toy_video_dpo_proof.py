@@ -15,8 +15,8 @@ The flow-matching objective (Flow-DPO) is proven the same way on the random tiny
 (``unifiedreward.toy.t2v.build_ltx``), with clips drawn by the toy world's renderer (:func:`render_candidates`)
 in place of the random pipeline's grey ones: steps 3-4 with real, shuffled and reversed labels.
 
-``--shuffle_train_labels`` (chance control) swaps chosen/rejected of random training pairs: the held-out
-accuracy must then stay near chance.
+Each proof also trains on a copy with exactly half the training pairs swapped (no net preference: the held-out
+margin must stay near zero); the Flow-DPO one also on reversed labels (the opposite preference must be learned).
 """
 
 from __future__ import annotations
