@@ -421,3 +421,28 @@ def test_resume_is_exact_and_the_input_folder_is_never_written(toy_world, tmp_pa
     from datasets import load_from_disk
 
     assert len(load_from_disk(str(data))["train"]) == len(LABELS)
+
+
+def test_two_process_launch_shards_an_epoch_and_resumes_exactly(toy_world, tmp_path):
+    """`accelerate launch` with 2 gloo processes (a multi-GPU launch's layout): an epoch of the six strict pairs is
+    3 steps of 2 x 1 pairs, and a run stopped at step 2 and resumed ends with the straight run's LoRA weights."""
+    data = write_pairs(tmp_path / "data")
+    common = ["--pretrained_model_name_or_path", toy_world["sd_model"], "--dataset_name", str(data),
+              "--resolution", "16", "--train_batch_size", "1", "--checkpointing_steps", "2", "--learning_rate", "1e-2",
+              "--random_crop", "--mixed_precision", "no", "--report_to", "none", "--seed", "3"]
+    one_epoch = proof.accelerate_launch(common + ["--output_dir", str(tmp_path / "epoch"), "--num_train_epochs", "1"],
+                                        config_file=proof.CPU_CONFIG_2PROC)
+    assert "Total batch size = 2, optimization steps = 3" in one_epoch.stderr
+    assert "Num processes: 2" in one_epoch.stderr
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    proof.accelerate_launch(common + ["--output_dir", str(straight), "--max_train_steps", "4"],
+                            config_file=proof.CPU_CONFIG_2PROC)
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-2", resumed / "checkpoint-2")
+    proof.accelerate_launch(common + ["--output_dir", str(resumed), "--max_train_steps", "4",
+                                      "--resume_from_checkpoint", "checkpoint-2"], config_file=proof.CPU_CONFIG_2PROC)
+    final, again = lora_weights(straight), lora_weights(resumed)
+    update = max((final[k] - lora_weights(straight / "checkpoint-2")[k]).abs().max().item() for k in final)
+    difference = max((final[k] - again[k]).abs().max().item() for k in final)
+    assert update > 1e-4 and difference <= 1e-6, (difference, update)

@@ -35,7 +35,7 @@ import torch
 import transformers
 from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
+from accelerate.utils import ProjectConfiguration, broadcast_object_list, parse_flag_from_env, set_seed
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from tqdm.auto import tqdm
@@ -651,7 +651,9 @@ def build_eval_dataloader(args):
 
 
 def main(args: argparse.Namespace) -> None:
-    state = PartialState()  # accelerate's logger needs it before the Accelerator exists
+    # accelerate's logger needs a state before the Accelerator exists; like the Accelerator's own, it honours
+    # ACCELERATE_USE_CPU (else a multi-process CPU launch would leave every process training alone)
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     report_to = resolve_report_to(args.report_to)
     repo_id = create_hub_repo(args) if state.is_main_process else None  # fail before any model is loaded
     accelerator = Accelerator(
