@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO_ROOT / "integrations" / "diffusers" / "train_video_dpo.py"
 RESOLUTION = 32
 NUM_FRAMES = 4
+FLOW_NUM_FRAMES = 5  # the toy LTX-Video VAE takes 4k + 1 frames
 LUMA = np.array([0.299, 0.587, 0.114])
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,8 @@ def render_candidates(output_dir: Path, num_prompts: int, seed: int = 0, per_pro
         scene, job_id = random_scene(rng), f"rendered-{index:05d}"
         videos = []
         for j, background in enumerate(rng.choices(list(BACKGROUNDS), k=per_prompt)):
-            frames = render_video(replace(scene, background=background), rng, num_frames=5, size=RESOLUTION)
+            frames = render_video(replace(scene, background=background), rng, num_frames=FLOW_NUM_FRAMES,
+                                  size=RESOLUTION)
             videos.append(f"videos/{job_id}/{j}.mp4")
             write_video(frames, output_dir / videos[-1], fps=4)
         split = "test" if index % 5 == 0 else "train"
@@ -240,7 +242,7 @@ def flow_dpo_runs(work: Path, seeds: list[int], steps: int, num_prompts: int = 1
     for labels, labelled in labelled_sets.items():
         for seed in seeds:
             output_dir = work / f"ltx_lora_{labels}_seed{seed}"
-            accelerate_launch(train_args(ltx_dir, labelled, output_dir, seed, steps, num_frames=5))
+            accelerate_launch(train_args(ltx_dir, labelled, output_dir, seed, steps, num_frames=FLOW_NUM_FRAMES))
             runs[f"ltx/{labels}/seed{seed}"] = json.loads((output_dir / "eval_results.json").read_text())
             logger.info("LTX-Video %s seed %d: %s", labels, seed, runs[f"ltx/{labels}/seed{seed}"])
     return runs
