@@ -244,7 +244,7 @@ def synchronize(model) -> None:
 
 
 def build_model(args, world: dict):
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor
 
     dtype = getattr(torch, args.dtype)
     attn = {"attn_implementation": args.attn} if getattr(args, "attn", None) else {}
@@ -254,17 +254,27 @@ def build_model(args, world: dict):
         if args.model:
             processor = AutoProcessor.from_pretrained(args.model)
         return model.to(args.device).eval(), processor
-    config = AutoConfig.from_pretrained(world["reward_model"])  # toy token ids, the shape's dimensions
-    for part, values in SHAPES[args.shape].items():
-        for key, value in values.items():
-            setattr(getattr(config, part), key, value)
     if args.shape == "7b":  # upstream processor pixel budget (qwen-vl-utils caps images at 16384 * 28 * 28 pixels)
         processor.image_processor.min_pixels, processor.image_processor.max_pixels = 4 * 28 * 28, 16384 * 28 * 28
         processor.image_processor.size = {"shortest_edge": 4 * 28 * 28, "longest_edge": 16384 * 28 * 28}
-    torch.manual_seed(0)
+    return random_judge(args, world, SHAPES[args.shape], seed=0), processor
+
+
+def random_judge(args, world: dict, changes: dict[str, dict], seed: int):
+    """A judge with random weights from the toy judge's config (its token ids), with ``changes`` set on the config's
+    parts (``{"text_config": {...}, "vision_config": {...}, "": {...}}``, ``""`` the top level); nothing is
+    downloaded."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.from_pretrained(world["reward_model"])
+    for part, values in changes.items():
+        for key, value in values.items():
+            setattr(getattr(config, part) if part else config, key, value)
+    attn = {"attn_implementation": args.attn} if getattr(args, "attn", None) else {}
+    torch.manual_seed(seed)
     with torch.device(args.device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, **attn)
-    return model.eval(), processor
+        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, args.dtype), **attn)
+    return model.eval()
 
 
 def run(args) -> dict:
@@ -387,10 +397,9 @@ def parse_judge_arguments(parser: argparse.ArgumentParser, argv: list[str] | Non
     args = parser.parse_args(argv)
     if args.config_7b:
         args.shape = "7b"
-    args.config_7b = args.shape == "7b"
     if args.shape != "toy" and args.model:
         parser.error("--model and --shape mid / 7b exclude each other")
-    if args.config_7b and args.image_size is None:
+    if args.shape == "7b" and args.image_size is None:
         args.image_size = 448
     return args
 

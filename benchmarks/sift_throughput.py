@@ -54,7 +54,9 @@ from unifiedreward.sift import SiftItem, SiftSettings, disjoint_pairs, sift_item
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # the same judge flags and the same toy / 7B-shaped model construction as the scoring benchmark
-from scoring_throughput import add_judge_arguments, build_model, model_label, parse_judge_arguments  # noqa: E402
+from scoring_throughput import (  # noqa: E402
+    add_judge_arguments, build_model, model_label, parse_judge_arguments, random_judge,
+)
 
 PAIR_TEMPLATE, POINT_TEMPLATE = "dpo.image_generation.pair_rank", "dpo.image_generation.point_score"
 PAIR_ANSWERS = ("Image 1 is better than Image 2.", "Image 2 is better than Image 1.", "Both images are equally good.")
@@ -215,21 +217,16 @@ def build_judge(args, world: dict):
     """The judge both sides run: the ``--shape mid / 7b`` or ``--model`` judge of the scoring benchmark, the saved toy
     judge (``--judge saved``), or (default) a benchmark-only judge from the toy judge's config with seed
     ``--judge-seed`` and every ``initializer_range`` set to ``--judge-init-std``. Returns (model, processor, label)."""
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+    from transformers import AutoProcessor, GenerationConfig
 
     if args.shape != "toy" or args.model or args.judge == "saved":
         model, processor = build_model(args, world)
         return model, processor, model_label(args) + (" (saved)" if args.shape == "toy" and not args.model else "")
-    config = AutoConfig.from_pretrained(world["reward_model"])
-    for part in (config, config.text_config, config.vision_config):
-        part.initializer_range = args.judge_init_std
-    torch.manual_seed(args.judge_seed)
-    attn = {"attn_implementation": args.attn} if args.attn else {}
-    with torch.device(args.device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=getattr(torch, args.dtype), **attn)
+    init = {"initializer_range": args.judge_init_std}
+    model = random_judge(args, world, {"": init, "text_config": init, "vision_config": init}, seed=args.judge_seed)
     model.generation_config = GenerationConfig.from_pretrained(world["reward_model"])
     label = f"toy qwen2.5-vl config, random init seed {args.judge_seed}, initializer_range {args.judge_init_std}"
-    return model.eval(), AutoProcessor.from_pretrained(world["reward_model"]), label
+    return model, AutoProcessor.from_pretrained(world["reward_model"]), label
 
 
 def timed(fn):
