@@ -176,10 +176,8 @@ def test_transformer_video_dpo_runs_end_to_end_and_its_lora_reloads(family, tmp_
     builder, denoiser, objective, num_frames = TRANSFORMER_FAMILIES[family]
     pipeline_dir = getattr(t2v, builder)(tmp_path / family, scene_texts())
     prompts = proof.write_prompts(tmp_path / "prompts.jsonl", num_prompts=10, seed=1)
-    candidate_args = ["--pretrained_model_name_or_path", str(pipeline_dir), "--prompts", str(prompts), "--output_dir",
-                      str(tmp_path / "candidates"), "--num_images_per_prompt", "2", "--batch_size", "2",
-                      "--num_inference_steps", "2", "--height", "32", "--width", "32", "--num_frames",
-                      str(num_frames), "--device", "cpu"]
+    candidate_args = proof.generate_args(pipeline_dir, prompts, tmp_path / "candidates", num_per_prompt=2,
+                                         num_frames=num_frames)
     assert generate_main(candidate_args).images_written == 20
     assert generate_main(candidate_args).skipped == 10  # resumable: complete prompts are not drawn again
     sifted = sift_video_candidates(UnifiedReward(proof.VideoBrightnessJudge()), tmp_path / "candidates",
@@ -293,10 +291,8 @@ def test_two_process_launch_shards_pairs_gathers_metrics_and_resumes(tmp_path):
 
     pipeline_dir = build_ltx(tmp_path / "ltx", scene_texts())
     prompts = proof.write_prompts(tmp_path / "prompts.jsonl", num_prompts=30, seed=2)
-    generate_main(["--pretrained_model_name_or_path", str(pipeline_dir), "--prompts", str(prompts), "--output_dir",
-                   str(tmp_path / "candidates"), "--num_images_per_prompt", "2", "--batch_size", "2",
-                   "--num_inference_steps", "2", "--height", "32", "--width", "32", "--num_frames", "5",
-                   "--device", "cpu"])
+    generate_main(proof.generate_args(pipeline_dir, prompts, tmp_path / "candidates", num_per_prompt=2,
+                                      num_frames=proof.FLOW_NUM_FRAMES))
     sift_video_candidates(UnifiedReward(proof.VideoBrightnessJudge()), tmp_path / "candidates", tmp_path / "data",
                           progress=False)
     splits = load_from_disk(str(tmp_path / "data"))

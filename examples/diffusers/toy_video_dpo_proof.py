@@ -100,12 +100,12 @@ def write_prompts(path: Path, num_prompts: int, seed: int) -> Path:
 
 
 def generate_args(pipeline_dir: Path, prompts: Path, output_dir: Path, num_per_prompt: int = 4, seed: int = 0,
-                  extra: list[str] = ()) -> list[str]:
+                  extra: list[str] = (), num_frames: int = NUM_FRAMES) -> list[str]:
     return [
         "--pretrained_model_name_or_path", str(pipeline_dir), "--prompts", str(prompts), "--output_dir",
         str(output_dir), "--num_images_per_prompt", str(num_per_prompt), "--batch_size", str(num_per_prompt),
         "--num_inference_steps", "2", "--seed", str(seed), "--height", str(RESOLUTION), "--width", str(RESOLUTION),
-        "--num_frames", str(NUM_FRAMES), "--fps", "4", "--device", "cpu", *extra,
+        "--num_frames", str(num_frames), "--fps", "4", "--device", "cpu", *extra,
     ]
 
 

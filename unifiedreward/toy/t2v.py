@@ -66,19 +66,28 @@ def build_animatediff(sd_dir: str | Path, out_dir: str | Path, seed: int = 0, ma
     return Path(out_dir)
 
 
+def _t5_text_encoder(out_dir: Path, captions: list[str], max_text_length: int, config_class=None, model_class=None):
+    """The toy CLIP tokenizer (saved under ``out_dir/tokenizer``) and a random tiny T5-family encoder (T5 by
+    default; Wan's UMT5) that reads it."""
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+
+    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", captions, max_text_length)
+    tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
+    config = (config_class or T5Config)(
+        vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, pad_token_id=tokenizer.convert_tokens_to_ids(CLIP_EOS),
+    )
+    return tokenizer, (model_class or T5EncoderModel)(config)
+
+
 def build_wan(out_dir: str | Path, captions: list[str], seed: int = 0, max_text_length: int = 32) -> Path:
     """Write a random tiny ``WanPipeline`` (flow matching; frames must be ``4k + 1``, sizes multiples of 16)."""
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
-    from transformers import CLIPTokenizer, UMT5Config, UMT5EncoderModel
+    from transformers import UMT5Config, UMT5EncoderModel
 
     out_dir = Path(out_dir)
-    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", captions, max_text_length)
-    tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
     torch.manual_seed(seed)
-    text_encoder = UMT5EncoderModel(
-        UMT5Config(vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                   relative_attention_num_buckets=8, pad_token_id=tokenizer.convert_tokens_to_ids(CLIP_EOS))
-    )
+    tokenizer, text_encoder = _t5_text_encoder(out_dir, captions, max_text_length, UMT5Config, UMT5EncoderModel)
     vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
     transformer = WanTransformer3DModel(
@@ -114,18 +123,6 @@ def build_text_to_video_sd(sd_dir: str | Path, out_dir: str | Path, seed: int = 
     logger.info("toy TextToVideoSD written to %s", out_dir)
     return Path(out_dir)
 
-
-def _t5_text_encoder(out_dir: Path, captions: list[str], max_text_length: int, d_model: int = 32):
-    """The toy CLIP tokenizer (saved under ``out_dir/tokenizer``) and a random tiny T5 encoder that reads it."""
-    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
-
-    vocab_size = save_clip_tokenizer(out_dir / "tokenizer", captions, max_text_length)
-    tokenizer = CLIPTokenizer.from_pretrained(out_dir / "tokenizer")
-    text_encoder = T5EncoderModel(
-        T5Config(vocab_size=vocab_size, d_model=d_model, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
-                 relative_attention_num_buckets=8, pad_token_id=tokenizer.convert_tokens_to_ids(CLIP_EOS))
-    )
-    return tokenizer, text_encoder
 
 
 def build_cogvideox(out_dir: str | Path, captions: list[str], seed: int = 0, max_text_length: int = 32) -> Path:
