@@ -13,6 +13,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from unifiedreward import __version__
+from unifiedreward.cli.help import CommandParser
+
 SUBCOMMANDS: dict[str, str] = {
     "prompt": "unifiedreward.cli.prompt",
     "parse": "unifiedreward.cli.parse",
@@ -35,9 +38,12 @@ def _register(subparsers: argparse._SubParsersAction, spec: str) -> None:
 
 def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser with the subcommands ``names`` (default: all of them)."""
-    parser = argparse.ArgumentParser(
-        prog="unifiedreward", description="UnifiedReward judges: prompts, parsing, scoring, data and toy models."
+    parser = CommandParser(
+        prog="unifiedreward",
+        description="UnifiedReward judges: prompts, parsing, scoring, data, benchmarks, reports and toy models.",
+        epilog="`unifiedreward COMMAND --help` describes each command, with an example.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS if names is None else names:
         _register(subparsers, SUBCOMMANDS[name])

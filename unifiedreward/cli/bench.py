@@ -15,6 +15,14 @@ import sys
 
 from unifiedreward.bench.loaders import BENCHMARKS
 from unifiedreward.cli.common import load_judge
+from unifiedreward.cli.help import CommandParser, examples
+
+EXAMPLE = examples(
+    "unifiedreward bench --benchmark genai-bench-image --data genai_image.parquet "
+    "--model CodeGoat24/UnifiedReward-qwen-7b --swap --output bench-out/genai-image",
+    "unifiedreward bench --benchmark vl-rewardbench --data hf:MMInstruction/VL-RewardBench "
+    "--server http://127.0.0.1:8080 --mode logit --output bench-out/vlrb",
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "bench",
         help="evaluate a judge on GenAI-Bench / VideoGen-RewardBench / VL-RewardBench",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLE,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -33,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+    parser.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS), help="which benchmark --data holds")
     parser.add_argument("--data", required=True, help="benchmark file, saved dataset folder, or hf:<repo_id>")
     parser.add_argument("--media-root", help="folder relative media paths (and downloaded video URLs) resolve to "
                         "(default: the data file's folder)")
@@ -44,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--server", help="OpenAI-compatible server URL (vLLM, SGLang, transformers serve)")
     parser.add_argument("--served-model-name", help="model name on the server (default: the server's first model)")
     parser.add_argument("--template", help="template key (default: the benchmark's pair-rank template)")
-    parser.add_argument("--mode", choices=("generate", "logit"), default="generate")
+    parser.add_argument("--mode", choices=("generate", "logit"), default="generate",
+                        help="generate: parse the verdict; logit: P(winner) from the answer's first token")
     parser.add_argument("--swap", action="store_true", help="judge every pair in both orders (default: one seeded order)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-pair presentation order")
     parser.add_argument("--limit", type=int, help="only the first N rows")
@@ -125,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unifiedreward bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="unifiedreward bench", description=__doc__, epilog=EXAMPLE)
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

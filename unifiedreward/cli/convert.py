@@ -22,22 +22,29 @@ import json
 import os
 import sys
 
+from unifiedreward.cli.help import CommandParser, examples
+
 # Imported lazily inside run(): data_converters is not needed by the other subcommands.
 
 KINDS = ("unifiedreward", "preference", "toy")
+EXAMPLE = examples(
+    "unifiedreward convert toy toy-world/data/image_pairs.jsonl data/pairs_sft.jsonl --dataset-info data",
+    "unifiedreward convert preference runs/sift/sift.jsonl data/sift_dpo.jsonl --media-dir runs/sift "
+    "--dataset-info data/dataset_info.json --dataset-name unifiedreward_dpo",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``convert`` subcommand on the ``unifiedreward`` command's subparsers."""
     parser = subparsers.add_parser("convert", help="convert data files to LLaMA-Factory datasets", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   epilog=EXAMPLE)
     _add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("kind", choices=KINDS, help="what INPUT holds (see the kinds above)")
     parser.add_argument("input", help=".json (array), .jsonl or .parquet")
     parser.add_argument("output", help="output .jsonl file")
     parser.add_argument("--media-dir", help="LLaMA-Factory media_dir that output media paths are relative to "
@@ -104,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unifiedreward convert", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog="unifiedreward convert", description=__doc__, epilog=EXAMPLE)
     _add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from unifiedreward.cli.help import examples
 from reward_core.parsers import PARSERS, parse
 from reward_core.prompts import get_template
 
@@ -21,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "parse",
         help="parse a model output read on stdin; print a JSON result",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples('echo "... Final Score: 4" | unifiedreward parse image_generation.point_score.v1'),
     )
     parser.add_argument("key", nargs="?", help="template key whose parser to use")
     parser.add_argument("--parser", help=f"parser name instead of a template key ({', '.join(sorted(PARSERS))})")

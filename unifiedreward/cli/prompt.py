@@ -13,6 +13,7 @@ import json
 import sys
 
 from unifiedreward.cli.common import parse_fields
+from unifiedreward.cli.help import examples
 from reward_core.prompts import get_template, list_templates
 
 
@@ -21,7 +22,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "prompt",
         help="print a rendered judge prompt (or --list the templates)",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples(
+            'unifiedreward prompt image_generation.point_score.v1 --set prompt="a red circle"',
+            "unifiedreward prompt --list image_generation",
+        ),
     )
     parser.add_argument("key", nargs="?", help="template key (with --list: an optional key prefix)")
     parser.add_argument(

@@ -28,7 +28,22 @@ from pathlib import Path
 from typing import Any
 
 from unifiedreward.cli.common import load_judge, parse_fields
+from unifiedreward.cli.help import examples
 
+EXAMPLES = {
+    "score": examples(
+        "unifiedreward score --model toy-world/reward-qwen2_5_vl --template image_generation.point_score.v1 "
+        '--set prompt="a red circle" --mode logit --json a.png',
+        "unifiedreward score --server http://127.0.0.1:8080 --template image_generation.point_score.v1 "
+        "--input items.jsonl --output out.jsonl",
+    ),
+    "compare": examples(
+        "unifiedreward compare --model toy-world/reward-qwen2_5_vl --template image_generation.pair_rank.v1 "
+        '--set prompt="a red circle" --mode logit --swap a.png b.png',
+        "unifiedreward compare --server http://127.0.0.1:8080 --template image_generation.pair_rank.v1 "
+        "--input items.jsonl --output out.jsonl",
+    ),
+}
 DESCRIPTIONS = {
     "score": "pointwise verdict (score) for one item or a JSONL batch",
     "compare": "pairwise verdict (winner) for one pair or a JSONL batch",
@@ -45,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def add_judge_parser(subparsers: argparse._SubParsersAction, command: str) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        command, help=DESCRIPTIONS[command], description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        command, help=DESCRIPTIONS[command], description=__doc__, epilog=EXAMPLES[command]
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="checkpoint path (or hub id) loaded with transformers")
@@ -60,7 +75,10 @@ def add_judge_parser(subparsers: argparse._SubParsersAction, command: str) -> ar
     )
     parser.add_argument("--template", required=True, help="template key (see `unifiedreward prompt --list`)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="template field value")
-    parser.add_argument("--mode", choices=("generate", "logit"), default="generate")
+    parser.add_argument(
+        "--mode", choices=("generate", "logit"), default="generate",
+        help="generate: parse the judge's answer; logit: read the answer's probabilities (scores any judge)",
+    )
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the template's)")
     parser.add_argument("--json", action="store_true", help="print the single result as one JSON line")
     parser.add_argument("--input", type=Path, help="JSONL items: {id, media: [...], fields: {...}}")
@@ -69,7 +87,7 @@ def add_judge_parser(subparsers: argparse._SubParsersAction, command: str) -> ar
     parser.add_argument("--as-frames", action="store_true", help="feed each video as 8 frames (2.0 / vLLM protocol)")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1 (default: cuda when available)")
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="items per judge batch")
     parser.add_argument("media", nargs="*", metavar="MEDIA", help="image / video paths, in template order")
     parser.set_defaults(func=run, command_name=command)
     return parser

@@ -18,6 +18,7 @@ import shlex
 from dataclasses import dataclass
 
 from reward_core.checkpoints import LLAVA, lookup
+from unifiedreward.cli.help import CommandParser, examples
 
 SERVED_NAME = "UnifiedReward"
 
@@ -120,13 +121,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "serve-cmd",
         help="print the vLLM / SGLang command that serves a UnifiedReward checkpoint",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples(
+            "unifiedreward serve-cmd CodeGoat24/UnifiedReward-2.0-qwen3vl-8b --gpus 8",
+            "unifiedreward serve-cmd toy-world/reward-qwen2_5_vl --module --max-model-len 4096",
+        ),
     )
     parser.add_argument("model", help="checkpoint (hub id or local path), e.g. CodeGoat24/UnifiedReward-2.0-qwen3vl-8b")
-    parser.add_argument("--gpus", type=int, default=1, help="GPUs to use (default 1)")
-    parser.add_argument("--engine", choices=("vllm", "sglang"), default="vllm")
+    parser.add_argument("--gpus", type=int, default=1, help="GPUs to use")
+    parser.add_argument("--engine", choices=("vllm", "sglang"), default="vllm", help="serving engine")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on")
     parser.add_argument(
         "--api-key", metavar="ENV_VAR", nargs="?", const="UNIFIEDREWARD_API_KEY", default=None,
         help="require a bearer key, read by the server's shell from $ENV_VAR (default UNIFIEDREWARD_API_KEY)",
@@ -159,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run this subcommand alone (``python -m unifiedreward.cli.serve_cmd MODEL ...``)."""
-    parser = argparse.ArgumentParser(prog="unifiedreward")
+    parser = CommandParser(prog="unifiedreward")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["serve-cmd", *(argv or [])])
     return args.func(args)

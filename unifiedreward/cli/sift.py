@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from unifiedreward.cli.common import load_judge
+from unifiedreward.cli.help import CommandParser, examples
 from unifiedreward.report import try_report
 from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import (
@@ -44,9 +45,15 @@ from unifiedreward.sift import (
 logger = logging.getLogger(__name__)
 
 
+EXAMPLE = examples(
+    "unifiedreward sift --input prompts.jsonl --output-dir runs/sift --policy Qwen/Qwen2.5-VL-7B-Instruct "
+    "--reward-model CodeGoat24/UnifiedReward-qwen-7b --num-candidates 10",
+    "unifiedreward sift --input prompts.jsonl --output-dir runs/sift --merge-only",
+)
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", help="JSON or JSONL file of prompts")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--output-dir", required=True, help="folder for the records, pairs, dataset and report")
     parser.add_argument("--media-dir", default=None, help="base folder for relative media paths (default: the input's)")
     reward = parser.add_mutually_exclusive_group()
     reward.add_argument("--reward-model", help="local UnifiedReward checkpoint")
@@ -55,27 +62,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=None, help="local policy checkpoint that samples the candidates")
     parser.add_argument("--policy-server", default=None, help="OpenAI-compatible base URL of the policy")
     parser.add_argument("--policy-model", default=None, help="served policy model name")
-    parser.add_argument("--num-candidates", type=int, default=10)
-    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--num-candidates", type=int, default=10, help="candidates the policy samples per prompt")
+    parser.add_argument("--temperature", type=float, default=0.7, help="policy sampling temperature")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="policy sampling length")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pair-template", default="image_understanding.pair_rank.v1")
-    parser.add_argument("--point-template", default="image_understanding.point_score.v1")
-    parser.add_argument("--mode", choices=["generate", "logit"], default="generate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the policy's sampling")
+    parser.add_argument("--pair-template", default="image_understanding.pair_rank.v1",
+                        help="template of the pair-rank stage (`unifiedreward prompt --list`)")
+    parser.add_argument("--point-template", default="image_understanding.point_score.v1",
+                        help="template of the point-sift stage")
+    parser.add_argument("--mode", choices=["generate", "logit"], default="generate",
+                        help="generate: parse the judge's answers; logit: read their probabilities")
     parser.add_argument("--swap", action="store_true", help="rank each pair in both orders; keep agreeing pairs only")
     parser.add_argument("--batch-size", type=int, default=8, help="reward-model batch size")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--num-shards", type=int, default=None)
-    parser.add_argument("--shard-index", type=int, default=None)
+    parser.add_argument("--device", default=None, help="torch device of local models (default: cuda when available)")
+    parser.add_argument("--num-shards", type=int, default=None,
+                        help="split the prompts into N shards (default: one per process under accelerate launch)")
+    parser.add_argument("--shard-index", type=int, default=None, help="which shard this run sifts (0-based)")
     parser.add_argument("--retry-failed", action="store_true", help="sift again the items recorded as failed")
     parser.add_argument("--no-merge", action="store_true", help="only write this shard's records")
     parser.add_argument("--merge-only", action="store_true", help="only merge existing records into the outputs")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def add_parser(subparsers: Any) -> None:
     """Add the ``sift`` subcommand to ``unifiedreward``'s subparsers."""
-    parser = subparsers.add_parser("sift", help="build DPO preference pairs (pair-rank + point-sift)")
+    parser = subparsers.add_parser(
+        "sift", help="build DPO preference pairs (pair-rank + point-sift)", description=__doc__, epilog=EXAMPLE
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -278,7 +291,7 @@ def exit_status(failed_items: int, invalid_rows: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unifiedreward sift", description=__doc__.split("\n")[0])
+    parser = CommandParser(prog="unifiedreward sift", description=__doc__, epilog=EXAMPLE)
     add_arguments(parser)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return run(parser.parse_args(argv))

@@ -6,19 +6,29 @@ import argparse
 import json
 import sys
 
+from unifiedreward.cli.help import CommandParser, examples
+
+EXAMPLE = examples("unifiedreward toy build toy-world", "unifiedreward toy build toy-world --seed 1 --num-items 20")
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``toy`` (with its ``build`` subcommand) on a parent CLI's subparsers."""
-    parser = subparsers.add_parser("toy", help="offline toy world: tiny checkpoints and synthetic data")
+    parser = subparsers.add_parser(
+        "toy", help="offline toy world: tiny checkpoints and synthetic data", description=__doc__, epilog=EXAMPLE
+    )
     _add_arguments(parser)
     return parser
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="toy_command", required=True)
-    build = commands.add_parser("build", help="build the toy world into OUT_DIR and print its manifest")
-    build.add_argument("out_dir", metavar="OUT_DIR")
-    build.add_argument("--seed", type=int, default=0)
+    commands = parser.add_subparsers(dest="toy_command", metavar="COMMAND", required=True)
+    build = commands.add_parser(
+        "build", help="build the toy world into OUT_DIR and print its manifest",
+        description="Build the toy world (a tiny Qwen2.5-VL judge and policy, a tiny Stable Diffusion pipeline and "
+        "synthetic data with known answers) into OUT_DIR and print its manifest as JSON.", epilog=EXAMPLE,
+    )
+    build.add_argument("out_dir", metavar="OUT_DIR", help="folder to build into (reused when already complete)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
     build.add_argument(
         "--num-items", type=int, default=None, help="records per data file (videos get a tenth; default 100)"
     )
@@ -35,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unifiedreward toy", description=__doc__)
+    parser = CommandParser(prog="unifiedreward toy", description=__doc__, epilog=EXAMPLE)
     _add_arguments(parser)
     args = parser.parse_args(argv)
     return args.func(args)
