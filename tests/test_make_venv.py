@@ -72,8 +72,9 @@ def test_two_parallel_builds_of_one_environment_build_it_once(tmp_path):
     first = _start(root, env)
     _wait_for_partial_build(tmp_path, first)
     second = _start(root, env)  # e.g. `make demo` and `make test` in two terminals
-    logs = _finish(first) + _finish(second)
-    assert logs.count(BUILD_MESSAGE) == 1, logs  # the second waited for the first and reused its build
+    first_log, second_log = _finish(first), _finish(second)
+    assert BUILD_MESSAGE in first_log
+    assert "waiting for another build of tiny" in second_log and BUILD_MESSAGE not in second_log, second_log
     _assert_one_intact_environment(tmp_path, root)
 
 
