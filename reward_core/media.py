@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -119,11 +120,34 @@ def local_path(source: str | os.PathLike, kind: str = "image") -> str:
         raise MediaError(repr(path), "path contains a NUL byte")
     if path.lower().startswith(REMOTE_SCHEMES):
         raise MediaError(source, f"remote URLs are not fetched; download the {kind} first")
-    if os.path.isdir(path):
-        raise MediaError(source, "is a directory, not a file")
-    if not os.path.isfile(path):
-        raise MediaError(source, "file not found")
+    reason = _not_a_file_reason(path)
+    if reason:
+        raise MediaError(source, reason)
     return path
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                  (stat.S_ISSOCK, "socket"))
+
+
+def _not_a_file_reason(path: str) -> str | None:
+    """Why ``path`` is not a regular file that can be read (``None`` when it is one), found without opening
+    it: a FIFO or a device would block or never end."""
+    link = f"a symlink to {os.path.realpath(path)}" if os.path.islink(path) else ""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"file not found ({link}, which does not exist)" if link else "file not found"
+    except OSError as error:  # a symlink loop, a name too long, no permission
+        reason = f"cannot access the file: {error.strerror}"
+    else:
+        if stat.S_ISREG(mode):
+            return None
+        if stat.S_ISDIR(mode):
+            return "is a directory, not a file"
+        reason = "not a regular file: " + next((name for is_kind, name in _SPECIAL_FILES if is_kind(mode)),
+                                               "special file")
+    return f"{reason} ({link})" if link else reason
 
 
 def _array_to_image(array: np.ndarray, source: Any) -> Image.Image:

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from reward_core.media import MediaError, VideoSpec, load_video_frames
+from reward_core.media import MediaError, VideoSpec, load_video_frames, local_path
 from reward_core.prompts import Template
 
 NATIVE, FRAMES = "native", "frames"
@@ -123,10 +122,9 @@ def read_frames(spec: VideoSpec, protocol: MediaProtocol) -> list[Image.Image]:
     """The RGB frames upstream's script takes from one video (before any transport encoding)."""
     import decord
 
-    if not Path(spec.path).is_file():
-        raise MediaError(spec, "file not found")
+    path = local_path(spec.path, kind="video")
     try:
-        reader = decord.VideoReader(spec.path)
+        reader = decord.VideoReader(path)
         indices = protocol.indices(len(reader))
         frames = reader.get_batch(indices).asnumpy()
     except Exception as error:  # decord raises its own DECORDError / RuntimeError
