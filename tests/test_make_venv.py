@@ -27,7 +27,7 @@ def _checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     (root / "env" / "requirements-tiny.txt").write_text("pip\n")
     (root / "env" / "constraints-tiny.txt").write_text("")
     (root / "env" / "imports-tiny.txt").write_text("pip\n")
-    (root / "setup.py").write_text('from setuptools import setup\nsetup(name="tinyproj", version="0", py_modules=["tinyproj"])\n')
+    (root / "setup.py").write_text('import setuptools\nsetuptools.setup(name="tinyproj", py_modules=["tinyproj"])\n')
     (root / "tinyproj.py").write_text("")
     env = {**os.environ, "UNIFIEDREWARD_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1",
            "PIP_USE_PEP517": "false"}

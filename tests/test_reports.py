@@ -84,7 +84,8 @@ def browse(page: Path, tmp_path: Path) -> tuple[str, Image.Image]:
     """(DOM after load with every image fetched eagerly, screenshot) of ``page`` in headless Chromium."""
     dom = dump_dom(page.resolve().as_uri() + "#eager", tmp_path)
     shot = tmp_path / f"{page.parent.name}-screenshot.png"
-    subprocess.run([*chromium_args(tmp_path), f"--screenshot={shot}", "--window-size=1280,1400", page.resolve().as_uri()],
+    subprocess.run([*chromium_args(tmp_path), f"--screenshot={shot}", "--window-size=1280,1400",
+                    page.resolve().as_uri()],
                    capture_output=True, timeout=120, check=True)
     return dom, Image.open(shot).convert("RGB")
 
