@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -286,12 +285,6 @@ def qwen3_vl_backend(toy_world):
     return TransformersBackend(qwen3_vl(), processor, vision_cache=False)
 
 
-def gradient(width: int, height: int) -> Image.Image:
-    """Not a flat colour, so that every resampling shows in the pixels."""
-    x, y = np.meshgrid(np.linspace(0, 255, width), np.linspace(0, 255, height))
-    return Image.fromarray(np.stack([x, y, 255 - x], axis=-1).astype(np.uint8))
-
-
 @pytest.mark.parametrize("size", [(150, 100), (200, 37), (90, 90), (300, 400)])
 def test_qwen3_vl_images_get_the_servers_token_grid_from_one_resize(qwen3_vl_backend, size):
     """Upstream runs Qwen3-VL judges behind vLLM, whose processor resizes each image once within its ``size``
@@ -299,6 +292,7 @@ def test_qwen3_vl_images_get_the_servers_token_grid_from_one_resize(qwen3_vl_bac
     ~256x256 px, e.g. 14x22 instead of 14x20 patches for 150x100), from one resize: qwen-vl-utils' at the
     processor's bounds, then ``do_resize=False`` (the Qwen3-VL model card's recipe)."""
     from qwen_vl_utils import smart_resize
+    from test_media_protocol import gradient
 
     processor = qwen3_vl_backend.processor
     image = gradient(*size)
