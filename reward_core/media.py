@@ -1,7 +1,9 @@
 """Media loading and the upstream (``inference_qwen``) chat-message layout.
 
-Images become RGB ``PIL.Image``; videos stay :class:`VideoSpec` until the backend decodes them
-with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match upstream.
+Images become RGB ``PIL.Image`` (:func:`decode_image` keeps RGBA for the template's media protocol: its upstream
+client decides how transparency is flattened, see :func:`to_rgb`); videos stay :class:`VideoSpec` until the
+backend decodes them with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match
+upstream.
 ``VideoSpec(as_frames=True)`` instead feeds 8 frames per video as separate images, like the 2.0 /
 vLLM path and the benchmarks (``np.linspace(0, n - 1, 8)``).
 """

@@ -152,7 +152,8 @@ def test_video_dpo_frames_keep_their_size(videos, key):
     8 ``np.linspace`` frames at the video's own size (pairs: video 1's frames, then video 2's)."""
     specs = [VideoSpec(p) for p in videos[: get_template(key).media_count]]
     frames = apply_protocol(get_template(key), specs)
-    expected = [Image.fromarray(decord.VideoReader(s.path)[i].asnumpy()) for s in specs for i in np.linspace(0, TOTAL - 1, 8).astype(int)]
+    linspace = np.linspace(0, TOTAL - 1, 8).astype(int)
+    expected = [Image.fromarray(decord.VideoReader(s.path)[i].asnumpy()) for s in specs for i in linspace]
     assert [f.size for f in frames] == [(64, 48)] * len(expected)
     assert all(np.array_equal(np.asarray(f), np.asarray(e)) for f, e in zip(frames, expected))
 

@@ -139,11 +139,11 @@ def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, A
     patch_size = getattr(processor.image_processor, "patch_size", 14)
     once = resizes_once(processor)
     if once:
-        bounds = image_pixel_bounds(processor)
+        bounds = image_pixel_bounds(processor)  # an entry's own min_pixels / max_pixels win
         messages = [
-            {**message, "content": [{**bounds, **entry} if entry.get("type") == "image" else entry for entry in message["content"]]}
+            {**message, "content": [{**bounds, **e} if e.get("type") == "image" else e for e in message["content"]]}
             for message in messages
-        ]  # fmt: skip
+        ]
     images, videos, video_kwargs = process_vision_info(
         messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=patch_size
     )
