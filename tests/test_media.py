@@ -11,14 +11,17 @@ import torch
 from PIL import Image
 
 from reward_core.media import (
+    DROP,
     FRAMES_PER_VIDEO,
     MediaError,
     VideoSpec,
     build_messages,
+    decode_image,
     frame_indices,
     load_image,
     load_video_frames,
     prepare_media,
+    to_rgb,
 )
 
 
@@ -63,6 +66,8 @@ def test_grayscale_and_rgba_become_rgb_like_qwen_vl_utils():
     assert gray.mode == "RGB" and gray.getpixel((0, 0)) == (7, 7, 7)
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red -> white background
     assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    kept = decode_image(rgba)  # RGBA stays RGBA until the template's protocol flattens it
+    assert kept.mode == "RGBA" and kept is not rgba and to_rgb(kept, DROP).getpixel((0, 0)) == (255, 0, 0)
     png = io.BytesIO()
     Image.new("P", (4, 4)).save(png, format="PNG")
     assert load_image(png.getvalue()).mode == "RGB"
