@@ -1,7 +1,8 @@
 """Sample rows in the schemas of the released UnifiedReward training sets, with tiny real media.
 
 The schemas follow upstream's LLaVA-NeXT loader (``llava/train/train.py``: ``image`` | ``images`` |
-``video`` joined onto ``image_folder``; a ``video`` that is a folder is read as its sorted frames),
+``video`` joined onto ``image_folder``; a ``video`` that is a folder is read as its sorted frames, an
+``images`` list longer than 2 as the frames of one video: VideoDPO's 16 per pair, VideoFeedback's 8),
 its ``train_data.yaml`` folders and the Think README (see shared/reference/upstream-unifiedreward.md).
 The released files themselves cannot be downloaded here, so column names that no upstream code
 confirms are marked ``assumed``. Prompts are rendered by reward_core's templates, with LLaVA's
@@ -103,7 +104,8 @@ def released_families(root: Path, rows_per_family: int = 2) -> list[Family]:
         for i in range(rows_per_family)], "LLaVA items, image: str, 0-100 score"))
     families.append(Family("videodpo", "VideoDPO.json", [
         {"id": f"videodpo-{i}",
-         "images": [frame for slot in (0, 1) for frame in _frames(root, f"VideoDPO/frames/{i}_{slot}", 60 * slot + 10 * i)],
+         "images": [frame for slot in (0, 1)  # video 1's 8 frames, then video 2's
+                    for frame in _frames(root, f"VideoDPO/frames/{i}_{slot}", 60 * slot + 10 * i)],
          "conversations": _turns("<image>\n" + _prompt("video_generation.pair_rank.v1", prompt=f"a ball {i}"),
                                  "Video 1 is better")}
         for i in range(rows_per_family)],
