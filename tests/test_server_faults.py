@@ -144,10 +144,10 @@ def test_retry_after_is_honoured_in_seconds_and_as_a_date():
     """STUB: 429 "Retry-After: 1", then 503 with an HTTP date 2 s ahead, then an answer. The fast
     backoff alone would retry within 0.1 s."""
     answers = iter([
-        (429, {"error": "rate limited"}, {"Retry-After": "1"}),
-        (503, {"error": "loading"}, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}),
+        lambda: (429, {"error": "rate limited"}, {"Retry-After": "1"}),
+        lambda: (503, {"error": "loading"}, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}),
     ])  # fmt: skip
-    with StubServer(lambda path, body: next(answers, (200, chat_response("ok")))) as stub:
+    with StubServer(lambda path, body: next(answers, lambda: (200, chat_response("ok")))()) as stub:
         [out] = OpenAIBackend(stub.base_url, model="m", **FAST_RETRY).generate(requests(1), max_new_tokens=4)
     assert out.text == "ok"
     first, second = (b - a for a, b in zip(stub.arrivals, stub.arrivals[1:]))
