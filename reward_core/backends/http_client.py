@@ -300,7 +300,8 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
                 try:
                     return answer.json()
                 except ValueError:
-                    raise RequestFailed(f"HTTP {answer.status}: body is not JSON: {_short(answer.text)}", answer.status) from None
+                    reason = f"HTTP {answer.status}: body is not JSON: {_short(answer.text)}"
+                    raise RequestFailed(reason, answer.status) from None
             last_status, last_body = answer.status, answer.text
             last_reason = f"HTTP {answer.status}: {_short(answer.text)}"
             if answer.status not in RETRYABLE_STATUS:
@@ -313,10 +314,9 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
             pause = policy.delay(attempt, retry_after)
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise RequestFailed(f"deadline exceeded after {attempt} attempts (last: {last_reason})", last_status)
-            asked = "" if retry_after is None else f", Retry-After {retry_after:g}s"
-            logger.debug(
-                "attempt %d on %s failed (%s); retrying in %.2fs%s", attempt, url, replicas.scrub(last_reason), pause, asked
-            )  # fmt: skip
+            asked = "" if retry_after is None else f" (Retry-After {retry_after:g}s)"
+            reason = replicas.scrub(last_reason)
+            logger.debug("attempt %d on %s failed (%s); retrying in %.2fs%s", attempt, url, reason, pause, asked)
             await asyncio.sleep(pause)
     if last_status is None:
         where = url if len(replicas) == 1 else f"{len(replicas)} replicas (last {url})"

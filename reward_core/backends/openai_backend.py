@@ -3,8 +3,9 @@
 One HTTP request per judge call, many in flight (bounded by ``concurrency``), each retried with
 jittered exponential backoff (or a 429/503's ``Retry-After``, capped at ``retry_after_max``) on
 connection errors, 408/429 and 5xx, each attempt within ``timeout`` (body included), all within an
-overall ``deadline`` per batch; an answer over ``max_response_bytes`` (decoded) fails its item. Sampling is explicit (``temperature=0``, ``top_p=1``), unlike
-upstream's client, which sends none and so inherits the checkpoint's sampling defaults.
+overall ``deadline`` per batch; an answer over ``max_response_bytes`` (decoded) fails its item.
+Sampling is explicit (``temperature=0``, ``top_p=1``), unlike upstream's client, which sends none and
+so inherits the checkpoint's sampling defaults.
 
 ``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
 replica with the fewest in flight, a replica that keeps refusing connections is taken out and tried
@@ -305,9 +306,8 @@ class OpenAIBackend:
 
     async def _post(self, client, replicas: Replicas, path: str, payload: dict, deadline) -> dict[str, Any]:
         """POST to the configured replicas only; the key goes in this request's headers, never a shared client's."""
-        return await post_json(
-            client, replicas, path, payload, self.retry, deadline, headers=self._headers, max_bytes=self.max_response_bytes
-        )  # fmt: skip
+        cap = self.max_response_bytes
+        return await post_json(client, replicas, path, payload, self.retry, deadline, self._headers, cap)
 
     @contextlib.asynccontextmanager
     async def _encoder(self):
@@ -357,7 +357,7 @@ class OpenAIBackend:
             limit, by_deadline = attempt_limit(self.timeout, deadline)
             get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
             try:
-                response = await asyncio.wait_for(get, limit)
+                answer = await asyncio.wait_for(get, limit)
             except asyncio.TimeoutError:
                 if by_deadline:
                     reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
@@ -369,10 +369,10 @@ class OpenAIBackend:
                 continue
             except RequestFailed as exc:
                 raise RequestFailed(replicas.scrub(f"cannot list models at {url}: {exc}"), exc.status) from None
-            if not response.is_success:
-                raise RequestFailed(f"cannot list models at {url}: HTTP {response.status}", response.status)
+            if not answer.is_success:
+                raise RequestFailed(f"cannot list models at {url}: HTTP {answer.status}", answer.status)
             try:
-                return [entry["id"] for entry in response.json()["data"]]
+                return [entry["id"] for entry in answer.json()["data"]]
             except (ValueError, KeyError, TypeError) as exc:
                 raise RequestFailed(replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc})")) from None
         raise RequestFailed("; ".join(reasons))
