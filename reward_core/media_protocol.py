@@ -9,6 +9,11 @@ Upstream runs each prompt family through one script, and that script fixes the m
 - Think-qwen3 and Flex: 8 frames per video at ``np.linspace(0, n - 1, 8)`` (seek; repeats kept), JPEG q95 once.
   Their images also travel as JPEG q95, like every image of the 2.0 / Edit vLLM scripts.
 - LLaVA prompts: 8 frames at ``np.linspace`` resized to 512x512 (``opencv_extract_frames``); benchmarks: 8 frames.
+  VideoDPO's sift (``dpo.video_generation.*``) calls ``img.resize((512, 512))`` without keeping the result: its frames
+  keep their size. Images are resized to 512x512 (PIL's default filter, bicubic) by Flow-GRPO / ``sglang_inference.py``
+  (``*.sglang_v1.5``) and DiffusionDPO's sift (``dpo.image_generation.*``); no other script resizes them.
+- Transparency: qwen-vl-utils (``inference_qwen``) composites an RGBA image on white; every other client calls
+  ``convert("RGB")``, which drops the alpha channel and keeps the colours as stored.
 
 :func:`apply_protocol` turns a request's validated media into what the model sees, before any backend, so
 the transformers backend and the HTTP backend get the same frames: an image that upstream sent as JPEG is
@@ -22,13 +27,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from reward_core.media import MediaError, VideoSpec, load_video_frames
+from reward_core.media import DROP, WHITE, MediaError, VideoSpec, load_video_frames, local_path, to_rgb
 from reward_core.prompts import Template
 
 NATIVE, FRAMES = "native", "frames"
@@ -44,6 +48,8 @@ class MediaProtocol:
     ``"frames"`` (``frames`` images per video picked by ``sampler``, resized to ``size`` when given).
     ``frame_file_quality``: frames first saved as JPEG files of this quality (upstream's 2.0 scripts).
     ``jpeg_quality``: images and frames travel as JPEG of this quality (upstream's vLLM client); ``None`` = as is.
+    ``image_size``: images resized to this ``(width, height)`` (PIL's default filter) before anything else.
+    ``alpha``: how an RGBA image becomes RGB: ``"white"`` (composited, qwen-vl-utils) or ``"drop"`` (``convert("RGB")``).
     """
 
     video: str = NATIVE
@@ -55,6 +61,8 @@ class MediaProtocol:
     fps: float | None = None
     nframes: int | None = None
     max_pixels: int | None = None
+    image_size: tuple[int, int] | None = None
+    alpha: str = DROP
     source: str = ""  # the upstream script family this follows
 
     def indices(self, total_frames: int) -> list[int]:
@@ -65,14 +73,27 @@ class MediaProtocol:
             return sorted({int(i * total_frames / self.frames) for i in range(self.frames)})
         return np.linspace(0, total_frames - 1, self.frames).astype(int).tolist()
 
+    def image(self, image: Image.Image) -> Image.Image:
+        """An RGB or RGBA image as the model receives it: resized to ``image_size`` (in its own mode, as upstream
+        resizes the opened file), made RGB by the ``alpha`` rule, then JPEG-transported when the protocol says so
+        (see :func:`as_jpeg`). An image already encoded, or one needing none of this, is returned as is."""
+        if JPEG_INFO in image.info:
+            return image
+        if self.image_size is not None:
+            image = image.resize(self.image_size)
+        image = to_rgb(image, self.alpha)
+        return as_jpeg(image, self.jpeg_quality) if self.jpeg_quality else image
 
-QWEN_NATIVE = MediaProtocol(source="inference_qwen (transformers + qwen-vl-utils)")
+
+QWEN_NATIVE = MediaProtocol(alpha=WHITE, source="inference_qwen (transformers + qwen-vl-utils)")
 V2_FRAMES_8 = MediaProtocol(FRAMES, 8, STRIDE, frame_file_quality=95, jpeg_quality=95, source="UnifiedReward-2.0-inference")
 V2_FRAMES_16 = MediaProtocol(FRAMES, 16, STRIDE, frame_file_quality=95, jpeg_quality=95, source="UnifiedReward-2.0-inference (APS)")
 VLLM_FRAMES_8 = MediaProtocol(FRAMES, 8, LINSPACE, jpeg_quality=95, source="Think-qwen3 / Flex (vLLM)")
 VLLM_IMAGES = MediaProtocol(jpeg_quality=95, source="vLLM client (JPEG q95)")
 LLAVA_FRAMES_8 = MediaProtocol(FRAMES, 8, LINSPACE, size=(512, 512), source="LLaVA opencv_extract_frames")
 BENCH_FRAMES_8 = MediaProtocol(FRAMES, 8, LINSPACE, source="benchmarks (decord linspace)")
+IMAGES_512 = MediaProtocol(image_size=(512, 512), source="Flow-GRPO / sglang_inference.py, DiffusionDPO sift: resize 512x512")
+VIDEO_DPO_FRAMES_8 = MediaProtocol(FRAMES, 8, LINSPACE, source="VideoDPO sift (opencv_extract_frames; its resize is discarded)")
 
 _BY_KEY = {
     "video_generation.pair_score.v2": V2_FRAMES_8,
@@ -93,7 +114,11 @@ def protocol_for(template: Template) -> MediaProtocol:
         return VLLM_IMAGES
     if key.startswith("bench."):
         return BENCH_FRAMES_8
-    if key.endswith(".llava") or key.startswith(("dpo.", "preference.")) or "sglang" in key:
+    if key.startswith("dpo.image_generation.") or "sglang" in key:
+        return IMAGES_512
+    if key.startswith("dpo.video_generation."):
+        return VIDEO_DPO_FRAMES_8
+    if key.endswith(".llava") or key.startswith("preference."):
         return LLAVA_FRAMES_8
     return QWEN_NATIVE
 
@@ -123,10 +148,9 @@ def read_frames(spec: VideoSpec, protocol: MediaProtocol) -> list[Image.Image]:
     """The RGB frames upstream's script takes from one video (before any transport encoding)."""
     import decord
 
-    if not Path(spec.path).is_file():
-        raise MediaError(spec, "file not found")
+    path = local_path(spec.path, kind="video")
     try:
-        reader = decord.VideoReader(spec.path)
+        reader = decord.VideoReader(path)
         indices = protocol.indices(len(reader))
         frames = reader.get_batch(indices).asnumpy()
     except Exception as error:  # decord raises its own DECORDError / RuntimeError
@@ -144,8 +168,9 @@ def _explicit(spec: VideoSpec) -> bool:
 
 
 def apply_protocol(template: Template, media: list[Any], protocol: MediaProtocol | None = None) -> list[Any]:
-    """A request's validated media (RGB images, :class:`VideoSpec`) as the model receives them under ``protocol``
-    (default: the template's). JPEG-transported images and frames are decoded JPEGs (see :func:`as_jpeg`)."""
+    """A request's validated media (RGB / RGBA images, :class:`VideoSpec`) as the model receives them under ``protocol``
+    (default: the template's): RGB images (see :meth:`MediaProtocol.image`); JPEG-transported images and frames are
+    decoded JPEGs (see :func:`as_jpeg`)."""
     protocol = protocol or protocol_for(template)
     out: list[Any] = []
     for item in media:
@@ -158,8 +183,8 @@ def apply_protocol(template: Template, media: list[Any], protocol: MediaProtocol
                 out += [as_jpeg(f, protocol.jpeg_quality) for f in frames] if protocol.jpeg_quality else frames
             else:
                 out.append(VideoSpec(item.path, fps=protocol.fps, nframes=protocol.nframes, max_pixels=protocol.max_pixels))
-        elif isinstance(item, Image.Image) and protocol.jpeg_quality and JPEG_INFO not in item.info:
-            out.append(as_jpeg(item, protocol.jpeg_quality))
+        elif isinstance(item, Image.Image):
+            out.append(protocol.image(item))
         else:
             out.append(item)
     return out

@@ -298,6 +298,10 @@ _DIMENSION_SCORE = re.compile(
 )
 
 
+# the dimensions each multi-score parser reports (ACS for images, APS for videos)
+MULTI_SCORE_DIMENSIONS = {"acs": ("alignment", "coherence", "style"), "aps": ("alignment", "physics", "style")}
+
+
 def _multi_score(dimensions: tuple[str, ...], low: float = 1.0, high: float = 5.0) -> Parser:
     """``Alignment Score (1-5): X`` lines (ACS / APS); ``score`` is their mean when all are valid."""
 
@@ -544,8 +548,8 @@ register_parser("think", _think("any"))
 register_parser("final_score_1_5", _final_score(1.0, 5.0))
 register_parser("final_score_1_10", _final_score(1.0, 10.0))
 register_parser("final_score_0_100", _final_score(0.0, 100.0))
-register_parser("acs", _multi_score(("alignment", "coherence", "style")))
-register_parser("aps", _multi_score(("alignment", "physics", "style")))
+for _name, _dimensions in MULTI_SCORE_DIMENSIONS.items():
+    register_parser(_name, _multi_score(_dimensions))
 register_parser("pair_score_image", _pair_score("image"))
 register_parser("pair_score_video", _pair_score("video"))
 register_parser("flex_image", _parse_flex)

@@ -1,7 +1,8 @@
 """Sample rows in the schemas of the released UnifiedReward training sets, with tiny real media.
 
 The schemas follow upstream's LLaVA-NeXT loader (``llava/train/train.py``: ``image`` | ``images`` |
-``video`` joined onto ``image_folder``; a ``video`` that is a folder is read as its sorted frames),
+``video`` joined onto ``image_folder``; a ``video`` that is a folder is read as its sorted frames, an
+``images`` list longer than 2 as the frames of one video: VideoDPO's 16 per pair, VideoFeedback's 8),
 its ``train_data.yaml`` folders and the Think README (see shared/reference/upstream-unifiedreward.md).
 The released files themselves cannot be downloaded here, so column names that no upstream code
 confirms are marked ``assumed``. Prompts are rendered by reward_core's templates, with LLaVA's
@@ -45,6 +46,11 @@ def _video(root: Path, relative: str, shade: int) -> str:
     frames = [Image.new("RGB", FRAME_SIZE, (shade, 16 * i, 255 - shade)) for i in range(8)]
     write_video(frames, root / relative, fps=4)
     return relative
+
+
+def _frames(root: Path, folder: str, shade: int, count: int = 8) -> list[str]:
+    """``count`` frames of one video as a list of image paths (upstream's 8 frames per video)."""
+    return [_image(root, f"{folder}/{index:02d}.jpg", (shade, 15 * index, 160)) for index in range(count)]
 
 
 def _frame_folder(root: Path, relative: str, shade: int, frames: int = 6) -> str:
@@ -97,10 +103,14 @@ def released_families(root: Path, rows_per_family: int = 2) -> list[Family]:
                                  f"The response names the colour correctly.\nFinal Score: {80 + i}")}
         for i in range(rows_per_family)], "LLaVA items, image: str, 0-100 score"))
     families.append(Family("videodpo", "VideoDPO.json", [
-        {"id": f"videodpo-{i}", "videos": [_video(root, f"VideoDPO/{i}_{slot}.mp4", 60 * slot + 10 * i) for slot in (0, 1)],
-         "conversations": _turns("<video>\n<video>\n" + _prompt("video_generation.pair_rank.v1", prompt=f"a ball {i}"),
+        {"id": f"videodpo-{i}",
+         "images": [frame for slot in (0, 1)  # video 1's 8 frames, then video 2's
+                    for frame in _frames(root, f"VideoDPO/frames/{i}_{slot}", 60 * slot + 10 * i)],
+         "conversations": _turns("<image>\n" + _prompt("video_generation.pair_rank.v1", prompt=f"a ball {i}"),
                                  "Video 1 is better")}
-        for i in range(rows_per_family)], "assumed: videos: [2 mp4 files]"))
+        for i in range(rows_per_family)],
+        "LLaVA items, images: 16 frames (8 of video 1, then 8 of video 2), one <image>: upstream's loader reads "
+        "more than 2 images as one video (llava/train/train.py _get_item)"))
     families.append(Family("lift_hra", "LiFT-HRA.json", [
         {"id": f"lift-{i}", "video": _video(root, f"LiFT-HRA/{i}.mp4", 30 * i),
          "conversations": _turns("<image>\n" + _prompt("video_generation.point_score.v1", prompt=f"a bird {i}"),
@@ -108,11 +118,12 @@ def released_families(root: Path, rows_per_family: int = 2) -> list[Family]:
                                  "text-to-video alignment: 3\nfactual consistency: 3\nFinal Score: 7")}
         for i in range(rows_per_family)], "LLaVA items, video: one mp4, one <image> for the video"))
     families.append(Family("videofeedback", "VideoFeedback.json", [
-        {"id": f"vf-{i}", "video": _frame_folder(root, f"VideoFeedback/frames/clip_{i}", 40 * i),
+        {"id": f"vf-{i}", "images": _frames(root, f"VideoFeedback/frames/clip_{i}", 40 * i),
          "conversations": _turns("<image>\n" + _prompt("video_generation.point_score.v1", prompt=f"a car {i}"),
                                  "visual quality: 2\ntemporal consistency: 3\ndynamic degree: 3\n"
                                  "text-to-video alignment: 2\nfactual consistency: 3\nFinal Score: 5")}
-        for i in range(rows_per_family)], "LLaVA items, video: a frame folder (train_data.yaml VideoFeedback + frames)"))
+        for i in range(rows_per_family)],
+        "LLaVA items, images: 8 frames of one video, one <image> (image_folder VideoFeedback/frames in train_data.yaml)"))
     families.append(Family("sharegptvideo_pairwise", "ShareGPTVideo_pairwise.json", [
         {"id": f"sgv-pair-{i}", "video": _frame_folder(root, f"ShareGPTVideo/videos/v{i}", 20 * i, frames=11),
          "conversations": _turns("<image>\n" + _prompt("video_understanding.pair_rank.v1", question="What moves?",

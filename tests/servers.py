@@ -18,7 +18,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -255,13 +256,25 @@ def chat_response(text: str, model: str = "UnifiedReward") -> dict:
     }
 
 
-Responder = Callable[[str, dict], "tuple[int, dict] | None"]
+@dataclass
+class RawAnswer:
+    """An answer written by hand: status, headers, then ``chunks`` one by one (a generator may sleep
+    between them: a trickling server; or yield a compressed stream: a gzip bomb)."""
+
+    status: int
+    chunks: Iterable[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Responder = Callable[[str, dict], "tuple[int, dict] | tuple[int, dict, dict[str, str]] | RawAnswer | None"]
 
 
 class StubServer:
-    """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``, or ``None`` to hang.
+    """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``,
+    ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang.
 
-    Only for faults a real server cannot produce on demand; every request body is kept in ``received``.
+    Only for faults a real server cannot produce on demand; every request body is kept in ``received``,
+    with its arrival time (monotonic) in ``arrivals``.
     """
 
     def __init__(self, respond: Responder, models: list[str] | None = None, hang_models: bool = False):
@@ -271,6 +284,7 @@ class StubServer:
         self.received: list[dict] = []
         self.headers: list[dict[str, str]] = []  # of every request, GETs included
         self.gets: list[str] = []
+        self.arrivals: list[float] = []
         self.release = threading.Event()
         stub = self
 
@@ -278,13 +292,22 @@ class StubServer:
             def log_message(self, *args):  # keep pytest output clean
                 pass
 
-            def _send(self, status: int, body: dict) -> None:
+            def _send(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
-                self.send_response(status)
+                self._write(RawAnswer(status, [data], {"Content-Length": str(len(data)), **(headers or {})}))
+
+            def _write(self, answer: RawAnswer) -> None:
+                self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    for chunk in answer.chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up: fine
+                    self.close_connection = True
 
             def do_GET(self):
                 stub.gets.append(self.path)
@@ -300,12 +323,13 @@ class StubServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 stub.received.append(body)
+                stub.arrivals.append(time.monotonic())
                 stub.headers.append(dict(self.headers))
                 answer = stub.respond(self.path, body)
                 if answer is None:
                     stub.release.wait(60)
                     return
-                self._send(*answer)
+                self._write(answer) if isinstance(answer, RawAnswer) else self._send(*answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

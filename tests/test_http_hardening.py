@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import time
+import tracemalloc
+import zlib
 
 import pytest
 from PIL import Image
@@ -16,7 +18,7 @@ from reward_core.backends.base import BackendRequest
 from reward_core.backends.openai_backend import OpenAIBackend, split_urls
 from reward_core.model import UnifiedReward
 from reward_core.results import Status
-from servers import StubServer, chat_response, free_port, vllm_logprobs_response
+from servers import RawAnswer, StubServer, chat_response, free_port, vllm_logprobs_response
 from unifiedreward.cli import main as cli_main
 
 FAST_RETRY = {"max_attempts": 3, "backoff_base": 0.05, "backoff_max": 0.1}
@@ -149,3 +151,81 @@ def test_cli_run_where_every_item_failed_exits_non_zero(tmp_path, capsys):
     code = cli_main(["score", "--server", url, "--template", POINT, "--input", str(items), "--output", str(tmp_path / "o")])
     assert code == 1
     assert "backend_error 3" in capsys.readouterr().err
+
+
+def test_api_key_echoed_by_the_server_is_scrubbed_everywhere(caplog):
+    """STUB: a server that quotes the bearer token back in every answer (error bodies, a malformed 200,
+    a 401). The key never reaches a result, an error or a log line; ``***`` stands in for it."""
+    key = "sk-echo-secret-7"
+
+    def echo(status):
+        def respond(path, payload):
+            quoted = stub.headers[-1].get("Authorization", "")
+            return (200, {"choices": [], "echo": quoted}) if status == 200 else (status, {"error": f"bad {quoted}"})
+
+        return respond
+
+    for status in (500, 401, 200):
+        with StubServer(echo(status)) as stub, caplog.at_level(logging.DEBUG):
+            judge = UnifiedReward.from_server(stub.base_url, api_key=key, **FAST_RETRY)
+            result = judge.score(POINT, Image.new("RGB", (28, 28)), prompt="a")
+            [logit] = OpenAIBackend(stub.base_url, api_key=key, **FAST_RETRY).answer_logprobs([request(prefix="Image")], ["1", "2"])
+        assert result.status == Status.BACKEND_ERROR and "Bearer ***" in result.error, (status, result.error)
+        assert key not in result.error + str(result.to_dict()) + logit.error + caplog.text, status
+    assert "Bearer ***" in caplog.text  # the retries' log lines quote the body, scrubbed
+
+
+def test_gzip_bomb_is_refused_with_bounded_memory():
+    """STUB: a 200 answer of ~1 MB gzip that decodes to 1 GiB of JSON blanks. The client stops at
+    ``max_response_bytes`` (16 MiB) of decoded bytes: bounded memory, a clear per-item error."""
+    mib = b" " * 2**20
+
+    def bomb():
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip stream
+        for _ in range(1024):
+            yield packer.compress(mib)
+        yield packer.compress(json.dumps(chat_response("ok")).encode()) + packer.flush()
+
+    with StubServer(lambda path, payload: RawAnswer(200, bomb(), {"Content-Encoding": "gzip"})) as stub:  # ends at close
+        backend = OpenAIBackend(stub.base_url, model="m", **FAST_RETRY)
+        tracemalloc.start()
+        try:
+            [out] = backend.generate([request()], 4)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert out.text is None and "larger than 16777216 bytes" in out.error, out
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    assert len(stub.received) == 1  # refused at once, not retried
+
+
+def test_duplicate_logprob_entries_are_refused():
+    """STUB (vLLM's documented shape, then corrupted): a token listed twice would double its probability."""
+    answer = vllm_logprobs_response({"1": math.log(0.5), "2": math.log(0.3)})
+    top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    top.append(dict(top[0]))
+    with StubServer(lambda path, payload: (200, answer)) as stub:
+        [out] = OpenAIBackend(stub.base_url, logprob_tokens="top").answer_logprobs([request(prefix="Image")], ["1", "2"])
+    assert out.logprobs == {} and "lists token '1' twice" in out.error, out
+
+    def by_id(path, payload):  # exact mode: "token_id:49" listed twice, the last one would win
+        if path == "/tokenize":
+            return 200, {"tokens": [7, 8] + [ord(c) for c in payload["prompt"][len("Image "):]]}
+        ids = vllm_logprobs_response({f"token_id:{ord('1')}": -0.2, f"token_id:{ord('2')}": -1.8})
+        ids["choices"][0]["logprobs"]["content"][0]["top_logprobs"].append({"token": f"token_id:{ord('1')}", "logprob": -0.01})
+        return 200, ids
+
+    with StubServer(by_id) as stub:
+        [out] = OpenAIBackend(stub.base_url, logprob_tokens="exact").answer_logprobs([request(prefix="Image")], ["1", "2"])
+    assert out.logprobs == {} and f"lists token 'token_id:{ord('1')}' twice" in out.error, out
+
+
+def test_lossy_token_texts_may_repeat():
+    """STUB in vLLM's shape: distinct byte tokens that each decode to U+FFFD share that text in a real
+    vLLM top-20; they are not duplicates, and the answer stays usable."""
+    answer = vllm_logprobs_response({"1": math.log(0.5), "2": math.log(0.3), "\ufffd": math.log(0.01)})
+    top = answer["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+    top.append({**top[2], "logprob": math.log(0.02)})
+    with StubServer(lambda path, payload: (200, answer)) as stub:
+        [out] = OpenAIBackend(stub.base_url, logprob_tokens="top").answer_logprobs([request(prefix="Image")], ["1", "2"])
+    assert out.error is None and out.logprobs["1"] == pytest.approx(math.log(0.5))

@@ -14,6 +14,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -142,6 +143,36 @@ def test_placeholder_count_must_match_the_media(tmp_path):
         "2 <image>/<video> placeholder(s) in the conversation for 1 media item(s)",
         "1 <image>/<video> placeholder(s) in the conversation for 2 media item(s)",
     ]
+
+
+def test_frame_lists_are_one_video_unless_tagged_one_per_frame(tmp_path):
+    """Upstream's _get_item: an ``images`` list longer than 2 is one video of all its frames."""
+    frames = [f"f{i}.png" for i in range(4)]
+    for name in frames:
+        _png(tmp_path / name)
+
+    def turns(human: str) -> list[dict]:
+        return [{"from": "human", "value": human}, {"from": "gpt", "value": "Final Score: 3"}]
+
+    rows = [
+        {"images": frames, "conversations": turns("<image>\nRate.")},  # released VideoFeedback / VideoDPO
+        {"images": frames, "conversations": turns("Rate.")},
+        {"video": frames, "conversations": turns("<image>\nRate.")},
+        {"images": frames[:3], "conversations": turns("<image>\n<image>\n<image>\nEdit 1 or 2?")},  # an edit triple
+        {"images": frames, "problem": "Rate.", "solution": "<answer>3</answer>"},  # Think GRPO: images upstream
+        {"images": frames, "conversations": turns("<image>\n<image>\nRate.")},
+    ]
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    report = dc.convert_unifiedreward(source, tmp_path / "out.jsonl", media_dir=tmp_path)
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    tags = [re.match(r"(?:<image>|<video>)*", r["messages"][0]["content"]).group() for r in records]
+    assert [(r["images"], r["videos"], tag) for r, tag in zip(records, tags)] == [
+        ([], [frames], "<video>"), ([], [frames], "<video>"), ([], [frames], "<video>"),
+        (frames[:3], [], "<image>" * 3), (frames, [], "<image>" * 4)]
+    assert [problem.message for problem in report.problems] == [
+        "2 <image>/<video> placeholder(s) in the conversation for 4 frames: one video takes 0 or 1, "
+        "separate images one each"]
 
 
 def _register(args: tuple[str, str, str]) -> int:
@@ -323,6 +354,39 @@ def test_released_schema_samples_convert(released_data):
     assert len(reports) == 14
     for name, report in reports.items():
         assert (report.rows_read, report.rows_written, report.rows_rejected) == (2, 2, 0), (name, report.problems)
+
+
+def test_released_video_frame_rows_are_one_video(released_data):
+    """Issue 24 item 6: VideoDPO (16 frames per pair) and VideoFeedback (8 frames) rows are one <video> of
+    all their frames, in order, as upstream's loader trains them (before: 0 rows of either)."""
+    root, reports = released_data
+    for name, file_name, frames in (("videodpo", "VideoDPO.json", 16), ("videofeedback", "VideoFeedback.json", 8)):
+        rows = json.loads((root / "released" / file_name).read_text())
+        records = [json.loads(line) for line in (root / "data" / f"{name}.jsonl").read_text().splitlines()]
+        assert reports[name].rows_written == len(records) == len(rows) == 2
+        for row, record in zip(rows, records):
+            assert len(row["images"]) == frames
+            assert (record["images"], record["videos"]) == ([], [row["images"]])
+            human = row["conversations"][0]["value"]
+            assert human.startswith("<image>\n") and human.count("<image>") == 1
+            assert record["messages"][0] == {"role": "user", "content": "<video>" + human.removeprefix("<image>\n")}
+
+
+@runs_llamafactory
+def test_llamafactory_loads_released_video_frame_rows(released_data, toy_world, tmp_path):
+    """LLaMA-Factory's own get_dataset (qwen2_vl template, toy processor) reads the converted rows: each
+    row's frames are one video whose tokens in input_ids match its grid (2 frames per temporal patch)."""
+    root, _ = released_data
+    completed = subprocess.run(
+        [LLAMAFACTORY_PYTHON, "tests/scripts/llamafactory_load_dataset.py", toy_world["reward_model"],
+         str(root / "data"), str(root / "media"), str(tmp_path), "videodpo,videofeedback"],
+        cwd=REPO_ROOT, env={**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+        timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = json.loads(completed.stdout.split("RESULT ")[-1])["rows"]
+    assert [row["frames"] for row in rows] == [[16], [16], [8], [8]]
+    assert [row["grids"][0][0] for row in rows] == [8, 8, 4, 4]
+    assert all(row["video_tokens"] == row["grid_tokens"] > 0 for row in rows)
 
 
 def _toy_overrides(model: str, root: Path, datasets: list[str], output: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -10,14 +11,17 @@ import torch
 from PIL import Image
 
 from reward_core.media import (
+    DROP,
     FRAMES_PER_VIDEO,
     MediaError,
     VideoSpec,
     build_messages,
+    decode_image,
     frame_indices,
     load_image,
     load_video_frames,
     prepare_media,
+    to_rgb,
 )
 
 
@@ -62,6 +66,8 @@ def test_grayscale_and_rgba_become_rgb_like_qwen_vl_utils():
     assert gray.mode == "RGB" and gray.getpixel((0, 0)) == (7, 7, 7)
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red -> white background
     assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    kept = decode_image(rgba)  # RGBA stays RGBA until the template's protocol flattens it
+    assert kept.mode == "RGBA" and kept is not rgba and to_rgb(kept, DROP).getpixel((0, 0)) == (255, 0, 0)
     png = io.BytesIO()
     Image.new("P", (4, 4)).save(png, format="PNG")
     assert load_image(png.getvalue()).mode == "RGB"
@@ -83,6 +89,23 @@ def test_bad_images_raise_media_error_naming_the_item(source, reason):
     with pytest.raises(MediaError) as caught:
         load_image(source)
     assert reason in str(caught.value)
+
+
+def test_special_files_say_what_they_are_without_being_opened(tmp_path):
+    os.mkfifo(tmp_path / "fifo.png")  # opening it would block until a writer came
+    os.mkfifo(tmp_path / "fifo.mp4")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nothing.png")
+    cases = [(load_image, "fifo.png", "not a regular file: FIFO"),
+             (load_video_frames, "fifo.mp4", "not a regular file: FIFO"),
+             (load_image, "zero.png", "not a regular file: character device (a symlink to /dev/zero)"),
+             (load_image, "loop.png", "cannot access the file: Too many levels of symbolic links"),
+             (load_image, "gone.png", f"file not found (a symlink to {tmp_path}/nothing.png, which does not exist)")]
+    for load, name, reason in cases:
+        with pytest.raises(MediaError) as caught:
+            load(tmp_path / name)
+        assert f"{name}: {reason}" in str(caught.value)
 
 
 def test_corrupt_file_names_its_path(media_dir):

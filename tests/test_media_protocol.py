@@ -19,7 +19,7 @@ from PIL import Image
 
 from reward_core.backends.base import BackendRequest
 from reward_core.backends.openai_messages import media_parts
-from reward_core.media import VideoSpec
+from reward_core.media import VideoSpec, prepare_media
 from reward_core.media_protocol import (
     FRAMES,
     JPEG_INFO,
@@ -134,15 +134,88 @@ def test_every_video_template_declares_its_protocol():
         protocol = protocol_for(template)
         assert protocol.source, key
         assert protocol.video == (NATIVE if key in native else FRAMES), key
-        if not key.startswith("bench.") and (key.endswith(".llava") or key.startswith(("dpo.", "preference."))):
+        if not key.startswith("bench.") and (key.endswith(".llava") or key.startswith("preference.")):
             assert (protocol.sampler, protocol.size, protocol.frames) == (LINSPACE, (512, 512), 8), key
+        if key.startswith("dpo."):  # VideoDPO's sift: opencv_extract_frames, its img.resize((512, 512)) discarded
+            assert (protocol.sampler, protocol.size, protocol.frames) == (LINSPACE, None, 8), key
     assert protocol_for(get_template("video_generation.pair_score.v2")).sampler == STRIDE
 
 
 def test_llava_frames_are_resized_to_512(videos):
-    [template] = [get_template("dpo.video_generation.point_score")]
-    frames = apply_protocol(template, [VideoSpec(videos[0])])
+    frames = apply_protocol(get_template("video_generation.point_score.v1.llava"), [VideoSpec(videos[0])])
     assert len(frames) == 8 and {f.size for f in frames} == {(512, 512)}
+
+
+@pytest.mark.parametrize("key", ["dpo.video_generation.point_score", "dpo.video_generation.pair_rank"])
+def test_video_dpo_frames_keep_their_size(videos, key):
+    """VideoDPO's ``sift_dpo_data.py`` calls ``img.resize((512, 512))`` and drops the result: its judge sees the
+    8 ``np.linspace`` frames at the video's own size (pairs: video 1's frames, then video 2's)."""
+    specs = [VideoSpec(p) for p in videos[: get_template(key).media_count]]
+    frames = apply_protocol(get_template(key), specs)
+    linspace = np.linspace(0, TOTAL - 1, 8).astype(int)
+    expected = [Image.fromarray(decord.VideoReader(s.path)[i].asnumpy()) for s in specs for i in linspace]
+    assert [f.size for f in frames] == [(64, 48)] * len(expected)
+    assert all(np.array_equal(np.asarray(f), np.asarray(e)) for f, e in zip(frames, expected))
+
+
+def upstream_512(image: Image.Image) -> Image.Image:
+    """Flow-GRPO / ``sglang_inference.py`` (``Image.fromarray(array).resize((512, 512))``) and DiffusionDPO's sift
+    (``Image.open(path).resize((512, 512))``): PIL's default filter (bicubic)."""
+    return image.resize((512, 512))
+
+
+@pytest.mark.parametrize("key", ["image_generation.point_score.sglang_v1.5", "dpo.image_generation.point_score",
+                                 "dpo.image_generation.pair_rank"])  # fmt: skip
+def test_sglang_and_diffusion_dpo_images_are_resized_to_512(key):
+    template = get_template(key)
+    pictures = [gradient(300 + 20 * i, 200) for i in range(template.media_count)]
+    fed = apply_protocol(template, prepare_media(pictures, "image", template.media_count))
+    assert [f.size for f in fed] == [(512, 512)] * len(pictures)
+    assert all(np.array_equal(np.asarray(f), np.asarray(upstream_512(p))) for f, p in zip(fed, pictures))
+    for other in ("image_generation.point_score.v1", "image_generation.point_score.v1.llava",
+                  "preference.image_understanding.point_score"):  # fmt: skip
+        [kept] = apply_protocol(get_template(other), prepare_media(pictures[:1], "image", 1))
+        assert kept.size == (300, 200), other
+
+
+def gradient(width: int, height: int, alpha: bool = False) -> Image.Image:
+    """Pixels that every resampling, compositing or alpha rule changes (alpha: a ramp from 0 to 255)."""
+    x, y = np.meshgrid(np.linspace(0, 255, width), np.linspace(0, 255, height))
+    channels = [x, y, 255 - x] + ([y] if alpha else [])
+    return Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8))
+
+
+@pytest.mark.parametrize("key", ["edit.point_score_quality", "image_generation.pair_score.v2",
+                                 "think.qwen3.image_generation.pair_rank", "flex.image_generation.pair_rank",
+                                 "image_generation.point_score.v1.llava", "preference.image_understanding.point_score",
+                                 "dpo.image_generation.point_score"])  # fmt: skip
+def test_rgba_loses_its_alpha_like_upstreams_convert_rgb(key, tmp_path):
+    """Upstream's vLLM clients (``Image.open(p).convert("RGB")``) and LLaVA scripts drop the alpha channel, colours
+    as stored (not composited on white or black); the image then travels as upstream sends it."""
+    template = get_template(key)
+    rgba = gradient(64, 48, alpha=True)
+    path = tmp_path / "rgba.png"
+    rgba.save(path)
+    for source in (rgba, str(path), np.asarray(rgba)):  # a PIL image, a PNG file and an HWC array
+        fed = apply_protocol(template, prepare_media([source] * template.media_count, "image", template.media_count))
+        expected = upstream_512(rgba).convert("RGB") if key.startswith("dpo.") else rgba.convert("RGB")
+        for image in fed:
+            assert image.mode == "RGB"
+            if JPEG_INFO in image.info:  # vLLM family: the bytes sent are upstream's JPEG q95 of convert("RGB")
+                assert image.info[JPEG_INFO] == jpeg(expected)
+            else:
+                assert np.array_equal(np.asarray(image), np.asarray(expected))
+
+
+def test_rgba_is_composited_on_white_for_qwen_vl_utils_templates():
+    """``inference_qwen`` hands the opened image to qwen-vl-utils, whose ``to_rgb`` composites RGBA on white."""
+    from qwen_vl_utils import fetch_image
+    from qwen_vl_utils.vision_process import to_rgb as qwen_vl_utils_to_rgb
+
+    rgba = gradient(64, 48, alpha=True)
+    [fed] = apply_protocol(get_template("image_generation.point_score.v1"), prepare_media([rgba], "image", 1))
+    assert np.array_equal(np.asarray(fed), np.asarray(qwen_vl_utils_to_rgb(rgba)))
+    assert np.array_equal(np.asarray(fetch_image({"image": fed})), np.asarray(fetch_image({"image": rgba})))
 
 
 def test_native_video_keeps_qwen_vl_utils_defaults_and_explicit_settings_win(videos):

@@ -7,10 +7,13 @@ opens it, screenshotted, and its DOM read after every image had the chance to lo
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.parse
+from html import escape, unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -66,14 +69,23 @@ def chromium() -> str:
     return path
 
 
+def chromium_args(tmp_path: Path) -> list[str]:
+    return [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000"]
+
+
+def dump_dom(url: str, tmp_path: Path, *flags: str) -> str:
+    """The DOM of ``url`` in headless Chromium once its scripts and timers have run."""
+    return subprocess.run([*chromium_args(tmp_path), *flags, "--dump-dom", url], capture_output=True, text=True,
+                          timeout=120, check=True).stdout
+
+
 def browse(page: Path, tmp_path: Path) -> tuple[str, Image.Image]:
     """(DOM after load with every image fetched eagerly, screenshot) of ``page`` in headless Chromium."""
-    common = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-              f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000"]
-    dom = subprocess.run([*common, "--dump-dom", page.resolve().as_uri() + "#eager"], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    dom = dump_dom(page.resolve().as_uri() + "#eager", tmp_path)
     shot = tmp_path / f"{page.parent.name}-screenshot.png"
-    subprocess.run([*common, f"--screenshot={shot}", "--window-size=1280,1400", page.resolve().as_uri()],
+    subprocess.run([*chromium_args(tmp_path), f"--screenshot={shot}", "--window-size=1280,1400",
+                    page.resolve().as_uri()],
                    capture_output=True, timeout=120, check=True)
     return dom, Image.open(shot).convert("RGB")
 
@@ -145,6 +157,60 @@ def test_sift_report_in_chromium(toy_world, tmp_path):
     dom, screenshot = browse(page, tmp_path)
     assert_looks_rendered(dom, screenshot, min_images=5)
     assert dom.count('data-status="kept"') == 2 + 1  # two cards and the filter button
+
+
+SCRIPT_NAMED = "javascript:void(document.title='pwned');void'x'.png"  # a valid script URL, and a PNG file name
+
+# Loads the report in a frame, clicks the link of the file named like a script URL, and writes down where the
+# link points and the frame's title afterwards (a script URL would have run in the frame and set it).
+CLICKER = """<!DOCTYPE html><title>clicker</title><iframe id="f" src="%s"></iframe><pre id="result"></pre><script>
+var frame = document.getElementById('f'), result = document.getElementById('result');
+frame.addEventListener('load', function () {
+  if (result.textContent) { return; }
+  var links = Array.prototype.filter.call(frame.contentDocument.querySelectorAll('a'),
+      function (a) { return a.getAttribute('href').indexOf('pwned') >= 0; });
+  result.textContent = 'links=' + links.length + ' protocol=' + links[0].protocol;
+  links[0].click();
+  setTimeout(function () { result.textContent += ' title=' + frame.contentDocument.title; }, 2000);
+});
+</script>"""
+
+
+def test_a_medium_named_like_a_script_url_is_linked_as_a_file(tmp_path):
+    out = tmp_path / "sift-out"
+    named = _image(out / "report" / SCRIPT_NAMED, (220, 30, 30))  # inside the report folder: a bare relative path
+    with SiftWriter(out / "sift.jsonl") as writer:
+        writer.append(_record(0, "kept", [named, _image(tmp_path / "b.png", (30, 30, 220))], [4.0, 2.0]))
+    page = render_report(out)
+    hrefs = re.findall(r'<a href="([^"]*)"', page.read_text())
+    assert len(hrefs) == 2
+    for href in hrefs:  # each resolves, against the page, to the file it shows
+        url = urllib.parse.urlsplit(urllib.parse.urljoin(page.as_uri(), unescape(href)))
+        assert url.scheme == "file" and Path(urllib.parse.unquote(url.path)).is_file(), href
+
+    clicker = tmp_path / "clicker.html"
+    clicker.write_text(CLICKER % escape(page.as_uri()))
+    dom = dump_dom(clicker.as_uri(), tmp_path, "--allow-file-access-from-files")
+    result = re.search(r'<pre id="result">([^<]*)</pre>', dom).group(1)
+    assert result.startswith("links=1 protocol=file: ") and "pwned" not in result.split("title=")[1], result
+
+
+def test_special_files_in_a_report_say_what_they_are(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    os.mkfifo(media / "fifo.png")
+    (media / "zero.png").symlink_to("/dev/zero")
+    (media / "folder.png").mkdir()
+    (media / "dangling.png").symlink_to(media / "gone.png")
+    out = tmp_path / "sift-out"
+    with SiftWriter(out / "sift.jsonl") as writer:
+        writer.append(_record(0, "dropped", [str(media / "fifo.png"), str(media / "zero.png")], [None, None]))
+        writer.append(_record(1, "dropped", [str(media / "folder.png"), str(media / "dangling.png")], [None, None]))
+    page = unescape(render_report(out).read_text())
+    assert "fifo.png: not a regular file: FIFO" in page
+    assert "zero.png: not a regular file: character device (a symlink to /dev/zero)" in page
+    assert "folder.png: is a directory, not a file" in page
+    assert f"dangling.png: file not found (a symlink to {media / 'gone.png'}, which does not exist)" in page
 
 
 def test_sift_report_page_weight_for_1000_prompts(tmp_path):

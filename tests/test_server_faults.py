@@ -3,15 +3,17 @@ stub server (only because a real one cannot be made to do it on demand), HTTP 50
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from email.utils import formatdate
 
 from PIL import Image
 
 from reward_core.backends.base import BackendRequest
 from reward_core.backends.openai_backend import OpenAIBackend
-from servers import StubServer, chat_response, free_port
+from servers import RawAnswer, StubServer, chat_response, free_port
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -118,3 +120,45 @@ def test_server_killed_mid_batch_then_restarted(toy_server):
     rerun = backend.generate(batch, max_new_tokens=24)
     assert all(o.error is None for o in rerun), [o.error for o in rerun if o.error][:3]
     assert rerun[0].text == baseline[0].text
+
+
+def test_trickling_server_attempt_ends_at_its_timeout():
+    """STUB: the answer arrives one byte every 0.2 s (25 s in all), so no single read ever waits 2 s;
+    ``timeout`` bounds the whole attempt, body included."""
+    data = json.dumps(chat_response("ok")).encode().rjust(125)  # leading blanks: still valid JSON
+
+    def trickle():
+        for i in range(len(data)):
+            time.sleep(0.2)
+            yield data[i : i + 1]
+
+    with StubServer(lambda path, body: RawAnswer(200, trickle(), {"Content-Length": str(len(data))})) as stub:
+        started = time.monotonic()
+        [out] = OpenAIBackend(stub.base_url, timeout=2, deadline=None, max_attempts=1).generate(requests(1), 4)
+        elapsed = time.monotonic() - started
+    assert elapsed < 3.5, f"a timeout=2 attempt lasted {elapsed:.1f}s"
+    assert out.text is None and "timed out" in out.error and "2s" in out.error
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_a_date():
+    """STUB: 429 "Retry-After: 1", then 503 with an HTTP date 2 s ahead, then an answer. The fast
+    backoff alone would retry within 0.1 s."""
+    answers = iter([
+        lambda: (429, {"error": "rate limited"}, {"Retry-After": "1"}),
+        lambda: (503, {"error": "loading"}, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}),
+    ])  # fmt: skip
+    with StubServer(lambda path, body: next(answers, lambda: (200, chat_response("ok")))()) as stub:
+        [out] = OpenAIBackend(stub.base_url, model="m", **FAST_RETRY).generate(requests(1), max_new_tokens=4)
+    assert out.text == "ok"
+    first, second = (b - a for a, b in zip(stub.arrivals, stub.arrivals[1:]))
+    assert 1.0 <= first < 1.6, first
+    assert 1.0 <= second < 2.6, second  # an HTTP date has whole seconds
+
+
+def test_retry_after_is_capped():
+    """STUB: a 429 asking for an hour waits ``retry_after_max`` (1 s here), then retries."""
+    answers = iter([(429, {"error": "rate limited"}, {"Retry-After": "3600"})])
+    with StubServer(lambda path, body: next(answers, (200, chat_response("ok")))) as stub:
+        backend = OpenAIBackend(stub.base_url, model="m", retry_after_max=1.0, **FAST_RETRY)
+        [out] = backend.generate(requests(1), max_new_tokens=4)
+    assert out.text == "ok" and 1.0 <= stub.arrivals[1] - stub.arrivals[0] < 1.6

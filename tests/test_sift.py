@@ -280,9 +280,9 @@ def test_merge_outputs_are_replaced_whole(tmp_path, monkeypatch):
     first = merge_outputs(tmp_path)
     merge_outputs(tmp_path)  # a second merge replaces the dataset folder instead of writing into it
     assert first["summary"]["kept"] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    from datasets import load_from_disk
+    from datasets import load_dataset
 
-    assert len(load_from_disk(str(tmp_path / "dataset"))) == 1
+    assert len(load_dataset(str(tmp_path / "dataset"), split="train")) == 1  # as TRL's dpo_vlm.py loads it
     before = (tmp_path / "pairs.jsonl").read_text()
 
     def fail(*args):

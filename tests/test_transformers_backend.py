@@ -258,3 +258,49 @@ def test_prefetched_groups_match_inline_and_single_item_runs(backend, toy_world,
         if index != 2:
             (single,) = backend.answer_logprobs([requests[index]], ["1", "2"])
             assert threaded.error is None and threaded.logprobs == pytest.approx(single.logprobs, abs=1e-4)
+
+
+# --- Qwen3-VL: one resize, the server's token grid ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qwen3_vl_backend(toy_world):
+    """A Qwen3-VL-shaped judge built here (no hub): a tiny random Qwen3-VL from its config and a ``Qwen3VLProcessor``
+    around the toy judge's tokenizer and chat template, with the released Qwen3-VL checkpoints' image settings
+    (patch 16, merge 2, mean / std 0.5, ``size`` 256x256 .. 4096x4096 px)."""
+    from test_tree_scoring_backbones import qwen3_vl
+    from transformers import AutoTokenizer, Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    folder = Path(toy_world["reward_model"])
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={"shortest_edge": 256 * 256, "longest_edge": 4096 * 4096},
+    )  # fmt: skip
+    processor = Qwen3VLProcessor(
+        image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(folder),
+        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2),
+        chat_template=(folder / "chat_template.jinja").read_text(),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return TransformersBackend(qwen3_vl(), processor, vision_cache=False)
+
+
+@pytest.mark.parametrize("size", [(150, 100), (200, 37), (90, 90), (300, 400)])
+def test_qwen3_vl_images_get_the_servers_token_grid_from_one_resize(qwen3_vl_backend, size):
+    """Upstream runs Qwen3-VL judges behind vLLM, whose processor resizes each image once within its ``size``
+    bounds. Ours must give that token grid (a second resize after qwen-vl-utils' own one gave another grid under
+    ~256x256 px, e.g. 14x22 instead of 14x20 patches for 150x100), from one resize: qwen-vl-utils' at the
+    processor's bounds, then ``do_resize=False`` (the Qwen3-VL model card's recipe)."""
+    from qwen_vl_utils import smart_resize
+    from test_media_protocol import gradient
+
+    processor = qwen3_vl_backend.processor
+    image = gradient(*size)
+    ours = qwen3_vl_backend.encode(BackendRequest(media=[image], text="Rate it.")).inputs
+    text, _ = qwen3_vl_backend.prompt_text(BackendRequest(media=[image], text="Rate it."))
+    server = processor(text=[text], images=[image], return_tensors="pt")  # what vLLM's processor call builds
+    assert ours["image_grid_thw"].tolist() == server["image_grid_thw"].tolist()
+    assert torch.equal(ours["input_ids"], server["input_ids"])
+    height, width = smart_resize(size[1], size[0], factor=32, min_pixels=256 * 256, max_pixels=4096 * 4096)
+    once = processor(text=[text], images=[image.resize((width, height))], do_resize=False, return_tensors="pt")
+    assert torch.equal(ours["pixel_values"], once["pixel_values"])

@@ -63,9 +63,9 @@ def test_sift_writes_pairs_and_dpo_trains_on_them(sift_dpo_run):
     assert page.count('class="card" data-status=') == 4 and page.count("<img ") == 4
     assert html.escape(pairs[0]["chosen"][0]["content"]) in page and "chosen" in page
 
-    from datasets import load_from_disk
+    from datasets import load_dataset
 
-    dataset = load_from_disk(str(sift_dir / "dataset"))
+    dataset = load_dataset(str(sift_dir / "dataset"), split="train")
     assert len(dataset) == len(pairs) and dataset[0]["images"][0].size[0] > 0
 
     report = json.loads((sift_dpo_run / "dpo_report.json").read_text())

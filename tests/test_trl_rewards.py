@@ -7,6 +7,7 @@ below is computed by hand; "bad" answers make the judge fail.
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import subprocess
 from pathlib import Path
@@ -20,6 +21,7 @@ from integrations.trl.rewards import (
     PairwiseWinRateReward,
     PointwiseReward,
     balanced_pairs,
+    get_multidim_reward,
     get_pointwise_reward,
     get_winrate_reward,
     group_members,
@@ -132,6 +134,23 @@ def test_pointwise_reward_reads_images_and_video_columns():
     assert judge.seen[-1].media == [VideoSpec("v.mp4")]
 
 
+def test_images_column_of_one_path_per_row_is_one_image(toy_world):
+    """An ``images`` cell holding one path string was split into its characters: every reward was None.
+
+    The real toy judge (logit mode) reads the images, so a wrong media list fails as it would in training.
+    """
+    from reward_core import UnifiedReward
+
+    rows = [json.loads(line) for line in Path(toy_world["data"]["und_prompts"]).read_text().splitlines()[:2]]
+    paths = [str(Path(toy_world["data_dir"]) / row["image"]) for row in rows]
+    judge = UnifiedReward.from_pretrained(toy_world["reward_model"], device="cpu")
+    reward = PointwiseReward(judge, mode="logit", impute=None)
+    values = reward([row["question"] for row in rows], ["A square.", "A circle."], images=paths)
+    assert reward.failed == 0 and all(isinstance(v, float) for v in values), values
+    assert values == reward([row["question"] for row in rows], ["A square.", "A circle."], images=[[p] for p in paths])
+    assert PromptMediaLookup.from_rows([{"prompt": "p", "images": paths[0]}]).get("p") == [paths[0]]
+
+
 def test_pointwise_generation_template_judges_the_image_against_the_completion():
     judge = ScriptedJudge()
     reward = PointwiseReward(judge, template="image_generation.point_score.v1")
@@ -143,7 +162,22 @@ def test_multidim_reward_weights_dimensions():
     reward = MultiDimensionReward(ScriptedJudge(), weights={"alignment": 3, "style": 1})
     (value,) = reward(["p"], ["q5"], image=["i.png"])
     assert value == pytest.approx((3 * 1.0 + 1 * 0.0) / 4)
-    assert MultiDimensionReward(ScriptedJudge(), weights={"physics": 1})(["p"], ["q5"], image=["i.png"]) == [None]
+    video = MultiDimensionReward(ScriptedJudge(), template="video_generation.point_score_aps.v2", weights={"physics": 1})
+    assert video.weights == {"physics": 1.0}
+
+
+def test_multidim_reward_refuses_unknown_dimensions_up_front():
+    """A misspelt dimension used to give None for every item; now the reward refuses it when built."""
+    with pytest.raises(ValueError, match=r"unknown dimension\(s\) \['alignmnet'\]"):
+        MultiDimensionReward(ScriptedJudge(), weights={"alignmnet": 1})
+    with pytest.raises(ValueError, match="alignmnet"):
+        get_multidim_reward(ScriptedJudge(), weights={"Alignmnet": 2, "style": 1})
+    with pytest.raises(ValueError, match="coherence"):  # APS (video) has no coherence
+        MultiDimensionReward(ScriptedJudge(), template="video_generation.point_score_aps.v2", weights={"coherence": 1})
+    # physics is a video (APS) dimension: known to the reward, refused for an image batch instead of None everywhere
+    reward = MultiDimensionReward(ScriptedJudge(), weights={"physics": 1})
+    with pytest.raises(ValueError, match="physics"):
+        reward(["p"], ["q5"], image=["i.png"])
 
 
 def test_groups_imputation_and_balanced_pairs():
@@ -230,6 +264,31 @@ def test_judge_breaks_ties_at_random_or_fails():
     assert set(judge.judge(["p"] * 20, [["q3", "q3"]] * 20)) == {0, 1}
     strict = UnifiedRewardPairwiseJudge(ScriptedJudge(), media_lookup={"p": ["a.png"]}, tie_break="fail")
     assert strict.judge(["p"], [["q3", "q3"]]) == [-1]
+    assert (strict.failed, strict.unranked) == (0, 1)  # a refused tie is no failure, but TRL reads its -1 all the same
+
+
+def test_judge_counts_every_minus_one_it_returns(caplog):
+    judge = UnifiedRewardPairwiseJudge(ScriptedJudge(), media_lookup={"p": ["a.png"]}, tie_break="fail")
+    with caplog.at_level("WARNING", logger="integrations.trl.judge"):
+        assert judge.judge(["p"] * 4, [["q5", "q1"], ["bad", "q1"], ["q3", "q3"], ["q1", "bad"]]) == [0, -1, -1, -1]
+    assert (judge.failed, judge.unranked) == (2, 3)
+    assert "-1 for 3/4 pairs" in caplog.text and "XPO: the reference completion" in caplog.text
+    judge.judge(["p"], [["bad", "q1"]], return_scores=True)  # scores: a neutral 0.5, no -1 returned
+    assert (judge.failed, judge.unranked) == (3, 3)
+
+
+@pytest.mark.skipif(not LF_PYTHON.exists(), reason=".venv-llamafactory not built")
+@pytest.mark.llamafactory
+def test_trl024_xpo_takes_minus_one_as_reference_wins(toy_world):
+    """TRL 0.24's own ``XPOTrainer._compute_judge``: our -1 makes the reference completion chosen, and it is counted."""
+    out = subprocess.run([str(LF_PYTHON), str(REPO / "tests/scripts/xpo_judge_mask.py"), toy_world["root"]],
+                         cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TRL_EXPERIMENTAL_SILENCE": "1",
+                              "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[len("RESULT "):])
+    # policy better, reference better, judge failed (-1): TRL chose the reference for the failed pair
+    assert result == {"policy_chosen": [True, False, False], "failed": 1, "unranked": 1}
 
 
 def test_config_file_and_env_configure_module_level_functions(tmp_path, monkeypatch):

@@ -157,13 +157,22 @@ def vision_preference_collator(processor: Any, **kwargs: Any) -> Any:
     return QwenVLPreferenceCollator(processor, **kwargs)
 
 
+def _load_model(model: Any) -> Any:
+    """A model path becomes the model (``AutoModelForImageTextToText``); a model (or None) stays as given."""
+    if not isinstance(model, str):
+        return model
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText.from_pretrained(model, dtype="auto")
+
+
 def _load_policy(model: Any, processing_class: Any) -> tuple[Any, Any]:
-    """A model path becomes the model (``AutoModelForImageTextToText``) and, if none is given, its processor."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    """A model path becomes the model (:func:`_load_model`) and, if none is given, its processor."""
+    from transformers import AutoProcessor
 
     if isinstance(model, str):
         processing_class = processing_class or AutoProcessor.from_pretrained(model)
-        model = AutoModelForImageTextToText.from_pretrained(model, dtype="auto")
+        model = _load_model(model)
     elif processing_class is None:
         processing_class = AutoProcessor.from_pretrained(model.config._name_or_path)
     return model, processing_class
@@ -199,7 +208,8 @@ def forward_kwargs(model: torch.nn.Module, image_grid_thw: torch.Tensor | None) 
 def vision_dpo_trainer_class() -> type:
     """``DPOTrainer`` that trains Qwen2.5-VL preference rows correctly on this TRL version.
 
-    Both accept a model path (loaded with ``AutoModelForImageTextToText``, processor from the same path) and
+    Both take ``DPOTrainer``'s arguments in its order, so ``cls(model, ref_model, args=...)`` (TRL's
+    ``examples/scripts/dpo_vlm.py``) works; both accept a model path (loaded with ``AutoModelForImageTextToText``, processor from the same path) and
     default to :func:`vision_preference_collator` with ``args.max_length`` (completions cut, never image tokens).
     On TRL < 0.29 the config is adjusted for vision rows: ``remove_unused_columns=False`` (the collator needs
     ``images``), and TRL's own truncation (``max_length`` / ``max_prompt_length``, which would cut image tokens:
@@ -212,21 +222,22 @@ def vision_dpo_trainer_class() -> type:
         class VisionDPOTrainer(DPOTrainer):
             """TRL's ``DPOTrainer`` with a model path and an image-safe ``max_length`` by default."""
 
-            def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
-                         processing_class=None, **kwargs):
+            def __init__(self, model, ref_model=None, args=None, data_collator=None, train_dataset=None,
+                         eval_dataset=None, processing_class=None, **kwargs):
                 model, processing_class = _load_policy(model, processing_class)
                 if data_collator is None:
                     data_collator = vision_preference_collator(processing_class, max_length=getattr(args, "max_length", None))
-                super().__init__(model, args=args, data_collator=data_collator, train_dataset=train_dataset,
-                                 eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+                super().__init__(model, _load_model(ref_model), args=args, data_collator=data_collator,
+                                 train_dataset=train_dataset, eval_dataset=eval_dataset,
+                                 processing_class=processing_class, **kwargs)
 
         return VisionDPOTrainer
 
     class QwenVLDPOTrainer(DPOTrainer):
         """TRL < 0.29 ``DPOTrainer`` fed by :class:`QwenVLPreferenceCollator`, with vision-safe config values."""
 
-        def __init__(self, model, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
-                     processing_class=None, **kwargs):
+        def __init__(self, model, ref_model=None, args=None, data_collator=None, train_dataset=None,
+                     eval_dataset=None, processing_class=None, **kwargs):
             model, processing_class = _load_policy(model, processing_class)
             ensure_warnings_issued(model)
             if args is not None:
@@ -234,8 +245,9 @@ def vision_dpo_trainer_class() -> type:
             if data_collator is None:
                 data_collator = QwenVLPreferenceCollator(processing_class, args.max_completion_length if args else None,
                                                          getattr(args, "vision_max_length", None))
-            super().__init__(model, args=args, data_collator=data_collator, train_dataset=train_dataset,
-                             eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
+            super().__init__(model, _load_model(ref_model), args=args, data_collator=data_collator,
+                             train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             processing_class=processing_class, **kwargs)
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             return dataset  # processed per batch by the collator

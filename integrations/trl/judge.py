@@ -15,7 +15,7 @@ from typing import Any
 from reward_core import JudgeItem, get_template
 
 from . import _compat  # noqa: F401  (import-guard fix before trl is imported)
-from .rewards import completion_text, prompt_text, row_media
+from .rewards import as_media_list, completion_text, prompt_text, row_media
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,11 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
     ``return_scores=True`` gives P(first completion is better): the logit-mode probability, else 1, 0
     or 0.5 from the verdict, and a neutral 0.5 on failure (never NaN: TRL's NashMD mixes these scores
     into its weights and ``WinRateCallback`` averages them); ``self.failed`` counts the failures.
+
+    TRL 0.24 reads any rank but 0 as "second completion wins": in ``OnlineDPOTrainer`` the second of the
+    pair, in ``XPOTrainer`` (pairs are policy, reference) the reference completion. ``self.unranked``
+    counts every -1 returned (failures and, with ``tie_break="fail"``, ties), and each call that returns
+    one logs a warning saying so.
     """
 
     def __init__(
@@ -103,7 +108,7 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
             media_lookup = PromptMediaLookup(media_lookup)
         self.media_lookup = media_lookup
         self.rng = random.Random(seed)
-        self.calls = self.failed = 0
+        self.calls = self.failed = self.unranked = 0
 
     @property
     def reward_model(self) -> Any:
@@ -115,7 +120,7 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
 
     def _media(self, prompt: Any, images: list[Any] | None, index: int) -> list[Any] | None:
         if images is not None:
-            return list(images[index]) if isinstance(images[index], (list, tuple)) else [images[index]]
+            return as_media_list(images[index])
         if self.media_lookup is not None:
             return self.media_lookup.get(prompt)
         return []
@@ -155,12 +160,18 @@ class UnifiedRewardPairwiseJudge(_JudgeBase):
             scores[i] = 1.0 - p_first if flips[i] else p_first
         failed = sum(s != s for s in scores)
         self.calls, self.failed = self.calls + 1, self.failed + failed
-        if failed:
-            logger.warning("judge: %d/%d pairs could not be judged%s", failed, len(prompts),
-                           " (scored a neutral 0.5)" if return_scores else " (-1)")
         if return_scores:
+            if failed:
+                logger.warning("judge: %d/%d pairs could not be judged (scored a neutral 0.5)", failed, len(prompts))
             return [NEUTRAL_SCORE if s != s else s for s in scores]
-        return [self._rank(score) for score in scores]
+        ranks = [self._rank(score) for score in scores]
+        unranked = ranks.count(-1)
+        self.unranked += unranked
+        if unranked:
+            logger.warning("judge: -1 for %d/%d pairs (%d failed, %d so far); TRL 0.24 takes -1 as 'second completion "
+                           "wins' (OnlineDPO: the second of the pair; XPO: the reference completion)",
+                           unranked, len(ranks), failed, self.unranked)
+        return ranks
 
     def _rank(self, p_first: float) -> int:
         if p_first != p_first:  # NaN: failed

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reward_core import JudgeItem, RewardResult, VideoSpec, get_template
-from reward_core.parsers import parse
+from reward_core.parsers import MULTI_SCORE_DIMENSIONS, parse
 
 from ..distributed import ProcessExchange, media_fingerprint
 from .config import RewardConfig, load_reward_model
@@ -79,11 +79,17 @@ def _prompt_images(prompt: Any) -> list[Any]:
     ]
 
 
+def as_media_list(entry: Any) -> list[Any]:
+    """One row's ``images`` cell as a list: a list/tuple stays as is; one path (or image) becomes ``[entry]``."""
+    return list(entry) if isinstance(entry, (list, tuple)) else [entry]
+
+
 def row_media(columns: dict[str, Any], index: int, prompt: Any = None) -> list[Any]:
-    """Media of row ``index``: ``images`` (a list), ``image`` (one), ``video`` (a path), else the prompt's images."""
+    """Media of row ``index``: ``images`` (a list, or one path), ``image`` (one), ``video`` (a path), else the
+    prompt's images. A path string in ``images`` is one image, never a list of its characters."""
     images = columns.get("images")
     if images is not None and images[index] is not None:
-        return list(images[index])
+        return as_media_list(images[index])
     image = columns.get("image")
     if image is not None and image[index] is not None:
         return [image[index]]
@@ -323,8 +329,11 @@ class MultiDimensionReward(PointwiseReward):
     """Weighted mean of per-dimension scores (ACS for images, APS for videos), each mapped to [0, 1].
 
     ``weights`` maps dimension names (``alignment``, ``coherence``, ``style``, ``physics``) to weights;
-    by default every dimension the template reports counts equally. A missing weighted dimension makes
-    the item fail rather than silently re-weighting.
+    by default every dimension the template reports counts equally. A weight naming a dimension that no
+    template this reward may use reports (a typo such as ``"alignmnet"``) is refused when the reward is
+    built, and one the batch's template does not report (``physics`` on images) when that batch is scored:
+    a ``ValueError`` instead of None for every item. A weighted dimension missing from one answer makes
+    that item fail rather than silently re-weighting.
     """
 
     section = "multidim"
@@ -334,6 +343,22 @@ class MultiDimensionReward(PointwiseReward):
                  weights: dict[str, float] | None = None, **kwargs: Any):
         super().__init__(reward_model, template, mode, **kwargs)
         self.weights = {k.lower(): float(v) for k, v in (weights or {}).items()}
+        self.check_weights([self.template] if self.template else list(self.default_templates.values()))
+
+    def check_weights(self, template_keys: Sequence[str]) -> None:
+        """Refuse weights naming a dimension none of ``template_keys`` reports (custom parsers: not checked)."""
+        reported = [MULTI_SCORE_DIMENSIONS.get(get_template(key).parser) for key in template_keys]
+        if not self.weights or any(dimensions is None for dimensions in reported):
+            return
+        known = sorted({name for dimensions in reported for name in dimensions})
+        unknown = sorted(set(self.weights) - set(known))
+        if unknown:
+            raise ValueError(f"{self.__name__}: unknown dimension(s) {unknown} in weights; "
+                             f"{', '.join(template_keys)} report(s) {known}")
+
+    def compute(self, prompts, completions, columns, keys):
+        self.check_weights([self.template_for(columns)])
+        return super().compute(prompts, completions, columns, keys)
 
     def value(self, result: RewardResult, template: Any) -> float | None:
         if not result.ok or not result.scores:

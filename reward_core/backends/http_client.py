@@ -1,25 +1,35 @@
 """Async JSON POST over one or more server replicas, with bounded retries, jittered exponential
-backoff, an overall deadline and a circuit breaker.
+backoff (or the server's ``Retry-After``, capped), a timeout per attempt, an overall deadline, a cap on
+the answer's size and a circuit breaker.
 
 `post_json` never returns a bad answer silently: it returns the decoded JSON body of a 2xx response
 or raises `RequestFailed` whose message says why ("server unreachable at URL after N attempts",
-"HTTP 500: ...", "deadline exceeded ...", "circuit open: ...").
+"HTTP 500: ...", "deadline exceeded ...", "circuit open: ...", "... larger than N bytes ...").
+
+An attempt's timeout covers the whole exchange, the body included (a server trickling bytes cannot
+keep it alive), and the body is streamed and refused once its *decoded* size passes the cap (a gzip
+bomb stops there; the overshoot is at most one network read's worth of decompressed bytes).
 
 `Replicas` spreads requests over the live base URLs (least in flight first). A replica with
 ``breaker_threshold`` consecutive connection failures is taken out for ``revive_after`` seconds, then
 tried again; when every replica is out, the remaining requests fail at once with the reason.
-Credentials in a URL (``http://user:pass@host``) never appear in a message or a log line.
+Credentials in a URL (``http://user:pass@host``) and the given secrets (the API key, even when a
+server quotes it back) never appear in a message or a log line: ``***`` stands in for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +40,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_AFTER_STATUS = frozenset({429, 503})  # whose Retry-After header sets the wait before the next attempt
 
 
 class RequestFailed(Exception):
@@ -41,18 +52,96 @@ class RequestFailed(Exception):
         self.body = body
 
 
+class ResponseTooLarge(RequestFailed):
+    """An answer whose decoded body passed the size cap; it was not read further."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many attempts to make and how long to wait between them (`base * 2**k` plus jitter, capped)."""
+    """How many attempts to make, how long each may take (``attempt_timeout``: the whole exchange, body
+    included; ``None``: no limit), and how long to wait between them (`base * 2**k` plus jitter, capped;
+    at least a 429/503's ``Retry-After``, itself capped at ``retry_after_max``)."""
 
     max_attempts: int = 10
     backoff_base: float = 0.5
     backoff_max: float = 10.0
+    attempt_timeout: float | None = None
+    retry_after_max: float = 30.0
 
-    def delay(self, attempt: int) -> float:
-        """Seconds to sleep after failed attempt number `attempt` (1-based): full jitter on an exponential cap."""
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep after failed attempt number `attempt` (1-based): full jitter on an exponential
+        cap, or the server's `retry_after` (capped) when that is longer."""
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        pause = random.uniform(ceiling / 2, ceiling)
+        return pause if retry_after is None else max(pause, min(retry_after, self.retry_after_max))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for (delay-seconds or an HTTP date); ``None`` if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer, its body read in full (decoded)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    encoding: str
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+async def exchange(
+    client: httpx.AsyncClient, method: str, url: str, max_bytes: int | None = None, **kwargs: Any
+) -> Answer:
+    """Send one request and read its answer, streamed: `ResponseTooLarge` once more than `max_bytes`
+    decoded bytes have arrived (``None``: no cap). Time limits are the caller's (`attempt_limit`)."""
+    response = await client.send(client.build_request(method, url, **kwargs), stream=True)
+    try:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise ResponseTooLarge(
+                    f"HTTP {response.status_code}: answer larger than {max_bytes} bytes (decoded; max_response_bytes), "
+                    "refused", response.status_code,
+                )  # fmt: skip
+            chunks.append(chunk)
+    finally:
+        await response.aclose()
+    return Answer(response.status_code, response.headers, b"".join(chunks), response.encoding or "utf-8")
+
+
+def attempt_limit(timeout: float | None, deadline: float | None) -> tuple[float | None, bool]:
+    """Seconds the next attempt may take (its `timeout`, or less when the `deadline` (monotonic) comes
+    first), and whether the deadline is what sets it."""
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    if remaining is not None and (timeout is None or remaining <= timeout):
+        return remaining, True
+    return timeout, False
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -93,12 +182,19 @@ class Replicas:
     answers) take a replica out for ``revive_after`` seconds; ``None`` disables the breaker.
     """
 
-    def __init__(self, urls: Sequence[str], breaker_threshold: int | None = 3, revive_after: float = 5.0):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        breaker_threshold: int | None = 3,
+        revive_after: float = 5.0,
+        secrets: Sequence[str] = (),
+    ):
         if not urls:
             raise ValueError("need at least one server URL")
         self.replicas = [Replica(url) for url in urls]
         self.breaker_threshold = breaker_threshold
         self.revive_after = revive_after
+        self.secrets = [secret for secret in secrets if secret]
         self._turn = 0
 
     def __len__(self) -> int:
@@ -121,7 +217,7 @@ class Replicas:
 
     def connection_failed(self, replica: Replica, reason: str) -> None:
         replica.failures += 1
-        replica.last_reason = reason
+        replica.last_reason = reason = self.scrub(reason)
         if self.breaker_threshold is not None and replica.failures >= self.breaker_threshold:
             if replica.dead_until <= time.monotonic():
                 logger.warning(
@@ -136,12 +232,14 @@ class Replicas:
         return f"circuit open: server unreachable ({details})"
 
     def scrub(self, text: str) -> str:
-        """``text`` with every replica URL's credentials removed."""
+        """``text`` with every replica URL's credentials and every secret replaced by ``***``."""
         for replica in self.replicas:
             if replica.url != replica.name:
                 text = text.replace(replica.url, replica.name)
                 userinfo = replica.url.partition("://")[2].partition("/")[0].rsplit("@", 1)[0]
                 text = text.replace(userinfo, "***")
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
         return text
 
 
@@ -153,58 +251,72 @@ async def post_json(
     policy: RetryPolicy,
     deadline: float | None = None,
     headers: dict[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """POST `payload` to `path` on a live replica; retry connection errors, timeouts, 408/429/5xx (on any
-    live replica); stop at `deadline` (monotonic) or when the circuit is open."""
+    live replica); stop at `deadline` (monotonic) or when the circuit is open. An answer over `max_bytes`
+    (decoded) fails at once."""
     try:
-        return await _post_json(client, replicas, path, payload, policy, deadline, headers)
+        return await _post_json(client, replicas, path, payload, policy, deadline, headers, max_bytes)
     except RequestFailed as exc:
-        raise RequestFailed(replicas.scrub(str(exc)), exc.status, exc.body) from None
+        body = None if exc.body is None else replicas.scrub(exc.body)
+        raise RequestFailed(replicas.scrub(str(exc)), exc.status, body) from None
 
 
-async def _post_json(client, replicas, path, payload, policy, deadline, headers) -> dict[str, Any]:
+async def _post_json(client, replicas, path, payload, policy, deadline, headers, max_bytes) -> dict[str, Any]:
     last_reason = "no attempt made"
     last_status: int | None = None
     last_body: str | None = None
     url = replicas.replicas[0].name + path
     for attempt in range(1, policy.max_attempts + 1):
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+        limit, by_deadline = attempt_limit(policy.attempt_timeout, deadline)
+        if by_deadline and limit <= 0:
             raise RequestFailed(f"deadline exceeded after {attempt - 1} attempts (last: {last_reason})", last_status)
         replica = replicas.pick()
         if replica is None:
             raise RequestFailed(replicas.open_reason())
         url = replica.name + path
         replica.in_flight += 1
+        retry_after = None
         try:
-            response = await asyncio.wait_for(client.post(replica.url + path, json=payload, headers=headers), remaining)
+            answer = await asyncio.wait_for(
+                exchange(client, "POST", replica.url + path, max_bytes, json=payload, headers=headers), limit
+            )
         except asyncio.TimeoutError:
-            raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
+            if by_deadline:
+                raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
+            last_reason, last_status = f"request timed out (no full answer within {limit:g}s)", None
         except httpx.TimeoutException as exc:
             last_reason, last_status = f"request timed out ({type(exc).__name__})", None
         except httpx.TransportError as exc:
             last_reason, last_status = f"{type(exc).__name__}: {exc or 'connection failed'}", None
             replicas.connection_failed(replica, last_reason)
+        except ResponseTooLarge:
+            replicas.answered(replica)
+            raise
         else:
             replicas.answered(replica)
-            if response.is_success:
+            if answer.is_success:
                 try:
-                    return response.json()
+                    return answer.json()
                 except ValueError:
-                    raise RequestFailed(
-                        f"HTTP {response.status_code}: body is not JSON: {_short(response.text)}", response.status_code
-                    ) from None
-            last_status, last_body = response.status_code, response.text
-            last_reason = f"HTTP {response.status_code}: {_short(response.text)}"
-            if response.status_code not in RETRYABLE_STATUS:
-                raise RequestFailed(last_reason, response.status_code, response.text)
+                    reason = f"HTTP {answer.status}: body is not JSON: {_short(answer.text)}"
+                    raise RequestFailed(reason, answer.status) from None
+            last_status, last_body = answer.status, answer.text
+            last_reason = f"HTTP {answer.status}: {_short(answer.text)}"
+            if answer.status not in RETRYABLE_STATUS:
+                raise RequestFailed(last_reason, answer.status, answer.text)
+            if answer.status in RETRY_AFTER_STATUS:
+                retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         finally:
             replica.in_flight -= 1
         if attempt < policy.max_attempts:
-            pause = policy.delay(attempt)
+            pause = policy.delay(attempt, retry_after)
             if deadline is not None and time.monotonic() + pause >= deadline:
                 raise RequestFailed(f"deadline exceeded after {attempt} attempts (last: {last_reason})", last_status)
-            logger.debug("attempt %d on %s failed (%s); retrying in %.2fs", attempt, url, last_reason, pause)
+            asked = "" if retry_after is None else f" (Retry-After {retry_after:g}s)"
+            reason = replicas.scrub(last_reason)
+            logger.debug("attempt %d on %s failed (%s); retrying in %.2fs%s", attempt, url, reason, pause, asked)
             await asyncio.sleep(pause)
     if last_status is None:
         where = url if len(replicas) == 1 else f"{len(replicas)} replicas (last {url})"

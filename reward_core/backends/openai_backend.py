@@ -1,9 +1,11 @@
 """Backend for OpenAI-compatible chat servers (vLLM, SGLang, ``transformers serve``).
 
 One HTTP request per judge call, many in flight (bounded by ``concurrency``), each retried with
-jittered exponential backoff on connection errors, 408/429 and 5xx, within a per-request ``timeout``
-and an overall ``deadline`` per batch. Sampling is explicit (``temperature=0``, ``top_p=1``), unlike
-upstream's client, which sends none and so inherits the checkpoint's sampling defaults.
+jittered exponential backoff (or a 429/503's ``Retry-After``, capped at ``retry_after_max``) on
+connection errors, 408/429 and 5xx, each attempt within ``timeout`` (body included), all within an
+overall ``deadline`` per batch; an answer over ``max_response_bytes`` (decoded) fails its item.
+Sampling is explicit (``temperature=0``, ``top_p=1``), unlike upstream's client, which sends none and
+so inherits the checkpoint's sampling defaults.
 
 ``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
 replica with the fewest in flight, a replica that keeps refusing connections is taken out and tried
@@ -18,7 +20,8 @@ tokenizer) and gets exactly their log-probabilities; ``"top"`` reads the top-20 
 outside them counts as probability 0); ``"auto"`` uses exact ids when they can be resolved, else top-20.
 
 An API key (``api_key``, else ``$UNIFIEDREWARD_API_KEY`` / ``$OPENAI_API_KEY``) goes as a bearer token
-to the configured URLs only, and is never logged.
+to the configured URLs only, and is never logged: a server quoting it back in an answer gets ``***``
+in its place in every error and log line.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from reward_core.backends.http_client import (
     Replicas,
     RequestFailed,
     RetryPolicy,
+    attempt_limit,
+    exchange,
     gather_ordered,
     post_json,
     redact_url,
@@ -64,6 +69,7 @@ TOP_LOGPROBS = 20  # the most vLLM's OpenAI server returns by default (--max-log
 LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
 LOGPROB_TOKENS = ("auto", "exact", "top")
 API_KEY_VARIABLES = ("UNIFIEDREWARD_API_KEY", "OPENAI_API_KEY")
+MAX_RESPONSE_BYTES = 16 * 2**20  # a judge's answer is kilobytes; top-20 logprobs of a long generation, a few MB
 
 
 def split_urls(base_url: str | Sequence[str]) -> list[str]:
@@ -83,10 +89,13 @@ class OpenAIBackend:
             replicas of the same judge (a list, or one string separated by commas).
         model: served model name; ``None`` asks ``/v1/models`` once (the single served model, or "UnifiedReward").
         concurrency: requests in flight at once.
-        timeout: seconds per HTTP attempt.
+        timeout: seconds per HTTP attempt, the whole exchange (connect, send, the full answer).
         deadline: seconds for a whole `generate` / `answer_logprobs` call; unfinished items fail.
         max_attempts: attempts per request (the first one included); with the default backoff the
             retries span about 30-55 s, enough to ride out a server restart.
+        retry_after_max: the longest wait a 429/503's ``Retry-After`` gets (seconds).
+        max_response_bytes: largest answer body read, counted decoded (a gzip bomb stops there);
+            a larger one fails its item. ``None``: no cap.
         image_format: "jpeg" (q95, like upstream) or "png" (lossless).
         video_mode: "frames" (8 frames per video as images, like upstream's vLLM path) or "video_url".
         temperature, top_p: sampling parameters sent with every request.
@@ -112,6 +121,8 @@ class OpenAIBackend:
         max_attempts: int = 10,
         backoff_base: float = 0.5,
         backoff_max: float = 10.0,
+        retry_after_max: float = 30.0,
+        max_response_bytes: int | None = MAX_RESPONSE_BYTES,
         image_format: str = "jpeg",
         jpeg_quality: int = 95,
         video_mode: str = "frames",
@@ -138,7 +149,11 @@ class OpenAIBackend:
         self.concurrency = concurrency
         self.timeout = timeout
         self.deadline = deadline
-        self.retry = RetryPolicy(max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max)
+        self.retry = RetryPolicy(
+            max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
+            attempt_timeout=timeout, retry_after_max=retry_after_max,
+        )  # fmt: skip
+        self.max_response_bytes = max_response_bytes
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
         self.video_mode = video_mode
@@ -146,6 +161,7 @@ class OpenAIBackend:
         self.sampling = {"temperature": temperature, "top_p": top_p}
         api_key = api_key or next((os.environ[v] for v in API_KEY_VARIABLES if os.environ.get(v)), None)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._secrets = (api_key,) if api_key else ()
         self.extra_body = dict(extra_body or {})
         self.logprob_tokens = logprob_tokens
         self.tokenizer = tokenizer
@@ -201,7 +217,7 @@ class OpenAIBackend:
 
                 return run
 
-            return await self._gather([job(r) for r in requests], deadline, lambda e: Generation(error=e))
+            return await self._gather([job(r) for r in requests], deadline, lambda e: Generation(error=e), replicas)
 
     async def aanswer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         nodes = prefill_nodes(candidates)
@@ -242,7 +258,7 @@ class OpenAIBackend:
 
                 return run
 
-            return await self._gather([job(r) for r in requests], deadline, lambda e: AnswerLogprobs(error=e))
+            return await self._gather([job(r) for r in requests], deadline, lambda e: AnswerLogprobs(error=e), replicas)
 
     async def aanswer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
         deadline = self._batch_deadline()
@@ -276,7 +292,7 @@ class OpenAIBackend:
 
                 return run
 
-            return await self._gather([job(r) for r in requests], deadline, lambda e: NodeProbs(error=e))
+            return await self._gather([job(r) for r in requests], deadline, lambda e: NodeProbs(error=e), replicas)
 
     # ----- helpers -----------------------------------------------------------------------------
 
@@ -286,11 +302,12 @@ class OpenAIBackend:
 
     def _replicas(self) -> Replicas:
         """Health of the replicas for one batch: every batch starts by trying them all."""
-        return Replicas(self.base_urls, **self.breaker)
+        return Replicas(self.base_urls, **self.breaker, secrets=self._secrets)
 
     async def _post(self, client, replicas: Replicas, path: str, payload: dict, deadline) -> dict[str, Any]:
         """POST to the configured replicas only; the key goes in this request's headers, never a shared client's."""
-        return await post_json(client, replicas, path, payload, self.retry, deadline, headers=self._headers)
+        cap = self.max_response_bytes
+        return await post_json(client, replicas, path, payload, self.retry, deadline, self._headers, cap)
 
     @contextlib.asynccontextmanager
     async def _encoder(self):
@@ -306,7 +323,8 @@ class OpenAIBackend:
     def _batch_deadline(self) -> float | None:
         return None if self.deadline is None else time.monotonic() + self.deadline
 
-    async def _gather(self, jobs, deadline, on_error):
+    async def _gather(self, jobs, deadline, on_error, replicas: Replicas):
+        """Run the jobs (see `gather_ordered`); every error that comes back is scrubbed of credentials."""
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -318,10 +336,14 @@ class OpenAIBackend:
             return on_error(reason.replace("deadline exceeded", f"deadline exceeded{limit}", 1))
 
         try:
-            return await gather_ordered(jobs, self.concurrency, deadline, error, bar.update if bar else None)
+            results = await gather_ordered(jobs, self.concurrency, deadline, error, bar.update if bar else None)
         finally:
             if bar is not None:
                 bar.close()
+        for result in results:
+            if result.error is not None:
+                result.error = replicas.scrub(result.error)
+        return results
 
     async def _served_models(self) -> list[str]:
         async with self._client() as client:
@@ -332,21 +354,27 @@ class OpenAIBackend:
         reasons = []
         for replica in replicas.replicas:
             url = f"{replica.name}/v1/models"
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            limit, by_deadline = attempt_limit(self.timeout, deadline)
+            get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
             try:
-                response = await asyncio.wait_for(client.get(f"{replica.url}/v1/models", headers=self._headers), remaining)
+                answer = await asyncio.wait_for(get, limit)
             except asyncio.TimeoutError:
-                reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
-                break
+                if by_deadline:
+                    reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
+                    break
+                reasons.append(f"cannot list models at {url}: timed out (no full answer within {limit:g}s)")
+                continue
             except httpx.HTTPError as exc:
                 reasons.append(replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}"))
                 continue
-            if not response.is_success:
-                raise RequestFailed(f"cannot list models at {url}: HTTP {response.status_code}", response.status_code)
+            except RequestFailed as exc:
+                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: {exc}"), exc.status) from None
+            if not answer.is_success:
+                raise RequestFailed(f"cannot list models at {url}: HTTP {answer.status}", answer.status)
             try:
-                return [entry["id"] for entry in response.json()["data"]]
+                return [entry["id"] for entry in answer.json()["data"]]
             except (ValueError, KeyError, TypeError) as exc:
-                raise RequestFailed(f"cannot list models at {url}: unexpected answer ({exc})") from None
+                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc})")) from None
         raise RequestFailed("; ".join(reasons))
 
     async def _resolve_model(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> str | None:
@@ -489,7 +517,7 @@ class OpenAIBackend:
         body = await self._post(client, replicas, "/tokenize", payload, deadline)
         tokens = body.get("tokens") if isinstance(body, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-            raise ValueError(f"/tokenize gave no token ids: {str(body)[:200]}")
+            raise ValueError(replicas.scrub(f"/tokenize gave no token ids: {str(body)[:200]}"))
         return tokens
 
 

@@ -130,7 +130,9 @@ def token_id_logprobs(body: dict[str, Any], token_ids: dict[str, int]) -> dict[s
 
 def _first_token_entries(body: Any) -> list[tuple[str, float]]:
     """``(token, logprob)`` of the first generated token's top list (or the token itself); raises
-    `ValueError` for a missing, empty or non-finite list."""
+    `ValueError` for a missing, empty or non-finite list, or one that lists a token twice (its
+    probability would count twice). Distinct byte tokens that each decode to U+FFFD share that text
+    in a real vLLM answer: those may repeat."""
     choice = _only_choice(body)
     try:
         entry = choice["logprobs"]["content"][0]
@@ -143,6 +145,11 @@ def _first_token_entries(body: Any) -> list[tuple[str, float]]:
     bad = [(t, lp) for t, lp in pairs if not math.isfinite(lp) or lp > 1e-4]  # a log-probability is <= 0
     if bad:
         raise ValueError(f"the response carries invalid log-probabilities {bad[:3]}")
+    seen: set[str] = set()
+    for token, _ in pairs:
+        if token in seen and "\ufffd" not in token:
+            raise ValueError(f"the response lists token {token!r} twice in one top-logprobs list")
+        seen.add(token)
     return pairs
 
 

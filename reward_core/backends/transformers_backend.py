@@ -108,17 +108,42 @@ class EncodeFailure:
         return cls(f"{type(error).__name__}: {error}")
 
 
+def resizes_once(processor: Any) -> bool:
+    """Qwen3-VL / Qwen3.5 processors: media are resized once, by qwen-vl-utils, and the processor is told
+    ``do_resize=False`` (Qwen2.5-VL keeps upstream ``inference_qwen``'s qwen-vl-utils + processor pair)."""
+    return "Qwen3" in type(processor).__name__
+
+
+def image_pixel_bounds(processor: Any) -> dict[str, int]:
+    """The processor's own image pixel bounds (``size``'s ``shortest_edge`` / ``longest_edge``) as qwen-vl-utils'
+    ``min_pixels`` / ``max_pixels``; empty when it has none (then qwen-vl-utils' defaults apply)."""
+    size = getattr(processor.image_processor, "size", None) or {}
+    bounds = {"min_pixels": size.get("shortest_edge"), "max_pixels": size.get("longest_edge")}
+    return {key: int(value) for key, value in bounds.items() if value}
+
+
 def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, Any]:
     """``process_vision_info`` on one conversation -> processor keyword arguments (images, videos, video kwargs).
 
     Uses the processor's patch size (14 for Qwen2.5-VL, 16 for Qwen3-VL), so ``smart_resize`` uses
     the model's factor (28 / 32). Videos carry qwen-vl-utils' frame metadata, from which transformers 5
-    processors derive the sampled fps (a per-video ``fps`` list is no longer accepted); Qwen3-VL also
-    skips the processor's second resize, as in its model card.
+    processors derive the sampled fps (a per-video ``fps`` list is no longer accepted).
+
+    Qwen3-VL / Qwen3.5 (:func:`resizes_once`): one resize, as upstream's vLLM server (whose processor resizes
+    each image once within its own ``size`` bounds): qwen-vl-utils resizes images within those bounds (its default
+    minimum is 4 tokens, the processor's 256x256 px) and the processor gets ``do_resize=False`` for images and
+    videos alike (the Qwen3-VL model card's recipe), so a small image gets the server's token grid.
     """
     from qwen_vl_utils import process_vision_info
 
     patch_size = getattr(processor.image_processor, "patch_size", 14)
+    once = resizes_once(processor)
+    if once:
+        bounds = image_pixel_bounds(processor)  # an entry's own min_pixels / max_pixels win
+        messages = [
+            {**message, "content": [{**bounds, **e} if e.get("type") == "image" else e for e in message["content"]]}
+            for message in messages
+        ]
     images, videos, video_kwargs = process_vision_info(
         messages, return_video_kwargs=True, return_video_metadata=True, image_patch_size=patch_size
     )
@@ -126,8 +151,8 @@ def vision_inputs(messages: list[dict[str, Any]], processor: Any) -> dict[str, A
     if videos is not None:
         frames, metadata = zip(*videos)
         kwargs.update(videos=list(frames), video_metadata=list(metadata), **video_kwargs)
-        if "Qwen3" in type(processor).__name__:
-            kwargs["do_resize"] = False
+    if once and (images is not None or videos is not None):
+        kwargs["do_resize"] = False
     return kwargs
 
 

@@ -6,7 +6,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-from reward_core.media import MediaError, VideoSpec, check_video, load_image
+from reward_core.media import MediaError, VideoSpec, check_video, decode_image
 
 
 def content_key(value: Any) -> str | None:
@@ -21,9 +21,9 @@ def content_key(value: Any) -> str | None:
 class MediaCache:
     """LRU cache of prepared media, failures included (a broken file is reported, not re-read).
 
-    Images are decoded to RGB PIL images. Videos are opened once to validate them and passed on as
-    :class:`VideoSpec`: the model decodes frames itself (qwen-vl-utils sampling), so a video's
-    frames are not held here.
+    Images are decoded to RGB PIL images (RGBA kept: the template's media protocol flattens it). Videos are
+    opened once to validate them and passed on as :class:`VideoSpec`: the model decodes frames itself
+    (qwen-vl-utils sampling), so a video's frames are not held here.
     """
 
     def __init__(self, capacity: int = 256, video_options: dict[str, Any] | None = None) -> None:
@@ -34,7 +34,7 @@ class MediaCache:
         self.misses = 0
 
     def image(self, ref: Any) -> Any:
-        return self._get(ref, "image", load_image)
+        return self._get(ref, "image", decode_image)
 
     def video(self, ref: Any) -> VideoSpec:
         return self._get(ref, "video", self._open_video)

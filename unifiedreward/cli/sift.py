@@ -3,7 +3,7 @@
 Input: JSON / JSONL rows ``{"id", "question" | "prompt", "image" | "images" | "video", "candidates"?}``.
 Without ``candidates`` a policy samples them (``--policy PATH`` or ``--policy-server URL``).
 Output folder: ``sift*.jsonl`` (resumable per-item records), ``summary.json``, ``scores.png`` and, for text
-candidates, the TRL preference dataset ``pairs.jsonl`` + ``dataset/`` (``datasets.load_from_disk``).
+candidates, the TRL preference dataset ``pairs.jsonl`` + ``dataset/`` (``datasets.load_dataset(path)``).
 
 Shards: ``--num-shards/--shard-index``, or one shard per process under ``accelerate launch``; the main
 process merges all shards (deterministically, by input order) once every process is done.
@@ -15,13 +15,13 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from unifiedreward.cli.common import load_judge
 from unifiedreward.cli.help import CommandParser, examples
+from unifiedreward.dataset_folder import write_dataset_folder
 from unifiedreward.report import try_report
 from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import (
@@ -215,7 +215,8 @@ def merge_outputs(out_dir: Path) -> dict[str, Any]:
 
 
 def save_hf_dataset(rows: list[dict[str, Any]], path: Path) -> str | None:
-    """TRL preference rows as a ``datasets`` folder (``images`` decoded as ``Image`` features), swapped in whole."""
+    """TRL preference rows as the ``train`` split of a folder ``datasets.load_dataset(path)`` reads (``images``
+    embedded as ``Image`` features), swapped in whole (:func:`write_dataset_folder`)."""
     try:
         from datasets import Dataset, Image, Sequence
     except ImportError:
@@ -224,15 +225,7 @@ def save_hf_dataset(rows: list[dict[str, Any]], path: Path) -> str | None:
     dataset = Dataset.from_list(rows)
     if any(row["images"] for row in rows):
         dataset = dataset.cast_column("images", Sequence(Image()))
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset.save_to_disk(str(staging))
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(staging, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return str(path)
+    return str(write_dataset_folder({"train": dataset}, path))
 
 
 def run(args: argparse.Namespace) -> int:

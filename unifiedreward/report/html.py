@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 from .thumbs import Thumb
 
@@ -78,13 +79,20 @@ def clip(text: str | None, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters]"
 
 
+def relative_url(path: str) -> str:
+    """The URL of a file at ``path`` relative to the page: percent-encoded and starting with ``./`` or ``../``,
+    so no file name (``javascript:x.png``, ``a#b.png``) reads as a scheme, a query or a fragment."""
+    url = quote(path)
+    return url if url.startswith("../") else "./" + url
+
+
 def media_html(thumb: Thumb, alt: str) -> str:
     """An ``<img>`` (linked to the original when it is a file) or the reason the medium cannot be shown."""
     if thumb.src is None:
         return f'<span class="missing">{esc(alt)}: {esc(thumb.error)}</span>'
-    img = (f'<img src="{esc(thumb.src)}" width="{thumb.width}" height="{thumb.height}" loading="lazy" '
-           f'decoding="async" alt="{esc(alt)}">')
-    return f'<a href="{esc(thumb.original)}">{img}</a>' if thumb.original else img
+    img = (f'<img src="{esc(relative_url(thumb.src))}" width="{thumb.width}" height="{thumb.height}" '
+           f'loading="lazy" decoding="async" alt="{esc(alt)}">')
+    return f'<a href="{esc(relative_url(thumb.original))}">{img}</a>' if thumb.original else img
 
 
 def details(summary: str, texts: Iterable[tuple[str, str | None]]) -> str:

@@ -18,8 +18,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 
 def _is_media_path(candidate: object) -> bool:
+    """A media file name that exists on disk (even as a FIFO, a folder or a dangling link: the card says so)."""
     return (isinstance(candidate, str) and candidate.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            and os.path.isfile(candidate))
+            and os.path.lexists(candidate))
 
 
 def _score(value: float | None) -> str:
