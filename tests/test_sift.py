@@ -308,3 +308,19 @@ def test_candidates_are_typed_by_the_templates_never_guessed(tmp_path):
     assert media.candidates == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     with pytest.raises(ValueError, match="same kind of candidate"):
         candidates_are_text(SiftSettings("image_generation.pair_rank.v1", "image_understanding.point_score.v1"))
+
+
+def test_merge_only_names_the_missing_shards_and_exits_1(tmp_path, caplog):
+    """docs/trl.md's manual shards: a --merge-only with shard 2 of 4 done merged silently (total 1 of 4 prompts)."""
+    from unifiedreward.cli.sift import main as sift_main
+    from unifiedreward.sift import missing_shards, shard_path
+
+    shard_path(tmp_path, 2, 4).write_text("")
+    assert [p.name for p in missing_shards(tmp_path)] == [shard_path(tmp_path, i, 4).name for i in (0, 1, 3)]
+    with caplog.at_level("WARNING"):
+        assert sift_main(["--output-dir", str(tmp_path), "--merge-only", "--no-progress"]) == 1
+    assert "merged without 3 shard(s)" in caplog.text and "sift-00003-of-00004.jsonl" in caplog.text
+    for index in (0, 1, 3):
+        shard_path(tmp_path, index, 4).write_text("")
+    assert missing_shards(tmp_path) == []
+    assert sift_main(["--output-dir", str(tmp_path), "--merge-only", "--no-progress"]) == 0

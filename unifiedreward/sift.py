@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -345,6 +346,20 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[SiftRecord]:
 def shard_path(out_dir: str | os.PathLike, shard_index: int = 0, num_shards: int = 1) -> Path:
     name = "sift.jsonl" if num_shards == 1 else f"sift-{shard_index:05d}-of-{num_shards:05d}.jsonl"
     return Path(out_dir) / name
+
+
+SHARD_NAME = re.compile(r"sift-(\d+)-of-(\d+)\.jsonl")
+
+
+def missing_shards(out_dir: str | os.PathLike) -> list[Path]:
+    """The shard files ``out_dir`` should hold but does not: for every ``sift-I-of-N.jsonl`` present, the other
+    shards of that N (a merge of 1 of 4 shards merges a quarter of the prompts)."""
+    present: dict[int, set[int]] = {}
+    for path in Path(out_dir).glob("sift-*-of-*.jsonl"):
+        if match := SHARD_NAME.fullmatch(path.name):
+            present.setdefault(int(match[2]), set()).add(int(match[1]))
+    return [shard_path(out_dir, index, count) for count, indices in sorted(present.items())
+            for index in range(count) if index not in indices]
 
 
 def select_shard(items: Sequence[SiftItem], shard_index: int, num_shards: int) -> list[SiftItem]:

@@ -34,6 +34,7 @@ from unifiedreward.sift import (
     TransformersPolicy,
     atomic_write_text,
     candidates_are_text,
+    missing_shards,
     read_records,
     run_sift,
     select_shard,
@@ -203,6 +204,10 @@ def merge_outputs(out_dir: Path) -> dict[str, Any]:
     records = read_records(sorted(out_dir.glob(RESULTS_GLOB)))
     summary = write_summary(records, out_dir)
     report: dict[str, Any] = {"summary": vars(summary), "output_dir": str(out_dir)}
+    if missing := missing_shards(out_dir):
+        logger.warning("merged without %d shard(s), their prompts are missing: %s", len(missing),
+                       ", ".join(path.name for path in missing))
+        report["missing_shards"] = [str(path) for path in missing]
     kept = [r for r in records if r.status == "kept"]
     if kept and all(isinstance(r.chosen, str) and isinstance(r.rejected, str) for r in kept):
         rows = trl_preference_rows(records)
@@ -272,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
             return exit_status(summary.failed, len(invalid))
     report = merge_outputs(out_dir)
     print(json.dumps(report, indent=2))
+    if report.get("missing_shards"):
+        return 1
     return exit_status(report["summary"]["failed"], len(invalid) if not args.merge_only else 0)
 
 
