@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from reward_core.text_lines import iter_lines
+
 _CHUNK_CHARS = 1 << 16
 _WHITESPACE = " \t\r\n"
 
@@ -48,17 +50,17 @@ def _as_row(location: str, value: Any) -> Row:
 
 def _iter_jsonl(path: str) -> Iterator[Row]:
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            location = f"{name}:line {line_number}"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield Row(location, error=f"invalid JSON ({error.msg}, column {error.colno})")
-                continue
-            yield _as_row(location, value)
+    for line in iter_lines(path):
+        location = f"{name}:line {line.number}"
+        if line.error is not None:
+            yield Row(location, error=line.error)
+            continue
+        try:
+            value = json.loads(line.text)
+        except json.JSONDecodeError as error:
+            yield Row(location, error=f"invalid JSON ({error.msg}, column {error.colno})")
+            continue
+        yield _as_row(location, value)
 
 
 def _iter_json_array(path: str) -> Iterator[Row]:
