@@ -72,7 +72,7 @@ def _iter_json_array(path: str) -> Iterator[Row]:
     (invalid JSON) ends at that newline, so the scanner resynchronises on the next line.
     """
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:  # bad bytes fail their element only
         elements = _ArrayElements(handle)
         if not elements.open_array():
             yield Row(f"{name}:line {elements.line}", error="expected a JSON array ('[') at the top level")
@@ -80,6 +80,13 @@ def _iter_json_array(path: str) -> Iterator[Row]:
         for line, value, problem in elements:
             location = f"{name}:line {line}"
             yield Row(location, error=problem) if problem is not None else _as_row(location, value)
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as decoded by "surrogateescape"
+
+
+def _not_utf8(escaped: str) -> str:
+    return f"not UTF-8: byte 0x{ord(escaped) - 0xDC00:02x}"
 
 
 _STRING_STOP = re.compile(r'["\\\n]')
@@ -162,14 +169,18 @@ class _ArrayElements:
         try:
             value, end = self.decoder.raw_decode(self.buffer, self.pos)
             if end < len(self.buffer) - 1 or self.eof:  # a scalar at the buffer's edge may continue
+                undecodable = _UNDECODABLE.search(self.buffer, self.pos, end)
                 self.line += self.buffer.count("\n", self.pos, end)
                 self.pos = end
-                return value, None, True
+                return (None, _not_utf8(undecodable.group()), True) if undecodable else (value, None, True)
         except json.JSONDecodeError:
             pass
         text, complete = self._scan_element()
         if not complete:
             return None, "unexpected end of file inside an array element", False
+        undecodable = _UNDECODABLE.search(text)
+        if undecodable:
+            return None, _not_utf8(undecodable.group()), True
         try:
             return json.loads(text), None, True
         except json.JSONDecodeError as error:
