@@ -3,8 +3,8 @@
 A file is written to a temporary name in its own folder (``.NAME.tmp-HOST-PID-TOKEN``), fsync'd and
 renamed over ``NAME`` with ``os.replace``: a reader, or a run killed at any point (even ``kill -9``),
 sees the previous complete file or the new one, never half of one. A kill does leave the temporary
-file; the next write of the same ``NAME`` removes every such file whose process (on this host) is
-gone, so leftovers never pile up.
+file; the first write of a later process into the same folder removes every such file there whose
+process (on this host) is gone, so leftovers never pile up.
 """
 
 from __future__ import annotations
@@ -31,21 +31,30 @@ def temp_name(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files of ``path`` left by processes of this host that no longer run."""
-    path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}.tmp-{_HOST}-") + r"(\d+)-[0-9a-f]+")
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by processes of this host that no longer run."""
+    pattern = re.compile(r"\..+\.tmp-" + _HOST + r"-(\d+)-[0-9a-f]{8}")
     removed = []
     with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(path.parent):
+        for entry in os.scandir(folder):
             match = pattern.fullmatch(entry.name)
-            if match and not _process_alive(int(match.group(1))):
+            if match and entry.is_file(follow_symlinks=False) and not _process_alive(int(match.group(1))):
                 with contextlib.suppress(FileNotFoundError):
                     size = entry.stat(follow_symlinks=False).st_size
                     os.remove(entry.path)
                     removed.append(Path(entry.path))
                     logger.info("removed %s (%d bytes) left by a killed writer", entry.path, size)
     return removed
+
+
+_swept: set[Path] = set()  # folders this process has cleaned (one scan each, however many files it writes there)
+
+
+def _sweep_once(folder: Path) -> None:
+    folder = folder.resolve()
+    if folder not in _swept:
+        remove_stale_temps(folder)
+        _swept.add(folder)
 
 
 def _process_alive(pid: int) -> bool:
@@ -68,7 +77,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
+    _sweep_once(path.parent)
     temp = temp_name(path)
     try:
         with open(temp, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as stream:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,7 +67,9 @@ def _check_agree(out: Path, where: str) -> bool:
 
 def test_bench_metrics_agree_with_predictions_after_a_kill_at_any_write(toy_world, tmp_path):
     out = tmp_path / "bench"
-    assert cli(_bench_args(toy_world, _bench_data(toy_world, tmp_path / "a.jsonl", 0, 3), out)) == 0  # an earlier run
+    earlier = _bench_data(toy_world, tmp_path / "a.jsonl", 0, 3)
+    assert cli(_bench_args(toy_world, earlier, tmp_path / "earlier")) == 0
+    shutil.copytree(tmp_path / "earlier", out)  # an earlier run's outputs (this process never wrote into `out`)
     assert _check_agree(out, "earlier run") and json.loads((out / "metrics.json").read_text())["n_pairs"] == 3
 
     rerun = _bench_data(toy_world, tmp_path / "b.jsonl", 3, 5)
@@ -91,7 +94,7 @@ def test_bench_metrics_agree_with_predictions_after_a_kill_at_any_write(toy_worl
     print(f"bench killed at write {kill_at} of a rerun; writes seen: {stops}")
     _check_agree(out, "after the kill")
 
-    assert cli(_bench_args(toy_world, rerun, out)) == 0  # a rerun completes and cleans the killed run's temp files
+    assert cli(_bench_args(toy_world, rerun, out)) == 0  # a later run completes and cleans the killed run's temp files
     assert _check_agree(out, "after a complete rerun")
     assert json.loads((out / "metrics.json").read_text())["n_pairs"] == 5
     assert _temp_files(out) == []
