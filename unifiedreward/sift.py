@@ -331,7 +331,7 @@ def read_records(paths: Iterable[str | os.PathLike]) -> list[SiftRecord]:
                     raise ValueError(line.error)
                 record = SiftRecord.from_dict(json.loads(line.text))
             except (ValueError, TypeError, KeyError) as err:
-                torn = "" if line.complete else "torn last line, no newline (a killed sift's unfinished record): "
+                torn = "" if line.complete or line.error else "torn last line, no newline (a killed sift's unfinished record): "
                 logger.warning("%s:%d: unreadable record skipped (%s%s)", path, line.number, torn, err)
                 continue
             latest[record.id] = record
