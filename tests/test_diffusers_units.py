@@ -281,6 +281,54 @@ def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
     assert np.isfinite(scores).all() and info["num_failed"] == 0  # logit mode: an expected score, never a parse
 
 
+def test_flow_grpo_calls_take_their_turn_in_ticket_order():
+    """Tickets are taken on entry; turns follow them whatever order the threads get there in."""
+    import threading
+
+    from integrations.diffusers.flow_grpo_reward import CallOrder
+
+    order, done = CallOrder(), []
+    tickets = [order.take() for _ in range(4)]
+
+    def call(ticket):
+        with order.turn(ticket):
+            done.append(ticket)
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in reversed(tickets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert done == tickets
+
+
+def multi_score_builds(factory, device="cpu"):
+    """How flow_grpo/rewards.py::multi_score builds each reward (yifan123/flow_grpo ac4c86e)."""
+    return factory(device) if "device" in factory.__code__.co_varnames else factory()
+
+
+def test_flow_grpo_docstring_example_runs_under_multi_score(toy_world, monkeypatch):
+    """Issue 24 item 11: the factory's docstring advised functools.partial, which multi_score cannot build."""
+    import functools
+    import textwrap
+
+    from integrations.diffusers import flow_grpo_reward
+
+    monkeypatch.setenv("UNIFIEDREWARD_MODEL", toy_world["reward_model"])
+    with pytest.raises(AttributeError, match="__code__"):  # the old advice
+        multi_score_builds(functools.partial(unifiedreward_score, mode="logit"))
+    block = []
+    for line in flow_grpo_reward.__doc__.split("::\n", 1)[1].splitlines():  # the module docstring's example
+        if line and not line.startswith("    "):
+            break
+        block.append(line)
+    namespace = {"score_functions": {}}
+    exec(textwrap.dedent("\n".join(block)), namespace)
+    built = {name: multi_score_builds(factory) for name, factory in namespace["score_functions"].items()}
+    assert set(built) == {"unifiedreward", "unifiedreward_winrate"} and built["unifiedreward"].mode == "logit"
+    assert built["unifiedreward"].reward_model is built["unifiedreward_winrate"].reward_model  # one judge
+
+
 def test_flow_grpo_scorer_with_the_toy_reward_model(toy_world):
     """The real tiny Qwen2.5-VL: each item is either a valid score or NaN with a reason, never a made-up 0."""
     scorer = UnifiedRewardScorer(UnifiedReward.from_pretrained(toy_world["reward_model"], max_new_tokens=8), impute=None)

@@ -56,7 +56,7 @@ def test_back_to_back_calls_pair_in_submission_order_and_equal_one_process(run, 
         expected, _ = reward_fn(images, prompts, [{}] * len(prompts))
         for key in ("unifiedreward", "unifiedreward_winrate", "avg"):
             got = torch.cat([s["rewards"][key] for s in per_rank]).numpy()
-            bad = ~np.isclose(got, np.asarray(expected[key], dtype=np.float32), atol=1e-5)
+            bad = ~np.isclose(got, np.asarray(expected[key], dtype=np.float32), atol=1e-5, equal_nan=True)  # NaN: item 2
             wrong[key] = wrong.get(key, 0) + int(bad.sum())
     assert wrong == {"unifiedreward": 0, "unifiedreward_winrate": 0, "avg": 0}, f"rewards unlike one process: {wrong}"
     assert split, "no prompt group was spread over both processes"
