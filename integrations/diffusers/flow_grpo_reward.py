@@ -106,7 +106,7 @@ def impute_by_prompt(scores: np.ndarray, prompts: Sequence[str], fallback: float
 
 def prompts_fingerprint(prompts: Sequence[str]) -> str:
     """A short id of one call's prompts, in order (error messages name a call by it)."""
-    return hashlib.blake2b(json.dumps(list(prompts)).encode(), digest_size=6).hexdigest()
+    return hashlib.blake2b(json.dumps(list(prompts), default=str).encode(), digest_size=6).hexdigest()
 
 
 class CallOrder:
