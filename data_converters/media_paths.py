@@ -6,6 +6,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from reward_core.atomic_files import atomic_write_bytes
+
 from .report import RowError
 
 
@@ -73,9 +75,5 @@ def store_media_bytes(blob: bytes, media_dir: str, subdir: str, name_hint: str |
     relative = os.path.join(subdir, hashlib.sha1(blob).hexdigest()[:20] + extension)
     target = os.path.join(media_dir, relative)
     if not os.path.exists(target):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        temp = f"{target}.{os.getpid()}.tmp"
-        with open(temp, "wb") as handle:
-            handle.write(blob)
-        os.replace(temp, target)
+        atomic_write_bytes(target, blob)
     return relative

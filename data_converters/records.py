@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from reward_core.text_lines import iter_lines
+
 _CHUNK_CHARS = 1 << 16
 _WHITESPACE = " \t\r\n"
 
@@ -48,17 +50,17 @@ def _as_row(location: str, value: Any) -> Row:
 
 def _iter_jsonl(path: str) -> Iterator[Row]:
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            location = f"{name}:line {line_number}"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                yield Row(location, error=f"invalid JSON ({error.msg}, column {error.colno})")
-                continue
-            yield _as_row(location, value)
+    for line in iter_lines(path):
+        location = f"{name}:line {line.number}"
+        if line.error is not None:
+            yield Row(location, error=line.error)
+            continue
+        try:
+            value = json.loads(line.text)
+        except json.JSONDecodeError as error:
+            yield Row(location, error=f"invalid JSON ({error.msg}, column {error.colno})")
+            continue
+        yield _as_row(location, value)
 
 
 def _iter_json_array(path: str) -> Iterator[Row]:
@@ -70,7 +72,7 @@ def _iter_json_array(path: str) -> Iterator[Row]:
     (invalid JSON) ends at that newline, so the scanner resynchronises on the next line.
     """
     name = os.path.basename(path)
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:  # bad bytes fail their element only
         elements = _ArrayElements(handle)
         if not elements.open_array():
             yield Row(f"{name}:line {elements.line}", error="expected a JSON array ('[') at the top level")
@@ -78,6 +80,13 @@ def _iter_json_array(path: str) -> Iterator[Row]:
         for line, value, problem in elements:
             location = f"{name}:line {line}"
             yield Row(location, error=problem) if problem is not None else _as_row(location, value)
+
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as decoded by "surrogateescape"
+
+
+def _not_utf8(escaped: str) -> str:
+    return f"not UTF-8: byte 0x{ord(escaped) - 0xDC00:02x}"
 
 
 _STRING_STOP = re.compile(r'["\\\n]')
@@ -160,14 +169,18 @@ class _ArrayElements:
         try:
             value, end = self.decoder.raw_decode(self.buffer, self.pos)
             if end < len(self.buffer) - 1 or self.eof:  # a scalar at the buffer's edge may continue
+                undecodable = _UNDECODABLE.search(self.buffer, self.pos, end)
                 self.line += self.buffer.count("\n", self.pos, end)
                 self.pos = end
-                return value, None, True
+                return (None, _not_utf8(undecodable.group()), True) if undecodable else (value, None, True)
         except json.JSONDecodeError:
             pass
         text, complete = self._scan_element()
         if not complete:
             return None, "unexpected end of file inside an array element", False
+        undecodable = _UNDECODABLE.search(text)
+        if undecodable:
+            return None, _not_utf8(undecodable.group()), True
         try:
             return json.loads(text), None, True
         except json.JSONDecodeError as error:

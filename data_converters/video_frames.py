@@ -15,6 +15,8 @@ import os
 import numpy as np
 from PIL import Image
 
+from reward_core.atomic_files import atomic_write_text
+
 from .report import RowError
 
 FRAMES_SUBDIR = os.path.join("extracted", "frames")
@@ -38,8 +40,7 @@ def extract_video_frames(relative: str, media_dir: str) -> list[str]:
     for index, frame in enumerate(frames):
         names.append(os.path.join(folder, f"frame_{index:04d}.png"))
         Image.fromarray(frame).save(os.path.join(media_dir, names[-1]))
-    with open(marker, "w", encoding="utf-8") as handle:
-        handle.write(str(len(names)))
+    atomic_write_text(marker, str(len(names)))  # last, and whole: a killed run leaves no marker
     return names
 
 

@@ -203,6 +203,18 @@ def test_json_array_streams_thousands_of_rows_in_constant_memory(tmp_path):
     assert errors == {"expected a JSON object, got float"}
 
 
+def test_json_array_element_in_latin1_fails_alone(tmp_path):
+    rows = [{"prompt": f"caption {n}", "chosen": "a", "rejected": "b"} for n in range(4)]
+    elements = [json.dumps(row).encode() for row in rows]
+    elements[1] = json.dumps({**rows[1], "prompt": "un café"}, ensure_ascii=False).encode("latin-1")
+    source = tmp_path / "prefs.json"
+    source.write_bytes(b"[\n" + b",\n".join(elements) + b"\n]\n")
+    read = list(iter_rows(source))
+    assert [row.error for row in read] == [None, "not UTF-8: byte 0xe9", None, None]
+    assert read[1].location == "prefs.json:line 3"
+    assert [row.data["prompt"] for row in read if row.data] == ["caption 0", "caption 2", "caption 3"]
+
+
 def test_parquet_rows_and_embedded_image_bytes(tmp_path):
     import io
 

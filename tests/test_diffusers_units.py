@@ -242,9 +242,10 @@ def test_flow_grpo_scorer_takes_tensors_and_arrays_and_imputes_failures():
     images = torch.stack([torch.full((3, 16, 16), v) for v in (0.0, 0.5, 1.0, 1.0)])  # NCHW in [0, 1]
     scores, info = scorer(images, ["p", "p", "p", "q"], [{}] * 4)
     assert scores[0] == pytest.approx(1 / 5) and scores[1] == pytest.approx((1 + 4 * 128 / 255) / 5, abs=1e-3)
-    # the failed image of prompt p gets p's mean (no NaN for Flow-GRPO's stat tracker); q has no successful score
-    assert scores[2] == pytest.approx((scores[0] + scores[1]) / 2) and np.isnan(scores[3])
-    assert info["num_failed"] == 2 and info["imputed"] == [False, False, True, False]
+    # the failed image of prompt p gets p's mean (no NaN for Flow-GRPO's stat tracker); q has no successful score:
+    # the batch's mean (one value for its whole group: advantage 0), counted
+    assert scores[2] == pytest.approx((scores[0] + scores[1]) / 2) and scores[3] == pytest.approx(scores[2])
+    assert info["num_failed"] == 2 and info["imputed"] == [False, False, True, True] and info["failed_groups"] == 1
     assert info["status"][2] == "parse_error" and info["raw_score"][2] is None
     array = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # NHWC uint8
     assert np.allclose(scorer(array, ["p"] * 4)[0][:2], scores[:2], atol=1e-3)
@@ -262,8 +263,11 @@ def test_flow_grpo_winrate_groups_by_prompt_and_skips_failed_games():
     images = [Image.new("RGB", (8, 8), (v,) * 3) for v in (10, 100, 200, 50, 60)]
     scores, info = scorer(images, ["a", "a", "a", "b", "c"], None)
     assert scores[:3].tolist() == [0.0, 0.5, 1.0]
-    assert np.isnan(scores[3]) and np.isnan(scores[4])  # alone in their group: nothing to compare with
+    # alone in their group, nothing to compare with: the batch's mean win rate, counted
+    assert scores[3] == scores[4] == pytest.approx(0.5) and info["failed_groups"] == 2
     assert info["comparisons"] == 3 and info["failed_comparisons"] == 0
+    assert UnifiedRewardWinRateScorer(UnifiedReward(judge), impute=None, resize=None)(images[3:], ["b", "c"])[0].tolist() == [
+        pytest.approx(np.nan, nan_ok=True)] * 2
 
 
 def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
@@ -277,9 +281,57 @@ def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
     assert np.isfinite(scores).all() and info["num_failed"] == 0  # logit mode: an expected score, never a parse
 
 
+def test_flow_grpo_calls_take_their_turn_in_ticket_order():
+    """Tickets are taken on entry; turns follow them whatever order the threads get there in."""
+    import threading
+
+    from integrations.diffusers.flow_grpo_reward import CallOrder
+
+    order, done = CallOrder(), []
+    tickets = [order.take() for _ in range(4)]
+
+    def call(ticket):
+        with order.turn(ticket):
+            done.append(ticket)
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in reversed(tickets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert done == tickets
+
+
+def multi_score_builds(factory, device="cpu"):
+    """How flow_grpo/rewards.py::multi_score builds each reward (yifan123/flow_grpo ac4c86e)."""
+    return factory(device) if "device" in factory.__code__.co_varnames else factory()
+
+
+def test_flow_grpo_docstring_example_runs_under_multi_score(toy_world, monkeypatch):
+    """Issue 24 item 11: the factory's docstring advised functools.partial, which multi_score cannot build."""
+    import functools
+    import textwrap
+
+    from integrations.diffusers import flow_grpo_reward
+
+    monkeypatch.setenv("UNIFIEDREWARD_MODEL", toy_world["reward_model"])
+    with pytest.raises(AttributeError, match="__code__"):  # the old advice
+        multi_score_builds(functools.partial(unifiedreward_score, mode="logit"))
+    block = []
+    for line in flow_grpo_reward.__doc__.split("::\n", 1)[1].splitlines():  # the module docstring's example
+        if line and not line.startswith("    "):
+            break
+        block.append(line)
+    namespace = {"score_functions": {}}
+    exec(textwrap.dedent("\n".join(block)), namespace)
+    built = {name: multi_score_builds(factory) for name, factory in namespace["score_functions"].items()}
+    assert set(built) == {"unifiedreward", "unifiedreward_winrate"} and built["unifiedreward"].mode == "logit"
+    assert built["unifiedreward"].reward_model is built["unifiedreward_winrate"].reward_model  # one judge
+
+
 def test_flow_grpo_scorer_with_the_toy_reward_model(toy_world):
     """The real tiny Qwen2.5-VL: each item is either a valid score or NaN with a reason, never a made-up 0."""
-    scorer = UnifiedRewardScorer(UnifiedReward.from_pretrained(toy_world["reward_model"], max_new_tokens=8))
+    scorer = UnifiedRewardScorer(UnifiedReward.from_pretrained(toy_world["reward_model"], max_new_tokens=8), impute=None)
     images = torch.rand(2, 3, 32, 32)
     scores, info = scorer(images, ["a red circle on the left", "a blue square"], None)
     for score, status, error in zip(scores, info["status"], info["error"]):

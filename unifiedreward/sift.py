@@ -30,8 +30,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from reward_core.atomic_files import atomic_open, atomic_write_text
 from reward_core.prompts import Template, get_template
 from reward_core.results import RewardResult
+from reward_core.text_lines import iter_lines
 
 logger = logging.getLogger(__name__)
 
@@ -316,28 +318,22 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``path`` through a temporary file and ``os.replace``: readers see the old or the new file, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def read_records(paths: Iterable[str | os.PathLike]) -> list[SiftRecord]:
-    """Records from one or more JSONL files: the last line per id wins, ordered by (order, id)."""
+    """Records from one or more JSONL files: the last line per id wins, ordered by (order, id).
+
+    An unreadable line (not UTF-8, not a record) is logged with its line number and skipped; so is a
+    torn last line left by a killed sift (the resumed sift judges that item again).
+    """
     latest: dict[str, SiftRecord] = {}
     for path in sorted(Path(p) for p in paths):
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for line in iter_lines(path):
             try:
-                record = SiftRecord.from_dict(json.loads(line))
-            except (json.JSONDecodeError, TypeError, KeyError) as err:
-                logger.warning("%s:%d: unreadable record skipped (%s)", path, number, err)
+                if line.error is not None:
+                    raise ValueError(line.error)
+                record = SiftRecord.from_dict(json.loads(line.text))
+            except (ValueError, TypeError, KeyError) as err:
+                torn = "" if line.complete or line.error else "torn last line, no newline (a killed sift's unfinished record): "
+                logger.warning("%s:%d: unreadable record skipped (%s%s)", path, line.number, torn, err)
                 continue
             latest[record.id] = record
     return sorted(latest.values(), key=lambda r: (r.order, r.id))
@@ -553,9 +549,8 @@ def write_summary(records: Sequence[SiftRecord], out_dir: str | os.PathLike) -> 
     ax.set_title(f"kept {summary.kept} / dropped {summary.dropped} / failed {summary.failed}")
     ax.legend()
     fig.tight_layout()
-    tmp = out_dir / f".scores.png.tmp-{os.getpid()}"
-    fig.savefig(tmp, dpi=100, format="png")
-    os.replace(tmp, out_dir / "scores.png")
+    with atomic_open(out_dir / "scores.png", "wb") as stream:
+        fig.savefig(stream, dpi=100, format="png")
     plt.close(fig)
     return summary
 

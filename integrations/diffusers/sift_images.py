@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from reward_core.text_lines import iter_lines
 from unifiedreward.report import try_report
 from unifiedreward.report.sift_report import render_sift_records
 from unifiedreward.sift import (
@@ -48,12 +49,11 @@ def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None
     """
     candidates_dir = Path(candidates_dir).resolve()
     items, seen = [], set()
-    lines = (candidates_dir / CANDIDATES_FILE).read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for line in iter_lines(candidates_dir / CANDIDATES_FILE):
         try:
-            record = json.loads(line)
+            if line.error is not None:
+                raise ValueError(line.error)
+            record = json.loads(line.text)
             media_key = "images" if "images" in record else "videos"  # image or text-to-video pipelines
             item_id, prompt, images = str(record["id"]), record["prompt"], record[media_key]
             if not isinstance(prompt, str) or not isinstance(images, list):
@@ -61,7 +61,7 @@ def read_candidates(candidates_dir: str | Path, invalid: list[str] | None = None
             if item_id in seen:
                 raise ValueError(f"duplicate id {item_id!r}")
         except (ValueError, KeyError, TypeError) as error:
-            reason = f"{CANDIDATES_FILE}:{number}: {type(error).__name__}: {error}"
+            reason = f"{CANDIDATES_FILE}:{line.number}: {type(error).__name__}: {error}"
             logger.error("skipped %s", reason)
             if invalid is not None:
                 invalid.append(reason)

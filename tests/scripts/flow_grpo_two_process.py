@@ -4,18 +4,21 @@
 
 What is reproduced, as upstream does it: ``multi_score(device, {"unifiedreward": 1.0, "unifiedreward_winrate": 0.5})``
 builds each reward as ``factory(device)`` (only when ``device`` is in its ``__code__.co_varnames``) and sums the
-weighted scores into ``"avg"``; a ``DistributedKRepeatSampler`` spreads the k images of each prompt over the
-processes; each batch's reward call goes to a ``ThreadPoolExecutor(max_workers=8)`` and is collected afterwards;
-rewards and prompts are gathered and a per-prompt stat tracker (np.mean / np.std per prompt) turns them into
-advantages. What is not: the SD3 sampler. Images are random 32x32 tensors (NCHW, [0, 1]) drawn per (batch, rank),
-one with NaN pixels to inject a real judge failure (``media_error``), and a 1 s pause stands for the sampling that
-separates two submissions upstream (reward calls must start in the same order on every process; the scorers check
-that every prompt group is complete and raise otherwise). Writes ``OUT_DIR/rank{R}.pt``.
+weighted scores into ``"avg"``; ``reward_fn`` and ``eval_reward_fn`` are both built from the same config; a
+``DistributedKRepeatSampler`` spreads the k images of each prompt over the processes; each batch's reward call is
+submitted to a ``ThreadPoolExecutor(max_workers=8)`` back to back (the calls overlap) and collected afterwards;
+rewards and prompts are gathered and a stand-in for Flow-GRPO's ``PerPromptStatTracker`` (its ``"grpo"`` branch,
+``global_std`` True and False) turns them into advantages. What is not: the SD3 sampler. Images are random 32x32
+tensors (NCHW, [0, 1]) drawn per (batch, rank); NaN pixels inject real judge failures (``media_error``): one image in
+batch 0, every image of one prompt in batch 1. Also checks that calls paired out of order raise (``group_size``).
+Writes ``OUT_DIR/rank{R}.pt``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import sys
 import time
 from concurrent import futures
@@ -24,20 +27,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PROMPTS = ["a red circle", "a blue square", "two green triangles", "a yellow star"]
-BATCH_SIZE, K, NUM_BATCHES = 3, 3, 2  # per process; 2 processes x 3 = 6 images = 2 prompts x k=3 per batch
+PROMPTS = [f"{colour} {shape}" for colour in ("a red", "a blue", "a green", "a yellow")
+           for shape in ("circle", "square", "triangle", "star")]
+BATCH_SIZE, K, NUM_BATCHES = 3, 3, 4  # per process; 2 processes x 3 = 6 images = 2 prompts x k=3 per batch
+ONE_FAILED_BATCH, ALL_FAILED_BATCH = 2, 1  # one image fails; every image of one prompt fails (see failures())
 
 
 def unifiedreward(device):
     from integrations.diffusers.flow_grpo_reward import unifiedreward_score
 
-    return unifiedreward_score(device, mode="logit", resize=64, group_size=K)
+    return unifiedreward_score(device, mode="logit", resize=64)
 
 
 def unifiedreward_winrate(device):
     from integrations.diffusers.flow_grpo_reward import unifiedreward_winrate as factory
 
-    return factory(device, mode="logit", resize=64, group_size=K)
+    return factory(device, mode="logit", resize=64)
 
 
 def multi_score(device, score_dict):
@@ -70,14 +75,72 @@ def k_repeat_indices(num_prompts: int, rank: int, replicas: int, seed: int):
     return shuffled[rank * BATCH_SIZE : (rank + 1) * BATCH_SIZE]
 
 
-def per_prompt_advantages(prompts, rewards):
-    """The stat tracker's 'grpo' branch: (r - mean) / (std + 1e-4) per prompt text, population std."""
-    prompts, rewards = np.array(prompts), np.array(rewards, dtype=np.float64)
-    advantages = np.zeros_like(rewards)
-    for prompt in np.unique(prompts):
-        members = prompts == prompt
-        advantages[members] = (rewards[members] - np.mean(rewards[members])) / (np.std(rewards[members]) + 1e-4)
-    return advantages
+def step_prompts(index: int, rank: int, replicas: int) -> list[str]:
+    return [PROMPTS[i] for i in k_repeat_indices(len(PROMPTS), rank, replicas, seed=index)]
+
+
+def failures(replicas: int) -> dict[str, tuple[int, str]]:
+    """The prompts whose images fail, each (batch, prompt), a prompt seen in no other batch of the epoch (so that its
+    stat-tracker group, per prompt text over the epoch, is that call's group)."""
+    seen = [{p for rank in range(replicas) for p in step_prompts(index, rank, replicas)} for index in range(NUM_BATCHES)]
+    only = [sorted(s.difference(*(t for t in seen if t is not s))) for s in seen]
+    one = next(p for p in step_prompts(ONE_FAILED_BATCH, 1, replicas) if p in only[ONE_FAILED_BATCH])
+    return {"one": (ONE_FAILED_BATCH, one), "all": (ALL_FAILED_BATCH, only[ALL_FAILED_BATCH][0])}
+
+
+def batch(index: int, rank: int, replicas: int) -> tuple[list[str], torch.Tensor]:
+    """One process's prompts and images (NCHW, [0, 1]) of one sampling step, failures injected as NaN pixels (a real
+    ``media_error`` for the judge): on process 1, its first image of the ``"one"`` prompt; everywhere, every image
+    of the ``"all"`` prompt."""
+    prompts = step_prompts(index, rank, replicas)
+    images = torch.rand(BATCH_SIZE, 3, 32, 32, generator=torch.Generator().manual_seed(100 * index + rank))
+    failed = failures(replicas)
+    doomed = [n for n, p in enumerate(prompts) if (index, p) == failed["all"]]
+    doomed += [n for n, p in enumerate(prompts) if (index, p) == failed["one"] and rank == 1][:1]
+    for n in doomed:
+        images[n, :, 0, 0] = float("nan")
+    return prompts, images
+
+
+class PerPromptStatTracker:
+    """Stands in for Flow-GRPO's ``flow_grpo/stat_tracking.py::PerPromptStatTracker`` (``type="grpo"``, one
+    ``update`` per epoch as ``train_sd3.py`` calls it): (r - mean of the prompt's rewards) / (std + 1e-4), the std
+    (population) over the prompt's rewards, or over every reward of the batch with ``global_std`` (Flow-GRPO's
+    default config)."""
+
+    def __init__(self, global_std: bool):
+        self.global_std = global_std
+
+    def update(self, prompts, rewards):
+        prompts, rewards = np.array(prompts), np.array(rewards, dtype=np.float64)
+        advantages = np.zeros_like(rewards)
+        for prompt in np.unique(prompts):
+            members = prompts == prompt
+            std = np.std(rewards if self.global_std else rewards[members]) + 1e-4
+            advantages[members] = (rewards[members] - np.mean(rewards[members])) / std
+        return advantages
+
+
+def judges_in_memory() -> int:
+    """Live UnifiedReward judges in this process (each an in-process model copy)."""
+    from reward_core import UnifiedReward
+
+    gc.collect()
+    return sum(isinstance(o, UnifiedReward) for o in gc.get_objects())
+
+
+def out_of_order_error(rank: int, replicas: int) -> str:
+    """Process 1 submits two steps in the other order: the content check (``group_size``) must raise, not mix them."""
+    from integrations.diffusers.flow_grpo_reward import unifiedreward_winrate as factory
+
+    scorer = factory("cpu", mode="logit", resize=64, group_size=K)
+    steps = [batch(index, rank, replicas) for index in (2, 3)]
+    try:
+        for prompts, images in steps[::-1] if rank == 1 else steps:
+            scorer(images, prompts, None)
+    except RuntimeError as error:
+        return str(error)
+    return ""
 
 
 def main(world: str, out: str) -> None:
@@ -86,21 +149,18 @@ def main(world: str, out: str) -> None:
 
     accelerator = Accelerator(cpu=True)
     manifest = json.loads((Path(world) / "manifest.json").read_text())
-    import os
-
     os.environ["UNIFIEDREWARD_MODEL"] = manifest["reward_model"]
-    reward_fn = multi_score(accelerator.device, {"unifiedreward": 1.0, "unifiedreward_winrate": 0.5})
+    config_reward_fn = {"unifiedreward": 1.0, "unifiedreward_winrate": 0.5}
+    reward_fn = multi_score(accelerator.device, config_reward_fn)
+    eval_reward_fn = multi_score(accelerator.device, config_reward_fn)  # noqa: F841 (built as train_sd3.py does)
+    judges = judges_in_memory()
     executor = futures.ThreadPoolExecutor(max_workers=8)
     rank, replicas = accelerator.process_index, accelerator.num_processes
     samples = []
-    for batch in range(NUM_BATCHES):
-        time.sleep(1.0)  # stands for pipeline_with_logprob(...)
-        prompts = [PROMPTS[i] for i in k_repeat_indices(len(PROMPTS), rank, replicas, seed=batch)]
-        images = torch.rand(BATCH_SIZE, 3, 32, 32, generator=torch.Generator().manual_seed(100 * batch + rank))
-        if batch == 0 and rank == 1:
-            images[0, :, 0, 0] = float("nan")  # a real media error for the judge
+    for index in range(NUM_BATCHES):
+        prompts, images = batch(index, rank, replicas)  # stands for pipeline_with_logprob(...)
         rewards = executor.submit(reward_fn, images, prompts, [{}] * len(prompts), only_strict=True)
-        time.sleep(0)
+        time.sleep(0)  # as train_sd3.py: yield, then straight on to the next batch
         samples.append({"prompts": prompts, "images": images, "rewards": rewards})
     for sample in samples:
         rewards, _ = sample["rewards"].result()
@@ -108,9 +168,11 @@ def main(world: str, out: str) -> None:
     all_prompts = gather_object([p for s in samples for p in s["prompts"]])
     gathered = {key: accelerator.gather(torch.cat([s["rewards"][key] for s in samples])).numpy()
                 for key in samples[0]["rewards"]}
-    advantages = per_prompt_advantages(all_prompts, gathered["avg"])
+    advantages = {global_std: PerPromptStatTracker(global_std).update(all_prompts, gathered["avg"])
+                  for global_std in (True, False)}
     torch.save({"samples": samples, "all_prompts": all_prompts, "gathered": gathered, "advantages": advantages,
-                "world_size": replicas}, Path(out) / f"rank{rank}.pt")
+                "world_size": replicas, "failures": failures(replicas), "judges": judges, "out_of_order_error": out_of_order_error(rank, replicas)},
+               Path(out) / f"rank{rank}.pt")
     executor.shutdown()
 
 

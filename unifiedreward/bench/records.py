@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from reward_core.text_lines import iter_lines
+
 HF_PREFIX = "hf:"
 
 
@@ -46,15 +48,15 @@ def iter_records(source: str | Path, *, subset: str | None = None, split: str | 
 
 
 def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                # Keep the row count honest: the loader reports this row as invalid.
-                yield {"__error__": f"line {line_number}: invalid JSON ({exc.msg})"}
+    # An unreadable line stays a row (keeping the row count honest): the loader reports it as invalid.
+    for line in iter_lines(path):
+        if line.error is not None:
+            yield {"__error__": f"line {line.number}: {line.error}"}
+            continue
+        try:
+            yield json.loads(line.text)
+        except json.JSONDecodeError as exc:
+            yield {"__error__": f"line {line.number}: invalid JSON ({exc.msg})"}
 
 
 def _json_rows(data: Any, path: Path) -> list[dict[str, Any]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reward_core.atomic_files import atomic_write_text
 
 from .items import InvalidRecord
 from .loaders import VL_REWARDBENCH_CATEGORIES, BenchmarkSpec
@@ -45,6 +48,7 @@ class BenchReport:
     n_invalid_records: int = 0
     invalid_records: list[dict[str, Any]] = field(default_factory=list)
     media_cache: dict[str, int] = field(default_factory=dict)
+    predictions: dict[str, Any] = field(default_factory=dict)  # the predictions.jsonl summarised (write_report)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,13 +179,26 @@ def render_markdown(report: BenchReport) -> str:
 
 
 def write_report(report: BenchReport, outcomes: list[PairOutcome], out_dir: str | Path) -> dict[str, Path]:
-    """Write ``metrics.json``, ``report.md`` and ``predictions.jsonl`` (one line per pair) to ``out_dir``."""
+    """Write ``predictions.jsonl`` (one line per pair), ``report.md`` and ``metrics.json`` to ``out_dir``.
+
+    Each file is replaced whole (:mod:`reward_core.atomic_files`). A previous run's ``metrics.json`` and
+    ``report.md`` are removed before the predictions are replaced, and ``metrics.json`` is written last,
+    naming the lines and sha256 of the ``predictions.jsonl`` it summarises: after a kill at any point,
+    a ``metrics.json`` that exists describes the ``predictions.jsonl`` beside it.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out / "metrics.json", "report": out / "report.md", "predictions": out / "predictions.jsonl"}
-    paths["metrics"].write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    paths["report"].write_text(report.to_markdown(), encoding="utf-8")
-    with paths["predictions"].open("w", encoding="utf-8") as handle:
-        for outcome in outcomes:
-            handle.write(json.dumps(outcome.to_dict(), ensure_ascii=False) + "\n")
+    for stale in (paths["metrics"], paths["report"]):
+        stale.unlink(missing_ok=True)
+    atomic_write_text(paths["predictions"], "".join(json.dumps(o.to_dict(), ensure_ascii=False) + "\n" for o in outcomes))
+    report.predictions = predictions_digest(paths["predictions"])
+    atomic_write_text(paths["report"], report.to_markdown())
+    atomic_write_text(paths["metrics"], json.dumps(report.to_dict(), indent=2) + "\n")
     return paths
+
+
+def predictions_digest(path: str | Path) -> dict[str, Any]:
+    """What ``predictions.jsonl`` holds: its file name, number of lines and sha256."""
+    data = Path(path).read_bytes()
+    return {"file": Path(path).name, "lines": data.count(b"\n"), "sha256": hashlib.sha256(data).hexdigest()}

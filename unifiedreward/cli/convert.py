@@ -10,7 +10,7 @@ entries kept; parallel runs on one file are serialised by a lock). Invalid rows 
 their line/row number and skipped; ``--strict`` stops at the first one and writes nothing.
 Exit status: 0 when every row converted; 1 when some rows were rejected (the good rows are written
 and registered), when ``--strict`` failed, or when no row survived (then no output file is written
-and nothing is registered); 2 for bad arguments.
+and nothing is registered); 2 for bad arguments or an input file that cannot be read.
 ``--sampling`` takes upstream's strategies: all, random:N, N% (LLaMA-Factory ``num_samples`` in the
 registration), first:N, end:N (applied while converting). A JSON summary is printed at the end.
 """
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         dc.SamplingStrategy.parse(args.sampling)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.input) or not os.access(args.input, os.R_OK):
+        print(f"error: cannot read input file {args.input!r} (missing, not a file, or not readable)", file=sys.stderr)
         return 2
     try:
         if args.kind == "unifiedreward":

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from reward_core.atomic_files import atomic_write_text
+from reward_core.text_lines import iter_lines
 from unifiedreward.cli.common import load_judge, parse_fields
 from unifiedreward.cli.help import examples
 
@@ -119,17 +120,19 @@ def _resolve(path: str, root: Path | None) -> str:
 
 def read_items(path: Path, fields: dict[str, str], root: Path, video: bool, as_frames: bool) -> list[tuple[str, Any]]:
     """``(id, entry)`` per non-empty JSONL line: the entry is a ``JudgeItem``, or a failed ``RewardResult``
-    saying why the line is not a usable item (invalid JSON, not an object, media that are not paths)."""
+    saying why the line is not a usable item (not UTF-8, invalid JSON, not an object, media that are not
+    paths)."""
     from reward_core.model import JudgeItem
     from reward_core.results import RewardResult, Status
 
     entries: list[tuple[str, Any]] = []
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for index, line in enumerate(lines):
+    for index, line in enumerate(iter_lines(path)):
         item_id = str(index)
         try:
+            if line.error is not None:
+                raise ValueError(line.error)
             try:
-                row = json.loads(line)
+                row = json.loads(line.text)
             except json.JSONDecodeError as error:
                 raise ValueError(f"invalid JSON ({error})") from None
             if not isinstance(row, dict):
@@ -143,7 +146,7 @@ def read_items(path: Path, fields: dict[str, str], root: Path, video: bool, as_f
             item = JudgeItem([_media_entry(m, root, video, as_frames) for m in media], {**fields, **row_fields}, item_id)
             entries.append((item_id, item))
         except (ValueError, TypeError) as error:
-            entries.append((item_id, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: line {index + 1}: {error}")))
+            entries.append((item_id, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: line {line.number}: {error}")))
     return entries
 
 
@@ -200,19 +203,11 @@ def run(args: argparse.Namespace) -> int:
     lines = [json.dumps({"id": item_id, **result.to_dict()}, ensure_ascii=False)
              for (item_id, _), result in zip(entries, results)]
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(args.output, "".join(line + "\n" for line in lines))
+        atomic_write_text(args.output, "".join(line + "\n" for line in lines))
     else:
         print("\n".join(lines))
     print(summary(results, elapsed), file=sys.stderr)
     return 0 if all(result.ok for result in results) else 1
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file renamed into place (no half-written output)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def describe(result) -> str:

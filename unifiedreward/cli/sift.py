@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reward_core.text_lines import iter_lines
 from unifiedreward.cli.common import load_judge
 from unifiedreward.cli.help import CommandParser, examples
 from unifiedreward.dataset_folder import write_dataset_folder
@@ -96,9 +97,8 @@ def add_parser(subparsers: Any) -> None:
 
 def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The input rows, and one reason per JSONL line that is not a JSON object (those lines are skipped)."""
-    text = path.read_text(encoding="utf-8")
     if path.suffix != ".jsonl":
-        data = json.loads(text)
+        data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list):
             raise ValueError(f"{path}: expected a JSON list of rows")
         rows = [row for row in data if isinstance(row, dict)]
@@ -106,16 +106,17 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                    if not isinstance(row, dict)]
         return rows, invalid
     rows, invalid = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for line in iter_lines(path):
+        if line.error is not None:
+            invalid.append(f"{path}:{line.number}: {line.error}")
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line.text)
         except json.JSONDecodeError as error:
-            invalid.append(f"{path}:{number}: invalid JSON ({error})")
+            invalid.append(f"{path}:{line.number}: invalid JSON ({error})")
             continue
         if not isinstance(row, dict):
-            invalid.append(f"{path}:{number}: a {type(row).__name__}, not a JSON object")
+            invalid.append(f"{path}:{line.number}: a {type(row).__name__}, not a JSON object")
             continue
         rows.append(row)
     return rows, invalid

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from reward_core.atomic_files import atomic_write_text
 from unifiedreward.bench.runner import PairOutcome
 
 from .html import card, details, esc, media_html, metrics_table, page, write_page
@@ -63,9 +64,7 @@ def write_bench_report(outcomes: Sequence[PairOutcome], kind: str, out_dir: str 
     counts = {status: sum(judged_status(o) == status for o in outcomes)
               for status in ("correct", "misjudged", "failed", "tie")}
     data = {"kind": kind, "counts": counts, "listed": len(pairs), "pairs": pairs}
-    tmp = report_dir / f".{PAIRS_FILE}.tmp"
-    tmp.write_text(json.dumps(data, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, report_dir / PAIRS_FILE)
+    atomic_write_text(report_dir / PAIRS_FILE, json.dumps(data, ensure_ascii=False) + "\n")
     return render_bench_dir(out_dir)
 
 

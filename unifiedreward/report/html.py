@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from reward_core.atomic_files import atomic_write_text
+
 from .thumbs import Thumb
 
 TEXT_LIMIT = 4000  # characters of judge text kept per call
@@ -131,10 +133,6 @@ def page(title: str, stats: Sequence[tuple[str, object]], cards: Sequence[tuple[
 
 def write_page(report_dir: str | os.PathLike, text: str) -> Path:
     """Write ``index.html`` atomically into ``report_dir``."""
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    target = report_dir / "index.html"
-    tmp = report_dir / ".index.html.tmp"
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
+    target = Path(report_dir) / "index.html"
+    atomic_write_text(target, text)
     return target
