@@ -105,6 +105,8 @@ def run(args) -> dict:
     source = toy_reward_model(Path(args.world))
     checks: dict[str, bool] = {}
     report: dict = {"size": args.size, "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
         params, report["write_s"] = timed(lambda: write_checkpoint(source, Path(folder), args.size, device))
         report["params_b"] = round(params / 1e9, 3)
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=("7b", "tiny"), default="7b")
     parser.add_argument("--world", default=str(Path(tempfile.gettempdir()) / "unifiedreward-gpu-acceptance-world"))
-    parser.add_argument("--tmp", default=None, help="folder for the random checkpoint (7b: about 17 GB)")
+    parser.add_argument("--tmp", default=None, help="folder for the random checkpoint (7b: about 17 GB; created when missing)")
     parser.add_argument("--device-map", default="auto")
     parser.add_argument("--attn", choices=("auto", "flash_attention_2", "sdpa", "eager"), default="auto")
     parser.add_argument("--items", type=int, default=8)
