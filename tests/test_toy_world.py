@@ -229,3 +229,18 @@ def test_make_api_takes_seed_size_and_difficulty(tmp_path):
         images = [Image.open(tmp_path / "c" / path) for path in record["images"]]
         assert all(image.size == (96, 96) for image in images)
         assert all(_colour_pixels(image, colour) > 50 for image in images)  # both show the colour: harder task
+
+
+def test_toy_build_reuses_a_complete_world_of_the_same_seed_and_size(tmp_path):
+    """`unifiedreward toy build` on a folder that already holds that world leaves it as it is (the README's first
+    command, run again, must not delete and rewrite the checkpoints other commands are using)."""
+    from unifiedreward.cli import main
+
+    assert main(["toy", "build", str(tmp_path), "--num-items", "4"]) == 0
+    weights = next((tmp_path / "reward-qwen2_5_vl").glob("*.safetensors"))
+    built = weights.stat().st_mtime_ns
+    assert main(["toy", "build", str(tmp_path), "--num-items", "4"]) == 0
+    assert weights.stat().st_mtime_ns == built
+    assert json.loads((tmp_path / "manifest.json").read_text())["num_items"] == 4
+    assert main(["toy", "build", str(tmp_path), "--num-items", "5"]) == 0  # another size: built again
+    assert json.loads((tmp_path / "manifest.json").read_text())["num_items"] == 5

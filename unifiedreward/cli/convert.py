@@ -28,8 +28,9 @@ from unifiedreward.cli.help import CommandParser, examples
 
 KINDS = ("unifiedreward", "preference", "toy")
 EXAMPLE = examples(
-    "unifiedreward convert toy toy-world/data/image_pairs.jsonl data/pairs_sft.jsonl --dataset-info data",
-    "unifiedreward convert preference runs/sift/sift.jsonl data/sift_dpo.jsonl --media-dir runs/sift "
+    "unifiedreward convert toy toy-world/data/image_pairs.jsonl data/toy_pairs.jsonl --media-dir toy-world/data "
+    "--dataset-info data/dataset_info.json --dataset-name toy_pairs",
+    "unifiedreward convert preference runs/sift/sift.jsonl data/sift_dpo.jsonl --media-dir . "
     "--dataset-info data/dataset_info.json --dataset-name unifiedreward_dpo",
 )
 

@@ -27,19 +27,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Build the toy world (a tiny Qwen2.5-VL judge and policy, a tiny Stable Diffusion pipeline and "
         "synthetic data with known answers) into OUT_DIR and print its manifest as JSON.", epilog=EXAMPLE,
     )
-    build.add_argument("out_dir", metavar="OUT_DIR", help="folder to build into (reused when already complete)")
+    build.add_argument("out_dir", metavar="OUT_DIR",
+                       help="folder to build into; a complete world of the same --seed and --num-items is reused")
     build.add_argument("--seed", type=int, default=0, help="seed of the weights and the data")
     build.add_argument(
         "--num-items", type=int, default=None, help="records per data file (videos get a tenth; default 100)"
     )
+    build.add_argument("--rebuild", action="store_true", help="build again even when OUT_DIR holds that world")
     build.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from unifiedreward.toy.world import build_world  # imported here so that `unifiedreward --help` stays fast
+    # imported here so that `unifiedreward --help` stays fast
+    from unifiedreward.toy.world import DEFAULT_NUM_ITEMS, build_world, load_world
 
-    sizes = {} if args.num_items is None else {"num_items": args.num_items}
-    manifest = build_world(args.out_dir, seed=args.seed, **sizes)
+    num_items = DEFAULT_NUM_ITEMS if args.num_items is None else args.num_items
+    manifest = None if args.rebuild else load_world(args.out_dir)
+    if manifest is None or (manifest["seed"], manifest.get("num_items")) != (args.seed, num_items):
+        manifest = build_world(args.out_dir, seed=args.seed, num_items=num_items)
     sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
     return 0
 

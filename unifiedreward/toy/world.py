@@ -54,6 +54,7 @@ def build_world(
     manifest = {
         "version": MANIFEST_VERSION,
         "seed": seed,
+        "num_items": num_items,
         "root": str(root),
         "reward_model": str(reward_dir),
         "policy_model": str(policy_dir),
