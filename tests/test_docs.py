@@ -36,8 +36,10 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 CHECK_ARGS = REPO / "tests" / "scripts" / "check_args.py"
 CHECK_LLAMAFACTORY_ARGS = REPO / "tests" / "scripts" / "check_llamafactory_args.py"
+CHECK_TRL_EXAMPLE_ARGS = REPO / "tests" / "scripts" / "check_trl_example_args.py"
+TRL_EXAMPLES = ("dpo_vlm.py", "online_dpo_vlm.py", "grpo_vlm.py", "sft_vlm.py")  # TRL's scripts: not in its wheel
 LLAMAFACTORY_BIN = REPO / ".venv-llamafactory" / "bin"
-CHECKOUT = ("integrations", "benchmarks", "examples", "env")  # a reader's folder is a checkout's root
+CHECKOUT = ("integrations", "benchmarks", "examples", "env", ".venv-llamafactory")  # a reader's folder: a checkout
 RUNNABLE = {"bash": "bash", "sh": "bash", "shell": "bash", "python": "python"}
 BLOCK_TIMEOUT = 900
 
@@ -84,7 +86,7 @@ BLOCKS = doc_blocks()
 def _env(bin_dir: Path = Path(sys.executable).parent) -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", ""), str(LLAMAFACTORY_BIN)]),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}".rstrip(os.pathsep),
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "2",
@@ -156,7 +158,7 @@ def _parse_check(argv: list[str]) -> list[str]:
     if program == "unifiedreward":
         return [*python, "-m", "unifiedreward.cli", *args]
     if program == "trl":
-        return [*python, "-m", "trl.cli", *args]
+        return [*python, "trl.cli:main", *args]
     if program == "llamafactory-cli":
         return [str(LLAMAFACTORY_BIN / "python"), str(CHECK_LLAMAFACTORY_ARGS), *args]
     if program == "accelerate" and args[:1] == ["launch"]:
@@ -164,6 +166,8 @@ def _parse_check(argv: list[str]) -> list[str]:
         while args and args[0] != "-m" and not args[0].endswith(".py"):
             args = args[1:]
         program = "python"
+    if program.endswith("python") and args[0] in TRL_EXAMPLES:
+        return [program if "/" not in program else str(REPO / program), str(CHECK_TRL_EXAMPLE_ARGS), *args]
     if program == "python":
         return [*python, *args]
     raise AssertionError(f"no argument check for {program!r}: extend _parse_check")

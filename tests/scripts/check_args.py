@@ -2,6 +2,7 @@
 
     python tests/scripts/check_args.py -m MODULE ARG...     # as `python -m MODULE ARG...`
     python tests/scripts/check_args.py SCRIPT.py ARG...     # as `python SCRIPT.py ARG...`
+    python tests/scripts/check_args.py MODULE:FUNCTION ARG...   # a console script's entry point
 
 Exit 0 when the outermost ``parse_args`` / ``parse_known_args`` call accepts the arguments (TRL's and
 Hugging Face's dataclass parsers build on these too), 2 with argparse's own message when it does not.
@@ -11,6 +12,8 @@ Used by tests/test_docs.py for documented commands that need a GPU or the hub.
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import runpy
 import sys
 
@@ -56,8 +59,13 @@ def main() -> int:
             module, *args = rest
             sys.argv = [module, *args]
             runpy.run_module(module, run_name="__main__", alter_sys=True)
+        elif ":" in target:
+            module, function = target.split(":")
+            sys.argv = [module, *rest]
+            getattr(importlib.import_module(module), function)()
         else:
             sys.argv = [target, *rest]
+            sys.path.insert(0, os.path.dirname(os.path.abspath(target)))  # as `python SCRIPT.py` does
             runpy.run_path(target, run_name="__main__")
     except ArgumentsParsed:
         print(f"arguments parsed: {' '.join(sys.argv)}")

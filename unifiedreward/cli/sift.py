@@ -190,8 +190,10 @@ def shard_of(args: argparse.Namespace) -> tuple[int, int, Any]:
         return (args.shard_index or 0), args.num_shards, None
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
 
-        state = PartialState()
+        # ACCELERATE_USE_CPU as the Accelerator reads it: else a CPU multi-process launch sifts every prompt twice
+        state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
         return state.process_index, state.num_processes, state
     return 0, 1, None
 
