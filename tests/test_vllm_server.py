@@ -199,13 +199,34 @@ def test_replicas_share_the_load_and_survive_one_killed(toy_world, vllm_server, 
     )  # fmt: skip
 
 
+def finished_requests(base_url: str) -> float:
+    """vLLM's own count of finished requests (its Prometheus ``/metrics``)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:request_success_total"))
+
+
+def kill_after_first_answer(server) -> threading.Thread:
+    """A thread that, once started, kills ``server`` as soon as it has finished one more request: mid-batch,
+    however fast the batch runs."""
+    before = finished_requests(server.base_url)
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and finished_requests(server.base_url) <= before:
+            time.sleep(0.01)
+        server.kill()
+
+    return threading.Thread(target=watch)
+
+
 def test_engine_killed_mid_batch_then_restarted(toy_world, vllm_server):
     """Runs last (it restarts the session's server): SIGKILL while a batch is in flight; every item is
     scored or failed with a reason, fast (circuit breaker); after a restart the rerun completes."""
     items = items_for(toy_world, POINT_5, 48)
     model = UnifiedReward.from_server(vllm_server.base_url, image_format="png", concurrency=4, timeout=60, deadline=120)
     baseline = judge(model, POINT_5, items[:2], "generate", max_new_tokens=16)
-    killer = threading.Timer(2.0, vllm_server.kill)
+    killer = kill_after_first_answer(vllm_server)  # a fixed delay missed once: the prefix cache made the batch fast
     started = time.monotonic()
     killer.start()
     try:
