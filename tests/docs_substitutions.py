@@ -35,7 +35,11 @@ SUBSTITUTIONS: list[tuple[str, str]] = [
 ]
 
 
-def substitute(code: str, server: str | None) -> str:
+def needs_server(code: str) -> bool:
+    return any(documented in code and "{server}" in here for documented, here in SUBSTITUTIONS)
+
+
+def substitute(code: str, server: str | None = None) -> str:
     """``code`` with the table's replacements; ``server`` fills "{server}"."""
     for documented, here in SUBSTITUTIONS:
         if documented in code:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from pytest_codeblocks import extract_from_file
 
-from docs_substitutions import substitute
+from docs_substitutions import needs_server, substitute
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -204,9 +204,10 @@ def _run(command: list[str], cwd: Path, block: DocBlock, env: dict[str, str] | N
 @pytest.mark.parametrize(
     "block", [pytest.param(b, id=b.id, marks=[pytest.mark.slow] if b.slow else []) for b in BLOCKS]
 )
-def test_documented_block(block: DocBlock, folders, vllm_server):
+def test_documented_block(block: DocBlock, folders, request):
     folder = folders(block.path)
-    code = substitute(block.code, vllm_server.base_url)
+    server = request.getfixturevalue("vllm_server").base_url if needs_server(block.code) else None
+    code = substitute(block.code, server)
     if block.parse_only is not None:
         if block.language == "python":
             _check_python(code)
