@@ -271,15 +271,18 @@ Responder = Callable[[str, dict], "tuple[int, dict] | tuple[int, dict, dict[str,
 
 class StubServer:
     """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``,
-    ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang.
+    ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang (a black hole: accepted, never answered).
 
     Only for faults a real server cannot produce on demand; every request body is kept in ``received``,
     with its arrival time (monotonic) in ``arrivals``.
     """
 
-    def __init__(self, respond: Responder, models: list[str] | None = None, hang_models: bool = False):
+    def __init__(
+        self, respond: Responder, models: list[str] | None = None, hang_models: bool = False, model_info: dict | None = None
+    ):
         self.respond = respond
         self.models = ["UnifiedReward"] if models is None else models
+        self.model_info = dict(model_info or {})  # extra fields of every /v1/models entry (root, max_model_len)
         self.hang_models = hang_models
         self.received: list[dict] = []
         self.headers: list[dict[str, str]] = []  # of every request, GETs included
@@ -316,7 +319,7 @@ class StubServer:
                     stub.release.wait(60)
                     return
                 if self.path == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model", **stub.model_info} for m in stub.models]})
                 else:
                     self._send(404, {"error": "not found"})
 

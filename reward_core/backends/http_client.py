@@ -10,9 +10,12 @@ An attempt's timeout covers the whole exchange, the body included (a server tric
 keep it alive), and the body is streamed and refused once its *decoded* size passes the cap (a gzip
 bomb stops there; the overshoot is at most one network read's worth of decompressed bytes).
 
-`Replicas` spreads requests over the live base URLs (least in flight first). A replica with
-``breaker_threshold`` consecutive connection failures is taken out for ``revive_after`` seconds, then
-tried again; when every replica is out, the remaining requests fail at once with the reason.
+`Replicas` spreads requests over the live base URLs (least in flight first, healthy before suspect).
+A replica with ``breaker_threshold`` consecutive connection failures or timeouts is taken out for
+``revive_after`` seconds, then tried again, one request at a time until it answers; one that answers
+"wrong server" (HTTP 401/403/404) while another replica is live is taken out at once. A failed attempt
+is retried on another live replica when there is one. When every replica is out, the remaining
+requests fail at once with the reasons.
 Credentials in a URL (``http://user:pass@host``) and the given secrets (the API key, even when a
 server quotes it back) never appear in a message or a log line: ``***`` stands in for them.
 """
@@ -41,6 +44,7 @@ T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_AFTER_STATUS = frozenset({429, 503})  # whose Retry-After header sets the wait before the next attempt
+WRONG_SERVER_STATUS = frozenset({401, 403, 404})  # unknown model or route, missing key: this replica, not the item
 
 
 class RequestFailed(Exception):
@@ -162,7 +166,7 @@ def redact_url(url: str) -> str:
 
 @dataclass
 class Replica:
-    """One server base URL and its health: consecutive connection failures, out until ``dead_until``."""
+    """One server base URL and its health: consecutive failures, out until ``dead_until`` (and why)."""
 
     url: str
     in_flight: int = 0
@@ -174,12 +178,18 @@ class Replica:
     def name(self) -> str:
         return redact_url(self.url)
 
+    @property
+    def suspect(self) -> bool:
+        """Its last attempt failed (connection, timeout, wrong server): it gets one request at a time."""
+        return self.failures > 0
+
 
 class Replicas:
     """Data-parallel replicas of one judge: requests go to the live one with the fewest in flight.
 
-    ``breaker_threshold`` consecutive connection failures (refused, reset, dropped mid-answer; not slow
-    answers) take a replica out for ``revive_after`` seconds; ``None`` disables the breaker.
+    ``breaker_threshold`` consecutive failures to answer (refused, reset, dropped mid-answer, timed out)
+    take a replica out for ``revive_after`` seconds; ``None`` disables the breaker. A suspect replica
+    (its last attempt failed) gets at most one request in flight, and loses ties to healthy ones.
     """
 
     def __init__(
@@ -200,31 +210,58 @@ class Replicas:
     def __len__(self) -> int:
         return len(self.replicas)
 
-    def pick(self) -> Replica | None:
-        """The live replica with the fewest requests in flight (round-robin on ties); ``None`` when all are out."""
+    def live(self, avoid: Replica | None = None) -> list[Replica]:
+        """The replicas not taken out (without `avoid`, unless it is the only one)."""
         now = time.monotonic()
         live = [r for r in self.replicas if r.dead_until <= now]
+        return [r for r in live if r is not avoid] or live
+
+    def pick(self, avoid: Replica | None = None) -> Replica | None:
+        """The live replica with the fewest requests in flight, a busy suspect one last, healthy before suspect
+        on ties, then round-robin; another than `avoid` (the one that just failed) when there is one;
+        ``None`` when all are out."""
+        live = self.live(avoid)
         if not live:
             return None
         self._turn += 1
-        return min(live, key=lambda r: (r.in_flight, (self.replicas.index(r) - self._turn) % len(self.replicas)))
+        order = {id(r): (i - self._turn) % len(self.replicas) for i, r in enumerate(self.replicas)}
+        return min(live, key=lambda r: (r.suspect and r.in_flight > 0, r.in_flight, r.suspect, order[id(r)]))
 
     def answered(self, replica: Replica) -> None:
-        """Any HTTP answer (even an error status) proves the replica is up."""
+        """An answer that is not a 4xx proves the replica is up and serving."""
         if replica.dead_until:
             logger.info("replica %s is back", replica.name)
         replica.failures, replica.dead_until = 0, 0.0
 
     def connection_failed(self, replica: Replica, reason: str) -> None:
+        """A failure to answer (refused, reset, timed out); ``breaker_threshold`` in a row take it out."""
         replica.failures += 1
         replica.last_reason = reason = self.scrub(reason)
         if self.breaker_threshold is not None and replica.failures >= self.breaker_threshold:
-            if replica.dead_until <= time.monotonic():
-                logger.warning(
-                    "replica %s taken out after %d consecutive connection failures (%s); retrying it in %gs",
-                    replica.name, replica.failures, reason, self.revive_after,
-                )  # fmt: skip
-            replica.dead_until = time.monotonic() + self.revive_after
+            self._take_out(replica, f"{replica.failures} consecutive connection failures ({reason})")
+
+    def wrong_server(self, replica: Replica, reason: str) -> bool:
+        """A "wrong server" answer (HTTP 401/403/404): take the replica out if another one is live (with a
+        single live replica the request itself may be wrong). True when it was taken out."""
+        if not [r for r in self.live() if r is not replica]:
+            return False
+        replica.failures += 1
+        replica.last_reason = reason = self.scrub(reason)
+        self._take_out(replica, f"wrong server ({reason})")
+        return True
+
+    def take_out(self, replica: Replica, reason: str, seconds: float = math.inf) -> None:
+        """Take `replica` out for `seconds` (for good by default) with `reason`, logged."""
+        replica.failures = max(replica.failures, 1)
+        replica.last_reason = reason = self.scrub(reason)
+        self._take_out(replica, reason, seconds)
+
+    def _take_out(self, replica: Replica, reason: str, seconds: float | None = None) -> None:
+        seconds = self.revive_after if seconds is None else seconds
+        if replica.dead_until <= time.monotonic():
+            later = "for good" if math.isinf(seconds) else f"retrying it in {seconds:g}s"
+            logger.warning("replica %s taken out: %s; %s", replica.name, reason, later)
+        replica.dead_until = time.monotonic() + seconds
 
     def open_reason(self) -> str:
         """Why every replica is out, for the items that fail at once."""
@@ -253,9 +290,9 @@ async def post_json(
     headers: dict[str, str] | None = None,
     max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """POST `payload` to `path` on a live replica; retry connection errors, timeouts, 408/429/5xx (on any
-    live replica); stop at `deadline` (monotonic) or when the circuit is open. An answer over `max_bytes`
-    (decoded) fails at once."""
+    """POST `payload` to `path` on a live replica; retry connection errors, timeouts, 408/429/5xx and a
+    "wrong server" answer (on another live replica when there is one); stop at `deadline` (monotonic) or
+    when the circuit is open. An answer over `max_bytes` (decoded) fails at once."""
     try:
         return await _post_json(client, replicas, path, payload, policy, deadline, headers, max_bytes)
     except RequestFailed as exc:
@@ -268,14 +305,15 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
     last_status: int | None = None
     last_body: str | None = None
     url = replicas.replicas[0].name + path
+    previous: Replica | None = None  # the replica the last attempt failed on: the retry goes elsewhere if it can
     for attempt in range(1, policy.max_attempts + 1):
         limit, by_deadline = attempt_limit(policy.attempt_timeout, deadline)
         if by_deadline and limit <= 0:
             raise RequestFailed(f"deadline exceeded after {attempt - 1} attempts (last: {last_reason})", last_status)
-        replica = replicas.pick()
+        replica = previous = replicas.pick(avoid=previous)
         if replica is None:
             raise RequestFailed(replicas.open_reason())
-        url = replica.name + path
+        url, failed = replica.name + path, None
         replica.in_flight += 1
         retry_after = None
         try:
@@ -285,18 +323,17 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
         except asyncio.TimeoutError:
             if by_deadline:
                 raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
-            last_reason, last_status = f"request timed out (no full answer within {limit:g}s)", None
+            last_reason, last_status, failed = f"request timed out (no full answer within {limit:g}s)", None, replica
         except httpx.TimeoutException as exc:
-            last_reason, last_status = f"request timed out ({type(exc).__name__})", None
+            last_reason, last_status, failed = f"request timed out ({type(exc).__name__})", None, replica
         except httpx.TransportError as exc:
-            last_reason, last_status = f"{type(exc).__name__}: {exc or 'connection failed'}", None
-            replicas.connection_failed(replica, last_reason)
+            last_reason, last_status, failed = f"{type(exc).__name__}: {exc or 'connection failed'}", None, replica
         except ResponseTooLarge:
             replicas.answered(replica)
             raise
         else:
-            replicas.answered(replica)
             if answer.is_success:
+                replicas.answered(replica)
                 try:
                     return answer.json()
                 except ValueError:
@@ -304,12 +341,18 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
                     raise RequestFailed(reason, answer.status) from None
             last_status, last_body = answer.status, answer.text
             last_reason = f"HTTP {answer.status}: {_short(answer.text)}"
+            if answer.status in WRONG_SERVER_STATUS and replicas.wrong_server(replica, last_reason):
+                continue  # at once, on another replica
+            if not 400 <= answer.status < 500:
+                replicas.answered(replica)
             if answer.status not in RETRYABLE_STATUS:
                 raise RequestFailed(last_reason, answer.status, answer.text)
             if answer.status in RETRY_AFTER_STATUS:
                 retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         finally:
             replica.in_flight -= 1
+        if failed is not None:
+            replicas.connection_failed(failed, last_reason)
         if attempt < policy.max_attempts:
             pause = policy.delay(attempt, retry_after)
             if deadline is not None and time.monotonic() + pause >= deadline:

@@ -1,0 +1,179 @@
+"""Replicas under faults a killed process does not show (issue 25), against real sockets on 127.0.0.1:
+STUB replicas (a real server cannot be made to black-hole, answer 404 for its own model or report another
+checkpoint on demand) that accept and never answer, answer 404/401, are slow, or serve another model.
+The network-namespace lab (partitions, loss, SIGSTOP) is not here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from PIL import Image
+
+from reward_core.backends.base import BackendRequest
+from reward_core.backends.openai_backend import OpenAIBackend
+from reward_core.model import UnifiedReward
+from servers import StubServer, chat_response, vllm_logprobs_response
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+FAST_RETRY = {"max_attempts": 3, "backoff_base": 0.05, "backoff_max": 0.1}
+POINT = "image_generation.point_score.v1"
+NOT_FOUND = (404, {"object": "error", "message": "The model `UnifiedReward` does not exist.", "code": 404})
+
+
+def echo(path, payload):
+    return 200, chat_response(payload["messages"][0]["content"][-1]["text"])
+
+
+def black_hole(path, payload):
+    return None
+
+
+def requests(count: int) -> list[BackendRequest]:
+    return [BackendRequest(media=[], text=f"item {i}") for i in range(count)]
+
+
+def texts(out) -> list:
+    return [o.text for o in out]
+
+
+def test_black_holed_replica_is_taken_out_and_retries_go_elsewhere(caplog):
+    """A replica that accepts and never answers: its timeouts open its breaker, each timed-out item is retried
+    on the healthy replica, and it never gets more than its first requests."""
+    def slow_echo(path, payload):  # 50 ms an answer: the batch outlasts several timeouts
+        time.sleep(0.05)
+        return echo(path, payload)
+
+    with StubServer(black_hole) as hole, StubServer(slow_echo) as good, caplog.at_level(logging.WARNING):
+        backend = OpenAIBackend([hole.base_url, good.base_url], model="m", concurrency=4, timeout=0.5, deadline=30, **FAST_RETRY)
+        started = time.monotonic()
+        out = backend.generate(requests(120), max_new_tokens=4)
+        elapsed = time.monotonic() - started
+    failed = [o.error for o in out if o.error]
+    logging.getLogger(__name__).warning("black hole: %d ok, %d failed, %.1fs, load %d/%d", 120 - len(failed), len(failed),
+                                        elapsed, len(hole.received), len(good.received))  # fmt: skip
+    assert texts(out) == [f"item {i}" for i in range(120)], failed[:2]
+    assert len(hole.received) <= 4, len(hole.received)  # one wave of `concurrency`, then out
+    assert "taken out" in caplog.text and "timed out" in caplog.text
+
+
+def test_retry_never_goes_straight_back_to_the_replica_that_timed_out():
+    """One request at a time: the item that timed out on the black hole is retried on the other replica."""
+    with StubServer(black_hole) as hole, StubServer(echo) as good:
+        backend = OpenAIBackend([hole.base_url, good.base_url], model="m", concurrency=1, timeout=0.5, deadline=30,
+                                breaker_threshold=None, **FAST_RETRY)  # fmt: skip
+        out = backend.generate(requests(6), max_new_tokens=4)
+    assert texts(out) == [f"item {i}" for i in range(6)], [o.error for o in out]
+    assert len(hole.received) == 1  # then least-in-flight prefers the replica that answers
+
+
+def test_wrong_server_404_and_401_take_the_replica_out_and_items_go_elsewhere(caplog):
+    """A replica restarted under another served name (404 for the model) and one without the key (401)."""
+    with (
+        StubServer(lambda path, payload: NOT_FOUND) as renamed,
+        StubServer(lambda path, payload: (401, {"error": "invalid API key"})) as locked,
+        StubServer(echo) as good,
+        caplog.at_level(logging.WARNING),
+    ):
+        urls = [renamed.base_url, locked.base_url, good.base_url]
+        out = OpenAIBackend(urls, model="UnifiedReward", concurrency=4, **FAST_RETRY).generate(requests(60), 4)
+    assert texts(out) == [f"item {i}" for i in range(60)], [o.error for o in out if o.error][:2]
+    assert len(renamed.received) <= 4 and len(locked.received) <= 4
+    assert "wrong server" in caplog.text and "HTTP 404" in caplog.text and "HTTP 401" in caplog.text
+
+
+def test_single_server_404_still_fails_the_item_with_the_answer():
+    with StubServer(lambda path, payload: NOT_FOUND) as stub:
+        out = OpenAIBackend(stub.base_url, model="UnifiedReward", **FAST_RETRY).generate(requests(2), 4)
+    assert all(o.error.startswith("HTTP 404: ") and "does not exist" in o.error for o in out)
+
+
+def tokenize_then(answer):
+    """A vLLM-shaped replica: /tokenize gives one id per character after "Image ", chat gives `answer`."""
+
+    def respond(path, payload):
+        if path == "/tokenize":
+            return 200, {"tokens": [7, 8] + [ord(c) for c in payload["prompt"][len("Image "):]]}
+        return answer(path, payload)
+
+    return respond
+
+
+EXACT = vllm_logprobs_response({f"token_id:{ord('1')}": -0.2, f"token_id:{ord('2')}": -1.8})
+
+
+def test_token_ids_are_resolved_on_another_replica_when_one_black_holes():
+    """Every batch's first /tokenize used to go to the same replica: with it black-holed, every item failed."""
+    with StubServer(black_hole) as hole, StubServer(tokenize_then(lambda p, b: (200, EXACT))) as good:
+        backend = OpenAIBackend([hole.base_url, good.base_url], model="m", timeout=0.5, deadline=30,
+                                logprob_tokens="exact", **FAST_RETRY)  # fmt: skip
+        out = backend.answer_logprobs([BackendRequest(media=[], text="Rate.", answer_prefix="Image")] * 8, ["1", "2"])
+    assert all(o.logprobs == {"1": -0.2, "2": -1.8} for o in out), [o.error for o in out]
+
+
+def test_token_id_failure_is_not_cached_and_a_fixed_replica_recovers():
+    """/tokenize answers 404 for the model once (a renamed replica); the next call resolves the ids again."""
+    broken = {"now": True}
+
+    def respond(path, payload):
+        if path == "/tokenize" and broken["now"]:
+            return NOT_FOUND
+        return tokenize_then(lambda p, b: (200, EXACT))(path, payload)
+
+    prefixed = [BackendRequest(media=[], text="Rate.", answer_prefix="Image")]
+    with StubServer(respond) as stub:
+        backend = OpenAIBackend(stub.base_url, model="UnifiedReward", **FAST_RETRY)  # logprob_tokens="auto"
+        backend.answer_logprobs(prefixed, ["1", "2"])
+        broken["now"] = False
+        [out] = backend.answer_logprobs(prefixed, ["1", "2"])
+    assert out.logprobs == {"1": -0.2, "2": -1.8}, out.error
+    assert "logprob_token_ids" in stub.received[-1]
+
+
+def test_unknown_model_is_not_reported_as_logit_mode_unsupported():
+    with StubServer(lambda path, payload: NOT_FOUND) as stub:
+        backend = OpenAIBackend(stub.base_url, model="UnifiedReward", logprob_tokens="top", **FAST_RETRY)
+        [out] = backend.answer_logprobs([BackendRequest(media=[], text="Rate.", answer_prefix="Image")], ["1", "2"])
+    assert "HTTP 404" in out.error and "not supported" not in out.error, out.error
+
+
+def test_one_deadline_per_judge_batch_call_and_chunks_pipelined():
+    """Three 8-item chunks, each with one item that never gets an answer: the call ends at its one
+    deadline (not one deadline per chunk), and the healthy items of later chunks do not wait for the stuck one."""
+
+    def respond(path, payload):
+        return None if "hang" in str(payload["messages"]) else (200, chat_response("Final Score: 4"))
+
+    items = [{"media": [Image.new("RGB", (28, 28))], "fields": {"prompt": "hang" if i % 8 == 0 else f"p{i}"}} for i in range(24)]
+    with StubServer(respond) as stub:
+        backend = OpenAIBackend(stub.base_url, model="m", concurrency=4, timeout=30, deadline=2.0, **FAST_RETRY)
+        judge = UnifiedReward(backend, batch_size=8, chunk_size=8)
+        started = time.monotonic()
+        results = judge.judge_batch(POINT, items)
+        elapsed = time.monotonic() - started
+    failed = [i for i, r in enumerate(results) if r.error]
+    logging.getLogger(__name__).warning("deadline 2s: %d ok, %d failed, %.1fs", 24 - len(failed), len(failed), elapsed)
+    assert failed == [0, 8, 16]
+    assert all("deadline exceeded (2s)" in results[i].error for i in failed)
+    assert elapsed < 2.0 + 1.0, elapsed
+
+
+def test_discovery_in_parallel_bounded_and_a_replica_of_another_checkpoint_is_taken_out(caplog):
+    """Replica 1 never answers /v1/models; replica 3 serves another checkpoint under the same name."""
+    same = {"root": "/ckpt/UnifiedReward-qwen-7b", "max_model_len": 4096}
+    other = {"root": "/ckpt/UnifiedReward-qwen-3b", "max_model_len": 4096}
+    with (
+        StubServer(echo, hang_models=True, model_info=same) as silent,
+        StubServer(echo, model_info=same) as good,
+        StubServer(echo, model_info=other) as impostor,
+        caplog.at_level(logging.WARNING),
+    ):
+        backend = OpenAIBackend([silent.base_url, good.base_url, impostor.base_url], timeout=30, deadline=60, **FAST_RETRY)
+        started = time.monotonic()
+        out = backend.generate(requests(30), max_new_tokens=4)
+        elapsed = time.monotonic() - started
+    assert texts(out) == [f"item {i}" for i in range(30)]
+    assert not impostor.received and "another judge" in caplog.text and "UnifiedReward-qwen-3b" in caplog.text
+    assert elapsed < 8, elapsed  # not the 30 s attempt timeout
