@@ -34,12 +34,14 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
 from reward_core.backends.http_client import (
+    Replica,
     Replicas,
     RequestFailed,
     RetryPolicy,
@@ -69,6 +71,7 @@ TOP_LOGPROBS = 20  # the most vLLM's OpenAI server returns by default (--max-log
 LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
 LOGPROB_TOKENS = ("auto", "exact", "top")
 API_KEY_VARIABLES = ("UNIFIEDREWARD_API_KEY", "OPENAI_API_KEY")
+DISCOVERY_TIMEOUT = 5.0  # seconds for one replica's /v1/models: small; a silent replica must not hold the call
 MAX_RESPONSE_BYTES = 16 * 2**20  # a judge's answer is kilobytes; top-20 logprobs of a long generation, a few MB
 
 
@@ -107,8 +110,11 @@ class OpenAIBackend:
             server's ``/tokenize``.
         breaker_threshold: consecutive connection failures that take a replica out (``None``: never).
         revive_after: seconds before a replica that was taken out is tried again.
+        discovery_timeout: seconds each replica's ``/v1/models`` may take (all are asked at once).
         progress: show a tqdm bar per batch.
     """
+
+    queues_requests = True  # `UnifiedReward.judge_batch` hands it a whole call: one queue, one deadline
 
     def __init__(
         self,
@@ -135,6 +141,7 @@ class OpenAIBackend:
         tokenizer: str | None = None,
         breaker_threshold: int | None = 3,
         revive_after: float = 5.0,
+        discovery_timeout: float = DISCOVERY_TIMEOUT,
         progress: bool = False,
     ):
         if image_format not in IMAGE_FORMATS:
@@ -166,6 +173,7 @@ class OpenAIBackend:
         self.logprob_tokens = logprob_tokens
         self.tokenizer = tokenizer
         self.breaker = {"breaker_threshold": breaker_threshold, "revive_after": revive_after}
+        self.discovery_timeout = discovery_timeout
         self.progress = progress
         self._token_ids: dict[tuple, Any] = {}  # resolved exact ids (or None: top-20) per prefix and answer set
         self._local_tokenizer = None
@@ -350,48 +358,65 @@ class OpenAIBackend:
             return await self._list_models(client, self._replicas(), self._batch_deadline())
 
     async def _list_models(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> list[str]:
-        """``/v1/models`` of the first replica that answers, within ``deadline``; one attempt per replica."""
-        reasons = []
-        for replica in replicas.replicas:
-            url = f"{replica.name}/v1/models"
-            limit, by_deadline = attempt_limit(self.timeout, deadline)
-            get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
-            try:
-                answer = await asyncio.wait_for(get, limit)
-            except asyncio.TimeoutError:
-                if by_deadline:
-                    reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
-                    break
-                reasons.append(f"cannot list models at {url}: timed out (no full answer within {limit:g}s)")
-                continue
-            except httpx.HTTPError as exc:
-                reasons.append(replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}"))
-                continue
-            except RequestFailed as exc:
-                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: {exc}"), exc.status) from None
+        """The model ids the replicas agree on (`_agreed_models`)."""
+        return [served.id for served in await self._agreed_models(client, replicas, deadline)]
+
+    async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> list[ServedModel]:
+        """Every replica's ``/v1/models`` at once, each within ``discovery_timeout`` (and the deadline): the
+        answer most replicas give (the first one's on a tie); a replica that answers otherwise serves
+        another judge and is taken out for the call, with the reason logged. A replica that does not
+        answer stays in (its requests meet the breaker). `RequestFailed` when none answers."""
+        found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in replicas.replicas))
+        answers = [(replica, models) for replica, models in zip(replicas.replicas, found) if not isinstance(models, str)]
+        if not answers:
+            raise RequestFailed("; ".join(found))
+        signatures = [models for _, models in answers]
+        agreed = max(signatures, key=signatures.count)  # max keeps the first of equals
+        reference = next(replica for replica, models in answers if models == agreed)
+        for replica, models in answers:
+            if models != agreed:
+                replicas.take_out(
+                    replica, f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
+                )
+        return list(agreed)
+
+    async def _models_of(self, client, replica: Replica, replicas: Replicas, deadline) -> tuple[ServedModel, ...] | str:
+        """One replica's ``/v1/models`` (one attempt), or why it could not be read."""
+        url = f"{replica.name}/v1/models"
+        limit, by_deadline = attempt_limit(min(self.timeout, self.discovery_timeout), deadline)
+        get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
+        try:
+            answer = await asyncio.wait_for(get, limit)
             if not answer.is_success:
-                raise RequestFailed(f"cannot list models at {url}: HTTP {answer.status}", answer.status)
-            try:
-                return [entry["id"] for entry in answer.json()["data"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc})")) from None
-        raise RequestFailed("; ".join(reasons))
+                return f"cannot list models at {url}: HTTP {answer.status}"
+            return tuple(ServedModel.from_entry(entry) for entry in answer.json()["data"])
+        except asyncio.TimeoutError:
+            why = f"deadline exceeded ({self.deadline:g}s)" if by_deadline else f"timed out (no full answer within {limit:g}s)"
+            return f"cannot list models at {url}: {why}"
+        except (httpx.HTTPError, RequestFailed) as exc:
+            return replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc!r})")
 
     async def _resolve_model(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> str | None:
-        """The model name to send: the given one, else the server's only (or "UnifiedReward") model.
+        """The model name to send: the given one, else the servers' only (or "UnifiedReward") model.
 
-        Discovery runs once (the answer is cached) and within the batch's deadline. ``None`` (no
-        ``model`` field) when it fails or lists nothing: a single-model server (``transformers serve
-        MODEL``) then answers with its pinned model, and an unreachable server fails per item with the
-        retry policy's reason.
+        With several replicas, discovery runs at every call (it checks that they serve the same judge:
+        `_agreed_models`); with one, only when no model was given, once (the answer is cached). It runs
+        within the call's deadline. ``None`` (no ``model`` field) when it fails or lists nothing: a
+        single-model server (``transformers serve MODEL``) then answers with its pinned model, and an
+        unreachable server fails per item with the retry policy's reason.
         """
-        if self.model is not None:
+        if self.model is not None and len(replicas) == 1:
             return self.model
         try:
             served = await self._list_models(client, replicas, deadline)
         except RequestFailed as exc:
-            logger.warning("%s; sending requests without a model name", exc)
-            return None
+            if self.model is None:
+                logger.warning("%s; sending requests without a model name", exc)
+            return self.model
+        if self.model is not None:
+            return self.model
         if len(served) == 1 or "UnifiedReward" in served:
             self.model = served[0] if len(served) == 1 else "UnifiedReward"
             logger.info("using served model %r", self.model)
@@ -433,7 +458,7 @@ class OpenAIBackend:
         try:
             body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
         except RequestFailed as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+            if is_feature_refusal(exc):
                 raise RequestFailed(f"{LOGIT_UNSUPPORTED} ({exc})", exc.status) from None
             raise
         try:
@@ -453,8 +478,9 @@ class OpenAIBackend:
         )
 
     async def _cached_ids(self, key, resolve):
-        """The exact token ids ``resolve()`` gives, cached per ``key``; ``None`` to read the top 20; a string
-        when the ids cannot be had now (the items fail with it; nothing is cached)."""
+        """The exact token ids ``resolve()`` gives, cached per ``key``; ``None`` to read the top 20 (the
+        server refused, "auto" mode); a string when the ids cannot be had now (the items fail with it).
+        Only ids are cached, never a failure."""
         if self.logprob_tokens == "top":
             return None
         if key not in self._token_ids:
@@ -462,13 +488,12 @@ class OpenAIBackend:
                 self._token_ids[key] = await resolve()
             except (RequestFailed, ValueError) as exc:
                 reason = f"cannot resolve the candidate token ids: {exc}"
-                status = getattr(exc, "status", 0)
-                if isinstance(exc, RequestFailed) and (status is None or status in (408, 429) or status >= 500):
-                    return reason  # the server is down or overloaded: no verdict on its features
+                if isinstance(exc, RequestFailed) and not is_feature_refusal(exc):
+                    return reason  # down, overloaded or the wrong server: no verdict on the features
                 if self.logprob_tokens == "exact":
                     return f"{LOGIT_UNSUPPORTED} with exact token ids ({reason})"
-                logger.warning("%s; logit mode reads the top-%d tokens instead", reason, TOP_LOGPROBS)
-                self._token_ids[key] = None  # the server answered without ids: top-20 from now on
+                logger.warning("%s; logit mode reads the top-%d tokens for this call", reason, TOP_LOGPROBS)
+                return None  # not cached: the next call asks again (a fixed or replaced replica recovers)
         return self._token_ids[key]
 
     async def _symbol_ids(self, client, replicas, model, prefix, nodes, deadline) -> dict[str, int]:
@@ -522,6 +547,32 @@ class OpenAIBackend:
 
 
 CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One ``/v1/models`` entry: what tells two replicas apart (vLLM fills ``root`` with the checkpoint path)."""
+
+    id: str
+    root: str | None = None
+    max_model_len: int | None = None
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> ServedModel:
+        return cls(str(entry["id"]), entry.get("root"), entry.get("max_model_len"))
+
+
+def describe(models: Sequence[ServedModel]) -> str:
+    """``id (root, max_model_len N)`` for each model, for a log line."""
+    return ", ".join(f"{m.id} ({m.root or 'no root'}, max_model_len {m.max_model_len})" for m in models) or "no model"
+
+
+def is_feature_refusal(exc: RequestFailed) -> bool:
+    """A 4xx that refuses the request's features (logit fields, ``/tokenize``): not 408/429 (busy), not a
+    "wrong server" answer (401/403, 404 for the model: `http_client.WRONG_SERVER_STATUS`)."""
+    if exc.status is None or not 400 <= exc.status < 500 or exc.status in (408, 429, 401, 403):
+        return False
+    return not (exc.status == 404 and "model" in (exc.body or str(exc)).lower())
 
 
 def _children(candidates: list[str], node: str) -> list[str]:
