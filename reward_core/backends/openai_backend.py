@@ -8,8 +8,11 @@ Sampling is explicit (``temperature=0``, ``top_p=1``), unlike upstream's client,
 so inherits the checkpoint's sampling defaults.
 
 ``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
-replica with the fewest in flight, a replica that keeps refusing connections is taken out and tried
-again later, and when every replica is out the remaining items fail at once (circuit breaker).
+replica with the fewest in flight; a replica that keeps refusing connections or timing out, or answers
+"wrong server" (401/403/404), is taken out and tried again later, and a failed attempt is retried on
+another one; when every replica is out the remaining items fail at once (circuit breaker). At every call
+the replicas' ``/v1/models`` are read at once and must agree (id, ``root``, ``max_model_len``): one that
+serves another judge gets no items.
 
 Logit mode prefills the assistant turn with the answer prefix (``continue_final_message``) and reads
 the log-probabilities of one generated token: this needs vLLM (or a server with the same extensions);
