@@ -235,33 +235,31 @@ class Replicas:
 
     def connection_failed(self, replica: Replica, reason: str) -> None:
         """A failure to answer (refused, reset, timed out); ``breaker_threshold`` in a row take it out."""
-        replica.failures += 1
-        replica.last_reason = reason = self.scrub(reason)
+        reason = self._failed(replica, reason)
         if self.breaker_threshold is not None and replica.failures >= self.breaker_threshold:
-            self._take_out(replica, f"{replica.failures} consecutive connection failures ({reason})")
+            self.take_out(replica, f"{replica.failures} consecutive connection failures ({reason})", self.revive_after)
 
     def wrong_server(self, replica: Replica, reason: str) -> bool:
-        """A "wrong server" answer (HTTP 401/403/404): take the replica out if another one is live (with a
-        single live replica the request itself may be wrong). True when it was taken out."""
+        """A "wrong server" answer (HTTP 401/403/404): take the replica out for ``revive_after`` seconds if
+        another one is live (with a single live replica the request itself may be wrong). True if it was."""
         if not [r for r in self.live() if r is not replica]:
             return False
-        replica.failures += 1
-        replica.last_reason = reason = self.scrub(reason)
-        self._take_out(replica, f"wrong server ({reason})")
+        self.take_out(replica, f"wrong server ({self._failed(replica, reason)})", self.revive_after)
         return True
 
     def take_out(self, replica: Replica, reason: str, seconds: float = math.inf) -> None:
-        """Take `replica` out for `seconds` (for good by default) with `reason`, logged."""
+        """Take `replica` out for `seconds` (for good by default) with `reason`, logged once."""
         replica.failures = max(replica.failures, 1)
-        replica.last_reason = reason = self.scrub(reason)
-        self._take_out(replica, reason, seconds)
-
-    def _take_out(self, replica: Replica, reason: str, seconds: float | None = None) -> None:
-        seconds = self.revive_after if seconds is None else seconds
         if replica.dead_until <= time.monotonic():
             later = "for good" if math.isinf(seconds) else f"retrying it in {seconds:g}s"
-            logger.warning("replica %s taken out: %s; %s", replica.name, reason, later)
+            logger.warning("replica %s taken out: %s; %s", replica.name, self.scrub(reason), later)
         replica.dead_until = time.monotonic() + seconds
+
+    def _failed(self, replica: Replica, reason: str) -> str:
+        """Count one failure against `replica`; the scrubbed `reason`."""
+        replica.failures += 1
+        replica.last_reason = self.scrub(reason)
+        return replica.last_reason
 
     def open_reason(self) -> str:
         """Why every replica is out, for the items that fail at once."""

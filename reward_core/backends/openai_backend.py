@@ -44,6 +44,7 @@ import httpx
 
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
 from reward_core.backends.http_client import (
+    WRONG_SERVER_STATUS,
     Replica,
     Replicas,
     RequestFailed,
@@ -394,8 +395,9 @@ class OpenAIBackend:
                 return f"cannot list models at {url}: HTTP {answer.status}"
             return tuple(ServedModel.from_entry(entry) for entry in answer.json()["data"])
         except asyncio.TimeoutError:
-            why = f"deadline exceeded ({self.deadline:g}s)" if by_deadline else f"timed out (no full answer within {limit:g}s)"
-            return f"cannot list models at {url}: {why}"
+            if by_deadline:
+                return f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)"
+            return f"cannot list models at {url}: timed out (no full answer within {limit:g}s)"
         except (httpx.HTTPError, RequestFailed) as exc:
             return replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}")
         except (ValueError, KeyError, TypeError) as exc:
@@ -573,9 +575,11 @@ def describe(models: Sequence[ServedModel]) -> str:
 def is_feature_refusal(exc: RequestFailed) -> bool:
     """A 4xx that refuses the request's features (logit fields, ``/tokenize``): not 408/429 (busy), not a
     "wrong server" answer (401/403, 404 for the model: `http_client.WRONG_SERVER_STATUS`)."""
-    if exc.status is None or not 400 <= exc.status < 500 or exc.status in (408, 429, 401, 403):
+    if exc.status is None or not 400 <= exc.status < 500 or exc.status in (408, 429):
         return False
-    return not (exc.status == 404 and "model" in (exc.body or str(exc)).lower())
+    if exc.status in WRONG_SERVER_STATUS:  # a 404 for a route (no /tokenize) is a refusal; for the model, not
+        return exc.status == 404 and "model" not in (exc.body or str(exc)).lower()
+    return True
 
 
 def _children(candidates: list[str], node: str) -> list[str]:
