@@ -5,8 +5,10 @@ The network-namespace lab (partitions, loss, SIGSTOP) is not here."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import time
 
 from PIL import Image
@@ -57,6 +59,35 @@ def test_black_holed_replica_is_taken_out_and_retries_go_elsewhere(caplog):
     assert texts(out) == [f"item {i}" for i in range(120)], failed[:2]
     assert len(hole.received) <= 4, len(hole.received)  # one wave of `concurrency`, then out
     assert "taken out" in caplog.text and "timed out" in caplog.text
+
+
+@contextlib.contextmanager
+def connect_black_hole():
+    """A listening socket that never accepts, its accept queue filled: new connects get no SYN-ACK (the kernel
+    drops their SYNs), as with a powered-off host; the client sees ``ConnectTimeout``."""
+    with socket.socket() as listener, contextlib.ExitStack() as fillers:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        for _ in range(3):
+            filler = fillers.enter_context(socket.socket())
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+        time.sleep(0.1)
+        yield "http://127.0.0.1:%d" % listener.getsockname()[1]
+
+
+def test_connect_timeouts_and_black_holes_open_the_circuit():
+    """Every replica silent (one never completes the TCP handshake, one never answers): the circuit opens
+    and the rest of the batch fails at once, long before the deadline."""
+    with connect_black_hole() as unreachable, StubServer(black_hole) as hole:
+        backend = OpenAIBackend([unreachable, hole.base_url], model="m", concurrency=4, timeout=0.5, deadline=20,
+                                **FAST_RETRY)  # fmt: skip
+        started = time.monotonic()
+        out = backend.generate(requests(40), max_new_tokens=4)
+        elapsed = time.monotonic() - started
+    assert all(o.text is None for o in out)
+    assert sum(o.error.startswith("circuit open") for o in out) >= 30, [o.error for o in out][-1]
+    assert elapsed < 4, elapsed
 
 
 def test_retry_never_goes_straight_back_to_the_replica_that_timed_out():
