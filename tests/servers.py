@@ -274,7 +274,7 @@ class StubServer:
     ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang (a black hole: accepted, never answered).
 
     Only for faults a real server cannot produce on demand; every request body is kept in ``received``,
-    with its arrival time (monotonic) in ``arrivals``.
+    with its arrival time (monotonic) in ``arrivals``. ``/health`` answers 200; `freeze` makes it hang too.
     """
 
     def __init__(
@@ -289,6 +289,8 @@ class StubServer:
         self.gets: list[str] = []
         self.arrivals: list[float] = []
         self.release = threading.Event()
+        self.thawed = threading.Event()  # cleared by `freeze`: every request waits (SIGSTOP-like), GETs included
+        self.thawed.set()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -315,11 +317,14 @@ class StubServer:
             def do_GET(self):
                 stub.gets.append(self.path)
                 stub.headers.append(dict(self.headers))
+                stub.thawed.wait(60)
                 if self.path == "/v1/models" and stub.hang_models:
                     stub.release.wait(60)
                     return
                 if self.path == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model", **stub.model_info} for m in stub.models]})
+                elif self.path == "/health":
+                    self._send(200, {})
                 else:
                     self._send(404, {"error": "not found"})
 
@@ -328,6 +333,7 @@ class StubServer:
                 stub.received.append(body)
                 stub.arrivals.append(time.monotonic())
                 stub.headers.append(dict(self.headers))
+                stub.thawed.wait(60)
                 answer = stub.respond(self.path, body)
                 if answer is None:
                     stub.release.wait(60)
@@ -346,7 +352,16 @@ class StubServer:
         self.thread.start()
         return self
 
+    def freeze(self) -> None:
+        """Stop answering anything (connections are still accepted, as by a SIGSTOPped server)."""
+        self.thawed.clear()
+
+    def thaw(self) -> None:
+        """Answer again, the requests that waited included."""
+        self.thawed.set()
+
     def __exit__(self, *exc) -> None:
         self.release.set()
+        self.thawed.set()
         self.server.shutdown()
         self.server.server_close()

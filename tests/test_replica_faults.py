@@ -208,3 +208,38 @@ def test_discovery_in_parallel_bounded_and_a_replica_of_another_checkpoint_is_ta
     assert texts(out) == [f"item {i}" for i in range(30)]
     assert not impostor.received and "another judge" in caplog.text and "UnifiedReward-qwen-3b" in caplog.text
     assert elapsed < 8, elapsed  # not the 30 s attempt timeout
+
+
+def executions(*stubs: StubServer) -> dict[str, int]:
+    """How many times each item's request reached the servers (all replicas together)."""
+    counts: dict[str, int] = {}
+    for stub in stubs:
+        for body in stub.received:
+            text = body["messages"][0]["content"][-1]["text"]
+            counts[text] = counts.get(text, 0) + 1
+    return counts
+
+
+def test_a_request_that_timed_out_is_not_run_again_on_a_replica_that_answers_others():
+    """Issue 25 point 6: a request slower than `timeout` (both replicas answer everything else at once) was sent
+    up to `max_attempts` times, each one executed in full by a server. Now once per replica, then it fails."""
+
+    def respond(path, payload):
+        text = payload["messages"][0]["content"][-1]["text"]
+        time.sleep(0.8 if "slow" in text else 0.05)
+        return 200, chat_response(text)
+
+    batch = [BackendRequest(media=[], text=f"slow {i}" if i % 30 == 0 else f"item {i}") for i in range(120)]
+    with StubServer(respond) as first, StubServer(respond) as second:
+        backend = OpenAIBackend([first.base_url, second.base_url], model="m", concurrency=4, timeout=0.5, deadline=8,
+                                max_attempts=10, backoff_base=0.05, backoff_max=0.1)  # fmt: skip
+        started = time.monotonic()
+        out = backend.generate(batch, max_new_tokens=4)
+        elapsed = time.monotonic() - started
+        counts = executions(first, second)
+    slow = {text: n for text, n in counts.items() if "slow" in text}
+    logging.getLogger(__name__).warning("executions per slow request: %s, %.1fs", sorted(slow.values()), elapsed)
+    assert [o.text for o in out if o.text] == [r.text for r in batch if "slow" not in r.text]
+    assert all("timed out" in o.error and "not sent again" in o.error for o, r in zip(out, batch) if "slow" in r.text)
+    assert max(slow.values()) <= 2, slow  # once per replica
+    assert max(n for text, n in counts.items() if "slow" not in text) == 1

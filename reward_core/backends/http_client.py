@@ -173,6 +173,7 @@ class Replica:
     failures: int = 0
     dead_until: float = 0.0
     last_reason: str = ""
+    held_by_probe: bool = False  # out until a health probe passes (no timed revival, no revival by a late answer)
 
     @property
     def name(self) -> str:
@@ -216,11 +217,11 @@ class Replicas:
         live = [r for r in self.replicas if r.dead_until <= now]
         return [r for r in live if r is not avoid] or live
 
-    def pick(self, avoid: Replica | None = None) -> Replica | None:
+    def pick(self, avoid: Replica | None = None, exclude: Sequence[Replica] = ()) -> Replica | None:
         """The live replica with the fewest requests in flight, a busy suspect one last, healthy before suspect
-        on ties, then round-robin; another than `avoid` (the one that just failed) when there is one;
-        ``None`` when all are out."""
-        live = self.live(avoid)
+        on ties, then round-robin; another than `avoid` (the one that just failed) when there is one, never
+        one in `exclude`; ``None`` when none is left."""
+        live = [r for r in self.live(avoid) if r not in exclude]
         if not live:
             return None
         self._turn += 1
@@ -228,7 +229,10 @@ class Replicas:
         return min(live, key=lambda r: (r.suspect and r.in_flight > 0, r.in_flight, r.suspect, order[id(r)]))
 
     def answered(self, replica: Replica) -> None:
-        """An answer that is not a 4xx proves the replica is up and serving."""
+        """An answer that is not a 4xx proves the replica is up and serving (one held out by a probe stays out
+        until a probe passes: a late answer may come from another judge)."""
+        if replica.held_by_probe:
+            return
         if replica.dead_until:
             logger.info("replica %s is back", replica.name)
         replica.failures, replica.dead_until = 0, 0.0
@@ -247,13 +251,29 @@ class Replicas:
         self.take_out(replica, f"wrong server ({self._failed(replica, reason)})", self.revive_after)
         return True
 
-    def take_out(self, replica: Replica, reason: str, seconds: float = math.inf) -> None:
-        """Take `replica` out for `seconds` (for good by default) with `reason`, logged once."""
+    def take_out(self, replica: Replica, reason: str, seconds: float = math.inf, later: str = "") -> None:
+        """Take `replica` out for `seconds` (for good by default; never shortening a longer take-out) with
+        `reason`, logged once."""
         replica.failures = max(replica.failures, 1)
         if replica.dead_until <= time.monotonic():
-            later = "for good" if math.isinf(seconds) else f"retrying it in {seconds:g}s"
+            later = later or ("for good" if math.isinf(seconds) else f"retrying it in {seconds:g}s")
             logger.warning("replica %s taken out: %s; %s", replica.name, self.scrub(reason), later)
-        replica.dead_until = time.monotonic() + seconds
+        replica.dead_until = max(replica.dead_until, time.monotonic() + seconds)
+
+    def probed(self, replica: Replica, failure: str | None, force: bool = False) -> None:
+        """A health probe's verdict: `failure` says why it failed (``None``: it passed). A failed probe takes
+        the replica out until a probe passes, while another replica is live (always with `force`: it serves
+        another judge); a passing probe brings back a replica that probes held out, as suspect (one request
+        at a time until it answers)."""
+        if failure is None:
+            if replica.held_by_probe:
+                replica.held_by_probe, replica.dead_until = False, 0.0
+                logger.info("replica %s passes its health probe: back in", replica.name)
+            return
+        if not force and not [r for r in self.live() if r is not replica]:
+            return
+        replica.held_by_probe = True
+        self.take_out(replica, self._failed(replica, failure), later="until a health probe passes")
 
     def _failed(self, replica: Replica, reason: str) -> str:
         """Count one failure against `replica`; the scrubbed `reason`."""
@@ -304,11 +324,18 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
     last_body: str | None = None
     url = replicas.replicas[0].name + path
     previous: Replica | None = None  # the replica the last attempt failed on: the retry goes elsewhere if it can
+    timed_out: list[Replica] = []  # replicas where an attempt timed out once sent: it may still be running there
     for attempt in range(1, policy.max_attempts + 1):
         limit, by_deadline = attempt_limit(policy.attempt_timeout, deadline)
         if by_deadline and limit <= 0:
             raise RequestFailed(f"deadline exceeded after {attempt - 1} attempts (last: {last_reason})", last_status)
-        replica = previous = replicas.pick(avoid=previous)
+        healthy_timed_out = [r for r in timed_out if not r.suspect]  # they answer others: this request is slow
+        replica = previous = replicas.pick(avoid=previous, exclude=healthy_timed_out)
+        if replica is None and healthy_timed_out and replicas.pick() is not None:
+            raise RequestFailed(
+                f"{last_reason} on every live replica ({len(healthy_timed_out)}); not sent again while they answer "
+                "others (it may still be running there)"
+            )
         if replica is None:
             raise RequestFailed(replicas.open_reason())
         url, failed = replica.name + path, None
@@ -322,8 +349,11 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
             if by_deadline:
                 raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
             last_reason, last_status, failed = f"request timed out (no full answer within {limit:g}s)", None, replica
+            timed_out.append(replica)
         except httpx.TimeoutException as exc:
             last_reason, last_status, failed = f"request timed out ({type(exc).__name__})", None, replica
+            if not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):  # those never reached the server
+                timed_out.append(replica)
         except httpx.TransportError as exc:
             last_reason, last_status, failed = f"{type(exc).__name__}: {exc or 'connection failed'}", None, replica
         except ResponseTooLarge:
