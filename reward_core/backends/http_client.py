@@ -14,8 +14,10 @@ bomb stops there; the overshoot is at most one network read's worth of decompres
 A replica with ``breaker_threshold`` consecutive connection failures or timeouts is taken out for
 ``revive_after`` seconds, then tried again, one request at a time until it answers; one that answers
 "wrong server" (HTTP 401/403/404) while another replica is live is taken out at once. A failed attempt
-is retried on another live replica when there is one. When every replica is out, the remaining
-requests fail at once with the reasons.
+is retried on another live replica when there is one, but a request that timed out is not sent again to a
+replica that still answers others (it may be running there). `probing` runs health probes in the background:
+a replica that fails one is held out until one passes (`Replicas.probed`). When every replica is out, the
+remaining requests fail at once with the reasons.
 Credentials in a URL (``http://user:pass@host``) and the given secrets (the API key, even when a
 server quotes it back) never appear in a message or a log line: ``***`` stands in for them.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import math
@@ -272,8 +275,12 @@ class Replicas:
             return
         if not force and not [r for r in self.live() if r is not replica]:
             return
+        out, before = replica.dead_until > time.monotonic(), replica.last_reason
         replica.held_by_probe = True
-        self.take_out(replica, self._failed(replica, failure), later="until a health probe passes")
+        reason = self._failed(replica, failure)
+        if out and reason != before:
+            logger.warning("replica %s stays out: %s; until a health probe passes", replica.name, reason)
+        self.take_out(replica, reason, later="until a health probe passes")
 
     def _failed(self, replica: Replica, reason: str) -> str:
         """Count one failure against `replica`; the scrubbed `reason`."""
@@ -393,6 +400,28 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
         where = url if len(replicas) == 1 else f"{len(replicas)} replicas (last {url})"
         raise RequestFailed(f"server unreachable at {where} after {policy.max_attempts} attempts ({last_reason})")
     raise RequestFailed(f"{last_reason} (after {policy.max_attempts} attempts)", last_status, last_body)
+
+
+@contextlib.asynccontextmanager
+async def probing(replicas: Replicas, probe: Callable[[Replica], Awaitable[None]], interval: float):
+    """While the block runs, ``await probe(replica)`` every `interval` seconds for each replica, each on its own
+    (a silent replica delays no other probe) and in the background (no request waits for a probe)."""
+
+    async def watch(replica: Replica) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await probe(replica)
+            except Exception:  # a probe's own bug never ends the call
+                logger.exception("health probe of %s failed unexpectedly", replica.name)
+
+    tasks = [asyncio.ensure_future(watch(replica)) for replica in replicas.replicas]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def gather_ordered(

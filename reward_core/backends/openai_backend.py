@@ -53,6 +53,7 @@ from reward_core.backends.http_client import (
     exchange,
     gather_ordered,
     post_json,
+    probing,
     redact_url,
     run_sync,
 )
@@ -76,6 +77,7 @@ LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
 LOGPROB_TOKENS = ("auto", "exact", "top")
 API_KEY_VARIABLES = ("UNIFIEDREWARD_API_KEY", "OPENAI_API_KEY")
 DISCOVERY_TIMEOUT = 5.0  # seconds for one replica's /v1/models: small; a silent replica must not hold the call
+PROBE_INTERVAL = 2.0  # seconds between two health probes of a replica, while a call runs
 MAX_RESPONSE_BYTES = 16 * 2**20  # a judge's answer is kilobytes; top-20 logprobs of a long generation, a few MB
 
 
@@ -114,7 +116,10 @@ class OpenAIBackend:
             server's ``/tokenize``.
         breaker_threshold: consecutive connection failures that take a replica out (``None``: never).
         revive_after: seconds before a replica that was taken out is tried again.
-        discovery_timeout: seconds each replica's ``/v1/models`` may take (all are asked at once).
+        discovery_timeout: seconds each replica's ``/v1/models`` may take (all are asked at once), and each
+            health probe (``/health``, ``/v1/models``).
+        probe_interval: seconds between health probes of each replica while a call runs (several replicas
+            only; ``None``: no probes).
         progress: show a tqdm bar per batch.
     """
 
@@ -146,6 +151,7 @@ class OpenAIBackend:
         breaker_threshold: int | None = 3,
         revive_after: float = 5.0,
         discovery_timeout: float = DISCOVERY_TIMEOUT,
+        probe_interval: float | None = PROBE_INTERVAL,
         progress: bool = False,
     ):
         if image_format not in IMAGE_FORMATS:
@@ -178,6 +184,7 @@ class OpenAIBackend:
         self.tokenizer = tokenizer
         self.breaker = {"breaker_threshold": breaker_threshold, "revive_after": revive_after}
         self.discovery_timeout = discovery_timeout
+        self.probe_interval = probe_interval
         self.progress = progress
         self._token_ids: dict[tuple, Any] = {}  # resolved exact ids (or None: top-20) per prefix and answer set
         self._local_tokenizer = None
@@ -210,9 +217,7 @@ class OpenAIBackend:
 
     async def agenerate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[Generation]]:
                 async def run() -> Generation:
@@ -234,9 +239,7 @@ class OpenAIBackend:
     async def aanswer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         nodes = prefill_nodes(candidates)
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
             id_tables = {}
             for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
                 id_tables[prefix] = await self._candidate_ids(client, replicas, model, prefix, candidates, nodes, deadline)
@@ -274,9 +277,7 @@ class OpenAIBackend:
 
     async def aanswer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
             id_tables = {}
             for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
                 id_tables[prefix] = await self._cached_ids(
@@ -311,6 +312,50 @@ class OpenAIBackend:
     def _client(self) -> httpx.AsyncClient:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         return httpx.AsyncClient(timeout=self.timeout, limits=limits)  # no default headers: see _post
+
+    @contextlib.asynccontextmanager
+    async def _call(self, deadline: float | None):
+        """One call's HTTP client, media encoder, replicas and the model name to send (after discovery), with
+        the replicas' health probes running in the background until the call ends."""
+        async with self._client() as client, self._encoder() as encode:
+            replicas = self._replicas()
+            model, judge = await self._resolve_model(client, replicas, deadline)
+            async with self._probing(replicas, judge):
+                yield client, encode, replicas, model
+
+    @contextlib.asynccontextmanager
+    async def _probing(self, replicas: Replicas, judge: tuple[ServedModel, ...] | None):
+        """Health probes of several replicas (`probe_interval`), on their own small client (probes never
+        wait for a connection that items hold): `_probe`."""
+        if self.probe_interval is None or len(replicas) < 2:
+            yield
+            return
+        limits = httpx.Limits(max_connections=2 * len(replicas), max_keepalive_connections=len(replicas))
+        async with httpx.AsyncClient(timeout=self.discovery_timeout, limits=limits) as client:
+            async with probing(replicas, lambda replica: self._probe(client, replicas, replica, judge), self.probe_interval):
+                yield
+
+    async def _probe(self, client, replicas: Replicas, replica: Replica, judge: tuple[ServedModel, ...] | None) -> None:
+        """One health probe: ``/health`` must answer (a 404: no such route, fine), then, when the call's judge
+        is known, ``/v1/models`` must still list it: a replica restarted on another checkpoint is held out
+        before it answers items."""
+        limit = min(self.timeout, self.discovery_timeout)
+        health = exchange(client, "GET", f"{replica.url}/health", self.max_response_bytes, headers=self._headers)
+        try:
+            answer = await asyncio.wait_for(health, limit)
+            failure = None if answer.is_success or answer.status == 404 else f"/health answered HTTP {answer.status}"
+        except asyncio.TimeoutError:
+            failure = f"/health gave no answer within {limit:g}s"
+        except httpx.HTTPError as exc:
+            failure = f"/health: {type(exc).__name__}: {exc or 'connection failed'}"
+        if failure is None and judge is not None:
+            models = await self._models_of(client, replica, replicas, None)
+            if isinstance(models, str):
+                failure = models
+            elif models != judge:
+                replicas.probed(replica, f"serves another judge: {describe(models)}, not {describe(judge)}", force=True)
+                return
+        replicas.probed(replica, failure)
 
     def _replicas(self) -> Replicas:
         """Health of the replicas for one batch: every batch starts by trying them all."""
@@ -365,11 +410,12 @@ class OpenAIBackend:
         """The model ids the replicas agree on (`_agreed_models`)."""
         return [served.id for served in await self._agreed_models(client, replicas, deadline)]
 
-    async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> list[ServedModel]:
+    async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> tuple[ServedModel, ...]:
         """Every replica's ``/v1/models`` at once, each within ``discovery_timeout`` (and the deadline): the
         answer most replicas give (the first one's on a tie); a replica that answers otherwise serves
-        another judge and is taken out for the call, with the reason logged. A replica that does not
-        answer stays in (its requests meet the breaker). `RequestFailed` when none answers."""
+        another judge and is taken out, with the reason logged. Discovery is each replica's first health
+        probe: one that does not answer is held out (while another did) until a probe passes
+        (`Replicas.probed`). `RequestFailed` when none answers."""
         found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in replicas.replicas))
         answers = [(replica, models) for replica, models in zip(replicas.replicas, found) if not isinstance(models, str)]
         if not answers:
@@ -377,12 +423,13 @@ class OpenAIBackend:
         signatures = [models for _, models in answers]
         agreed = max(signatures, key=signatures.count)  # max keeps the first of equals
         reference = next(replica for replica, models in answers if models == agreed)
-        for replica, models in answers:
-            if models != agreed:
-                replicas.take_out(
-                    replica, f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
-                )
-        return list(agreed)
+        for replica, models in zip(replicas.replicas, found):
+            if isinstance(models, str):
+                replicas.probed(replica, models)
+            elif models != agreed:
+                reason = f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
+                replicas.probed(replica, reason, force=True)
+        return agreed
 
     async def _models_of(self, client, replica: Replica, replicas: Replicas, deadline) -> tuple[ServedModel, ...] | str:
         """One replica's ``/v1/models`` (one attempt), or why it could not be read."""
@@ -403,8 +450,11 @@ class OpenAIBackend:
         except (ValueError, KeyError, TypeError) as exc:
             return replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc!r})")
 
-    async def _resolve_model(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> str | None:
-        """The model name to send: the given one, else the servers' only (or "UnifiedReward") model.
+    async def _resolve_model(
+        self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None
+    ) -> tuple[str | None, tuple[ServedModel, ...] | None]:
+        """The model name to send: the given one, else the servers' only (or "UnifiedReward") model; and the
+        judge the replicas agreed on (``None`` when discovery did not run or failed).
 
         With several replicas, discovery runs at every call (it checks that they serve the same judge:
         `_agreed_models`); with one, only when no model was given, once (the answer is cached). It runs
@@ -413,22 +463,20 @@ class OpenAIBackend:
         unreachable server fails per item with the retry policy's reason.
         """
         if self.model is not None and len(replicas) == 1:
-            return self.model
+            return self.model, None
         try:
-            served = await self._list_models(client, replicas, deadline)
+            judge = await self._agreed_models(client, replicas, deadline)
         except RequestFailed as exc:
             if self.model is None:
                 logger.warning("%s; sending requests without a model name", exc)
-            return self.model
-        if self.model is not None:
-            return self.model
-        if len(served) == 1 or "UnifiedReward" in served:
+            return self.model, None
+        served = [model.id for model in judge]
+        if self.model is None and (len(served) == 1 or "UnifiedReward" in served):
             self.model = served[0] if len(served) == 1 else "UnifiedReward"
             logger.info("using served model %r", self.model)
-            return self.model
-        if served:
+        elif self.model is None and served:
             raise ValueError(f"{redact_url(self.base_url)} serves several models {served}; pass model=...")
-        return None
+        return self.model, judge
 
     def _media_parts(self, request: BackendRequest) -> list[dict[str, Any]]:
         return media_parts(request.media, self.image_format, self.jpeg_quality, self.video_mode, self.frames_per_video)
