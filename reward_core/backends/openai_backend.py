@@ -332,7 +332,8 @@ class OpenAIBackend:
             return
         limits = httpx.Limits(max_connections=2 * len(replicas), max_keepalive_connections=len(replicas))
         async with httpx.AsyncClient(timeout=self.discovery_timeout, limits=limits) as client:
-            async with probing(replicas, lambda replica: self._probe(client, replicas, replica, judge), self.probe_interval):
+            probe = lambda replica: self._probe(client, replicas, replica, judge)  # noqa: E731
+            async with probing(replicas, probe, self.probe_interval):
                 yield
 
     async def _probe(self, client, replicas: Replicas, replica: Replica, judge: tuple[ServedModel, ...] | None) -> None:
