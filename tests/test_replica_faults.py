@@ -284,14 +284,14 @@ def test_health_probes_hold_out_a_frozen_replica_before_it_gets_items_and_bring_
 
 
 def test_a_replica_restarted_as_another_judge_is_held_out_before_it_answers_items(caplog):
-    """A replica goes silent for 1 s and comes back serving another checkpoint under the same name (its
+    """A replica goes silent for 1.5 s and comes back serving another checkpoint under the same name (its
     /v1/models root changed): the probe re-reads /v1/models and keeps it out with the reason."""
     same = {"root": "/ckpt/UnifiedReward-qwen-7b", "max_model_len": 4096}
     with StubServer(slow_echo, model_info=same) as moved, StubServer(slow_echo, model_info=same) as good:
 
         def restart_on_another_checkpoint():
             moved.freeze()
-            time.sleep(1.0)
+            time.sleep(1.5)
             moved.model_info["root"] = "/ckpt/UnifiedReward-qwen-3b"
             moved.thaw()
 
@@ -299,9 +299,9 @@ def test_a_replica_restarted_as_another_judge_is_held_out_before_it_answers_item
         backend = OpenAIBackend([moved.base_url, good.base_url], concurrency=4, timeout=2, deadline=30, **PROBES,
                                 **FAST_RETRY)  # fmt: skip
         with caplog.at_level(logging.WARNING):
-            out = backend.generate(requests(200), max_new_tokens=4)
+            out = backend.generate(requests(240), max_new_tokens=4)
     judged_by_other = [t for t in moved.arrivals if t >= restarted["at"]]
     logging.getLogger(__name__).warning("restarted as another judge: %d items sent to it after", len(judged_by_other))
-    assert texts(out) == [f"item {i}" for i in range(200)], [o.error for o in out if o.error][:2]
+    assert texts(out) == [f"item {i}" for i in range(240)], [o.error for o in out if o.error][:2]
     assert moved.arrivals and not judged_by_other
     assert "another judge" in caplog.text and "UnifiedReward-qwen-3b" in caplog.text

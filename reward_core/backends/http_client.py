@@ -176,6 +176,8 @@ class Replica:
     failures: int = 0
     dead_until: float = 0.0
     last_reason: str = ""
+    answers: int = 0  # answers (not 4xx) so far: one that grows while a request of ours hangs there is serving
+    probe_misses: int = 0  # health probes failed in a row
     held_by_probe: bool = False  # out until a health probe passes (no timed revival, no revival by a late answer)
 
     @property
@@ -234,6 +236,7 @@ class Replicas:
     def answered(self, replica: Replica) -> None:
         """An answer that is not a 4xx proves the replica is up and serving (one held out by a probe stays out
         until a probe passes: a late answer may come from another judge)."""
+        replica.answers += 1
         if replica.held_by_probe:
             return
         if replica.dead_until:
@@ -263,17 +266,19 @@ class Replicas:
             logger.warning("replica %s taken out: %s; %s", replica.name, self.scrub(reason), later)
         replica.dead_until = max(replica.dead_until, time.monotonic() + seconds)
 
-    def probed(self, replica: Replica, failure: str | None, force: bool = False) -> None:
-        """A health probe's verdict: `failure` says why it failed (``None``: it passed). A failed probe takes
-        the replica out until a probe passes, while another replica is live (always with `force`: it serves
-        another judge); a passing probe brings back a replica that probes held out, as suspect (one request
-        at a time until it answers)."""
+    def probed(self, replica: Replica, failure: str | None, misses: int = 2, force: bool = False) -> None:
+        """A health probe's verdict: `failure` says why it failed (``None``: it passed). `misses` failed probes
+        in a row take the replica out until a probe passes, while another replica is live (at once and
+        always with `force`: it serves another judge); a passing probe brings back a replica that probes held
+        out, as suspect (one request at a time until it answers)."""
         if failure is None:
+            replica.probe_misses = 0
             if replica.held_by_probe:
                 replica.held_by_probe, replica.dead_until = False, 0.0
                 logger.info("replica %s passes its health probe: back in", replica.name)
             return
-        if not force and not [r for r in self.live() if r is not replica]:
+        replica.probe_misses += 1
+        if not force and (replica.probe_misses < misses or not [r for r in self.live() if r is not replica]):
             return
         out, before = replica.dead_until > time.monotonic(), replica.last_reason
         replica.held_by_probe = True
@@ -331,21 +336,21 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
     last_body: str | None = None
     url = replicas.replicas[0].name + path
     previous: Replica | None = None  # the replica the last attempt failed on: the retry goes elsewhere if it can
-    timed_out: list[Replica] = []  # replicas where an attempt timed out once sent: it may still be running there
+    timed_out: list[tuple[Replica, int]] = []  # where an attempt timed out (it may still run there); answers then
     for attempt in range(1, policy.max_attempts + 1):
         limit, by_deadline = attempt_limit(policy.attempt_timeout, deadline)
         if by_deadline and limit <= 0:
             raise RequestFailed(f"deadline exceeded after {attempt - 1} attempts (last: {last_reason})", last_status)
-        healthy_timed_out = [r for r in timed_out if not r.suspect]  # they answer others: this request is slow
-        replica = previous = replicas.pick(avoid=previous, exclude=healthy_timed_out)
-        if replica is None and healthy_timed_out and replicas.pick() is not None:
+        serving = [r for r, answers in timed_out if r.answers > answers]  # they answered others since: it is slow
+        replica = previous = replicas.pick(avoid=previous, exclude=serving)
+        if replica is None and serving and replicas.pick() is not None:
             raise RequestFailed(
-                f"{last_reason} on every live replica ({len(healthy_timed_out)}); not sent again while they answer "
+                f"{last_reason} on every live replica ({len(serving)}); not sent again while they answer "
                 "others (it may still be running there)"
             )
         if replica is None:
             raise RequestFailed(replicas.open_reason())
-        url, failed = replica.name + path, None
+        url, failed, answers = replica.name + path, None, replica.answers
         replica.in_flight += 1
         retry_after = None
         try:
@@ -356,11 +361,11 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
             if by_deadline:
                 raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
             last_reason, last_status, failed = f"request timed out (no full answer within {limit:g}s)", None, replica
-            timed_out.append(replica)
+            timed_out.append((replica, answers))
         except httpx.TimeoutException as exc:
             last_reason, last_status, failed = f"request timed out ({type(exc).__name__})", None, replica
             if not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):  # those never reached the server
-                timed_out.append(replica)
+                timed_out.append((replica, answers))
         except httpx.TransportError as exc:
             last_reason, last_status, failed = f"{type(exc).__name__}: {exc or 'connection failed'}", None, replica
         except ResponseTooLarge:

@@ -426,7 +426,7 @@ class OpenAIBackend:
         reference = next(replica for replica, models in answers if models == agreed)
         for replica, models in zip(replicas.replicas, found):
             if isinstance(models, str):
-                replicas.probed(replica, models)
+                replicas.probed(replica, models, misses=1)  # not seen alive in this call: no item before a probe passes
             elif models != agreed:
                 reason = f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
                 replicas.probed(replica, reason, force=True)
