@@ -347,7 +347,7 @@ class OpenAIBackend:
             failure = None if answer.is_success or answer.status == 404 else f"/health answered HTTP {answer.status}"
         except asyncio.TimeoutError:
             failure = f"/health gave no answer within {limit:g}s"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RequestFailed) as exc:
             failure = f"/health: {type(exc).__name__}: {exc or 'connection failed'}"
         if failure is None and judge is not None:
             models = await self._models_of(client, replica, replicas, None)
