@@ -44,9 +44,11 @@ pytestmark = pytest.mark.slow
 log = logging.getLogger(__name__)
 
 
-def verdict(response: str) -> int:
-    """The score every replica gives a response (0-100): fixed per response, so any reward can be checked."""
-    return 5 + zlib.crc32(response.encode()) % 91
+def verdict(response: str) -> int | None:
+    """The score every replica gives a response (0-100), fixed per response so that any reward can be checked;
+    None (an answer without a score, which fails the item) for about one response in five."""
+    digest = zlib.crc32(response.encode())
+    return None if digest % 5 == 0 else 5 + digest % 91
 
 
 class Replicas:
@@ -75,7 +77,8 @@ class Replicas:
             text = payload["messages"][-1]["content"][-1]["text"]
             time.sleep(ANSWER_LATENCY)
             score = verdict(RESPONSE.search(text).group(1))
-            return 200, chat_response(f"The response is partly accurate.\nFinal Score: {score}")
+            answer = "I cannot rate this response." if score is None else f"The response is partly accurate.\nFinal Score: {score}"
+            return 200, chat_response(answer)
 
         return respond
 
@@ -119,8 +122,8 @@ def test_no_hang(run):
                 [round(t, 2) for t in black_holed], run["wall"], run["replicas"].load["healthy"],
                 run["replicas"].load["black_holed"])  # fmt: skip
     assert len(healthy) == STEPS_HEALTHY and len(black_holed) == STEPS - STEPS_HEALTHY
-    assert max(black_holed) < 10 * TIMEOUT  # bounded by a few attempt timeouts, nowhere near the 60 s deadline
-    assert run["wall"] < 120  # torchrun would be killed at 300 s
+    assert max(black_holed) < 20  # a hung request would hold its step to the 60 s call deadline
+    assert run["wall"] < 200  # torchrun is killed at 300 s
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -152,23 +155,28 @@ def test_every_reward_is_the_judged_score_or_its_group_mean_with_counts_reported
     totals = {"items": 0, "failed": 0, "imputed": 0}
     for call in calls:
         assert len(call["rewards"]) == REQUESTS_PER_STEP
-        assert all(r is not None and math.isfinite(r) for r in call["rewards"]), call["rewards"]  # never NaN in TRL
-        failed = [i for i, v in enumerate(call["judged"]) if v is None]
-        assert call["failed"] == len(failed) and call["imputed"] == len(failed)  # each group keeps a scored member
-        assert [s != "ok" for s in call["statuses"]] == [v is None for v in call["judged"]]
-        for i, (completion, value, reward) in enumerate(zip(call["completions"], call["judged"], call["rewards"])):
+        expected = [None if verdict(c) is None else verdict(c) / 100 for c in call["completions"]]
+        assert call["judged"] == pytest.approx(expected)  # each item's own verdict, in order; no score: failed
+        assert [s != "ok" for s in call["statuses"]] == [v is None for v in expected]
+        imputed = 0
+        for i, (value, reward) in enumerate(zip(expected, call["rewards"])):
+            group = range(i // 4 * 4, i // 4 * 4 + 4)  # TRL's groups: blocks of num_generations=4 of the global batch
+            scored = [expected[j] for j in group if expected[j] is not None]
             if value is not None:
-                assert value == reward == pytest.approx(verdict(completion) / 100)  # this item's own verdict, in order
-            else:  # TRL's groups: contiguous blocks of num_generations=4 in the gathered batch
-                group = range(i // 4 * 4, i // 4 * 4 + 4)
-                scored = [call["judged"][j] for j in group if call["judged"][j] is not None]
-                assert reward == pytest.approx(sum(scored) / len(scored))
+                assert reward == pytest.approx(value)
+            elif scored:
+                assert reward == pytest.approx(sum(scored) / len(scored))  # its group's mean: no advantage
+                imputed += 1
+            else:
+                assert reward is None  # a whole group unscored: TRL 1.x marks the rows unscorable
+        assert call["failed"] == expected.count(None) and call["imputed"] == imputed
+        assert all(math.isfinite(r) for r in call["rewards"] if r is not None)
         totals["items"] += len(call["rewards"])
         totals["failed"] += call["failed"]
         totals["imputed"] += call["imputed"]
     assert totals == {key: sum(r[key] for r in run["ranks"]) for key in totals}  # the functions' own counters
     log.warning("rewards: %s", totals)
-    assert totals["failed"] == 0  # every timed-out request was retried on a healthy replica
+    assert totals["failed"] > 0  # the scoreless answers: the imputation path ran
 
 
 def test_load_moved_to_the_healthy_replicas(run):
