@@ -53,7 +53,8 @@ def verdict(response: str) -> int | None:
 
 class Replicas:
     """Three stub replicas sharing one request counter; replica 0 black-holes once `black_hole_after` requests
-    have arrived in all (accepts, never answers, its ``/v1/models`` included). Keeps each replica's request count before/after that point."""
+    have arrived in all (accepts, never answers, its ``/v1/models`` included). Keeps each replica's request
+    count before and after that point."""
 
     def __init__(self, black_hole_after: int):
         self.black_hole_after = black_hole_after
@@ -77,8 +78,9 @@ class Replicas:
             text = payload["messages"][-1]["content"][-1]["text"]
             time.sleep(ANSWER_LATENCY)
             score = verdict(RESPONSE.search(text).group(1))
-            answer = "I cannot rate this response." if score is None else f"The response is partly accurate.\nFinal Score: {score}"
-            return 200, chat_response(answer)
+            if score is None:
+                return 200, chat_response("I cannot rate this response.")
+            return 200, chat_response(f"The response is partly accurate.\nFinal Score: {score}")
 
         return respond
 
@@ -89,7 +91,11 @@ def run(toy_world, tmp_path_factory):
     replicas = Replicas(black_hole_after=STEPS_HEALTHY * REQUESTS_PER_STEP)
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH") or str(REPO), "OMP_NUM_THREADS": "1",
            "DISABLE_VERSION_CHECK": "1"}
-    with StubServer(replicas.responder(0)) as r0, StubServer(replicas.responder(1)) as r1, StubServer(replicas.responder(2)) as r2:
+    with (
+        StubServer(replicas.responder(0)) as r0,
+        StubServer(replicas.responder(1)) as r1,
+        StubServer(replicas.responder(2)) as r2,
+    ):
         replicas.hole = r0
         urls = ",".join(s.base_url for s in (r0, r1, r2))
         started = time.monotonic()
@@ -117,10 +123,10 @@ def step_times(run) -> tuple[list[float], list[float]]:
 
 def test_no_hang(run):
     healthy, black_holed = step_times(run)
-    log.warning("GRPO 2 processes, 3 replicas, one black-holed after step %d: healthy steps %s s, black-holed %s s, "
-                "run %.1f s, load healthy %s, black-holed %s", len(healthy), [round(t, 2) for t in healthy],
-                [round(t, 2) for t in black_holed], run["wall"], run["replicas"].load["healthy"],
-                run["replicas"].load["black_holed"])  # fmt: skip
+    log.warning("GRPO 2 processes, 3 replicas (client %s), one black-holed after step %d: healthy steps %s s, "
+                "black-holed %s s, run %.1f s, load healthy %s, black-holed %s", run["ranks"][0]["client"],
+                len(healthy), [round(t, 2) for t in healthy], [round(t, 2) for t in black_holed], run["wall"],
+                run["replicas"].load["healthy"], run["replicas"].load["black_holed"])  # fmt: skip
     assert len(healthy) == STEPS_HEALTHY and len(black_holed) == STEPS - STEPS_HEALTHY
     assert max(black_holed) < 20  # a hung request would hold its step to the 60 s call deadline
     assert run["wall"] < 200  # torchrun is killed at 300 s

@@ -8,7 +8,7 @@ reward call are recorded.
 processes), with one reward: ``get_pointwise_reward`` on ``UnifiedReward.from_server([URL1, URL2, URL3])``
 (generate mode, per-attempt ``timeout`` TIMEOUT seconds). Each process writes ``OUT_DIR/rank{R}.json``: per step
 its start and end time, and per reward call the completions, the judge's values (None = failed), the rewards
-returned and the reward function's failed / imputed counters.
+returned and the reward function's failed / imputed counters; and which ``reward_core`` it imported.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main(world: str, out: str, urls: str, steps: str, timeout: str) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from integrations.trl.rewards import get_pointwise_reward
+    import reward_core
     from reward_core import UnifiedReward
 
     manifest = json.loads((Path(world) / "manifest.json").read_text())
@@ -82,7 +83,8 @@ def main(world: str, out: str, urls: str, steps: str, timeout: str) -> None:
     trainer.train()
     rank = trainer.accelerator.process_index
     Path(out, f"rank{rank}.json").write_text(json.dumps({
-        "world_size": trainer.accelerator.num_processes, "steps": times.steps, "calls": reward.calls,
+        "world_size": trainer.accelerator.num_processes, "client": str(Path(reward_core.__file__).parent),
+        "steps": times.steps, "calls": reward.calls,
         "items": reward.func.items, "failed": reward.func.failed, "imputed": reward.func.imputed}))
 
 
