@@ -269,6 +269,13 @@ class RawAnswer:
 Responder = Callable[[str, dict], "tuple[int, dict] | tuple[int, dict, dict[str, str]] | RawAnswer | None"]
 
 
+class BackloggedHTTPServer(ThreadingHTTPServer):
+    """A listen backlog like uvicorn's (2048), not socketserver's 5: more simultaneous connects than 5 must not
+    see dropped SYNs (a 1 s retransmit that reads as a timeout) where a real server would accept them."""
+
+    request_queue_size = 2048
+
+
 class StubServer:
     """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``,
     ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang (a black hole: accepted, never answered).
@@ -340,7 +347,7 @@ class StubServer:
                     return
                 self._write(answer) if isinstance(answer, RawAnswer) else self._send(*answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = BackloggedHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 

@@ -13,10 +13,12 @@ bomb stops there; the overshoot is at most one network read's worth of decompres
 `Replicas` spreads requests over the live base URLs (least in flight first, healthy before suspect).
 A replica with ``breaker_threshold`` consecutive connection failures or timeouts is taken out for
 ``revive_after`` seconds, then tried again, one request at a time until it answers; one that answers
-"wrong server" (HTTP 401/403/404) while another replica is live is taken out at once. A failed attempt
+"wrong server" (HTTP 401/403/404), or is silent for a whole attempt (it timed out and answered nothing else
+meanwhile), while another replica is live is taken out at once. A failed attempt
 is retried on another live replica when there is one, but a request that timed out is not sent again to a
 replica that still answers others (it may be running there). `probing` runs health probes in the background:
-a replica that fails one is held out until one passes (`Replicas.probed`). When every replica is out, the
+a replica that fails one is held out until one passes (`Replicas.probed`). The health lasts as long as the
+`Replicas` (a backend keeps one for all its calls), the probes' schedule included. When every replica is out, the
 remaining requests fail at once with the reasons.
 Credentials in a URL (``http://user:pass@host``) and the given secrets (the API key, even when a
 server quotes it back) never appear in a message or a log line: ``***`` stands in for them.
@@ -179,6 +181,7 @@ class Replica:
     answers: int = 0  # answers (not 4xx) so far: one that grows while a request of ours hangs there is serving
     probe_misses: int = 0  # health probes failed in a row
     held_by_probe: bool = False  # out until a health probe passes (no timed revival, no revival by a late answer)
+    next_probe: float = 0.0  # when its next health probe is due (monotonic; 0: not scheduled yet)
 
     @property
     def name(self) -> str:
@@ -195,7 +198,9 @@ class Replicas:
 
     ``breaker_threshold`` consecutive failures to answer (refused, reset, dropped mid-answer, timed out)
     take a replica out for ``revive_after`` seconds; ``None`` disables the breaker. A suspect replica
-    (its last attempt failed) gets at most one request in flight, and loses ties to healthy ones.
+    (its last attempt failed) gets at most one request in flight, and loses ties to healthy ones. A replica
+    silent for a whole attempt is taken out at once while another is live: until a health probe passes with
+    ``hold_silent`` (the caller runs `probing`), else for ``revive_after`` seconds.
     """
 
     def __init__(
@@ -204,12 +209,14 @@ class Replicas:
         breaker_threshold: int | None = 3,
         revive_after: float = 5.0,
         secrets: Sequence[str] = (),
+        hold_silent: bool = False,
     ):
         if not urls:
             raise ValueError("need at least one server URL")
         self.replicas = [Replica(url) for url in urls]
         self.breaker_threshold = breaker_threshold
         self.revive_after = revive_after
+        self.hold_silent = hold_silent
         self.secrets = [secret for secret in secrets if secret]
         self._turn = 0
 
@@ -248,6 +255,24 @@ class Replicas:
         reason = self._failed(replica, reason)
         if self.breaker_threshold is not None and replica.failures >= self.breaker_threshold:
             self.take_out(replica, f"{replica.failures} consecutive connection failures ({reason})", self.revive_after)
+
+    def silent(self, replica: Replica, reason: str) -> bool:
+        """An attempt that timed out while `replica` answered nothing else: take it out at once if another replica
+        is live and the breaker is on (until a probe passes with ``hold_silent``). True if it was."""
+        if self.breaker_threshold is None or not [r for r in self.live() if r is not replica]:
+            return False
+        reason = f"silent ({self._failed(replica, reason)})"
+        if self.hold_silent:
+            replica.held_by_probe = True
+            self.take_out(replica, reason, later="until a health probe passes")
+        else:
+            self.take_out(replica, reason, self.revive_after)
+        return True
+
+    def out(self) -> list[Replica]:
+        """The replicas taken out now (by the breaker, a probe, a wrong or silent answer)."""
+        now = time.monotonic()
+        return [r for r in self.replicas if r.dead_until > now]
 
     def wrong_server(self, replica: Replica, reason: str) -> bool:
         """A "wrong server" answer (HTTP 401/403/404): take the replica out for ``revive_after`` seconds if
@@ -350,7 +375,7 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
             )
         if replica is None:
             raise RequestFailed(replicas.open_reason())
-        url, failed, answers = replica.name + path, None, replica.answers
+        url, failed, silent, answers = replica.name + path, None, False, replica.answers
         replica.in_flight += 1
         retry_after = None
         try:
@@ -362,10 +387,12 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
                 raise RequestFailed(f"deadline exceeded during attempt {attempt} (last: {last_reason})") from None
             last_reason, last_status, failed = f"request timed out (no full answer within {limit:g}s)", None, replica
             timed_out.append((replica, answers))
+            silent = replica.answers == answers
         except httpx.TimeoutException as exc:
             last_reason, last_status, failed = f"request timed out ({type(exc).__name__})", None, replica
             if not isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):  # those never reached the server
                 timed_out.append((replica, answers))
+            silent = not isinstance(exc, httpx.PoolTimeout) and replica.answers == answers
         except httpx.TransportError as exc:
             last_reason, last_status, failed = f"{type(exc).__name__}: {exc or 'connection failed'}", None, replica
         except ResponseTooLarge:
@@ -391,7 +418,7 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
                 retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
         finally:
             replica.in_flight -= 1
-        if failed is not None:
+        if failed is not None and not (silent and replicas.silent(failed, last_reason)):
             replicas.connection_failed(failed, last_reason)
         if attempt < policy.max_attempts:
             pause = policy.delay(attempt, retry_after)
@@ -410,16 +437,20 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
 @contextlib.asynccontextmanager
 async def probing(replicas: Replicas, probe: Callable[[Replica], Awaitable[None]], interval: float):
     """While the block runs, ``await probe(replica)`` every `interval` seconds for each replica, each on its own
-    (a silent replica delays no other probe) and in the background (no request waits for a probe)."""
+    (a silent replica delays no other probe) and in the background (no request waits for a probe). The schedule
+    (`Replica.next_probe`) carries over to the next block: a probe that fell due between two calls runs at once."""
 
     async def watch(replica: Replica) -> None:
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, replica.next_probe - time.monotonic()))
+            replica.next_probe = time.monotonic() + interval
             try:
                 await probe(replica)
             except Exception:  # a probe's own bug never ends the call
                 logger.exception("health probe of %s failed unexpectedly", replica.name)
 
+    for replica in replicas.replicas:  # the first block follows discovery, its first probe
+        replica.next_probe = replica.next_probe or time.monotonic() + interval
     tasks = [asyncio.ensure_future(watch(replica)) for replica in replicas.replicas]
     try:
         yield

@@ -10,9 +10,11 @@ so inherits the checkpoint's sampling defaults.
 ``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
 replica with the fewest in flight; a replica that keeps refusing connections or timing out, or answers
 "wrong server" (401/403/404), is taken out and tried again later, and a failed attempt is retried on
-another one; when every replica is out the remaining items fail at once (circuit breaker). At every call
-the replicas' ``/v1/models`` are read at once and must agree (id, ``root``, ``max_model_len``): one that
-serves another judge gets no items.
+another one; a replica silent for a whole attempt is taken out after that first timeout while another is
+live; when every replica is out the remaining items fail at once (circuit breaker). The replicas' health
+lasts across calls: one taken out stays out until a health probe passes (or its ``revive_after`` ends). At
+every call the live replicas' ``/v1/models`` are read at once and must agree (id, ``root``,
+``max_model_len``): one that serves another judge gets no items.
 
 Logit mode prefills the assistant turn with the answer prefix (``continue_final_message``) and reads
 the log-probabilities of one generated token: this needs vLLM (or a server with the same extensions);
@@ -187,6 +189,8 @@ class OpenAIBackend:
         self.probe_interval = probe_interval
         self.progress = progress
         self._token_ids: dict[tuple, Any] = {}  # resolved exact ids (or None: top-20) per prefix and answer set
+        self._replica_health: Replicas | None = None  # the replicas' health, kept across calls (`_replicas`)
+        self._judge: tuple[ServedModel, ...] | None = None  # the judge the replicas last agreed on
         self._local_tokenizer = None
 
     def __repr__(self) -> str:  # never shows the API key or URL credentials
@@ -320,7 +324,8 @@ class OpenAIBackend:
         async with self._client() as client, self._encoder() as encode:
             replicas = self._replicas()
             model, judge = await self._resolve_model(client, replicas, deadline)
-            async with self._probing(replicas, judge):
+            self._judge = judge or self._judge
+            async with self._probing(replicas, self._judge):
                 yield client, encode, replicas, model
 
     @contextlib.asynccontextmanager
@@ -359,8 +364,13 @@ class OpenAIBackend:
         replicas.probed(replica, failure)
 
     def _replicas(self) -> Replicas:
-        """Health of the replicas for one batch: every batch starts by trying them all."""
-        return Replicas(self.base_urls, **self.breaker, secrets=self._secrets)
+        """The replicas and their health (breaker, held-out status, probe schedule), one for all of this backend's
+        calls: a replica taken out stays out across calls until a probe passes (or its ``revive_after`` ends).
+        With probes, a silent replica is held out until one passes."""
+        if self._replica_health is None:
+            probes = self.probe_interval is not None and len(self.base_urls) > 1
+            self._replica_health = Replicas(self.base_urls, **self.breaker, secrets=self._secrets, hold_silent=probes)
+        return self._replica_health
 
     async def _post(self, client, replicas: Replicas, path: str, payload: dict, deadline) -> dict[str, Any]:
         """POST to the configured replicas only; the key goes in this request's headers, never a shared client's."""
@@ -412,24 +422,29 @@ class OpenAIBackend:
         return [served.id for served in await self._agreed_models(client, replicas, deadline)]
 
     async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> tuple[ServedModel, ...]:
-        """Every replica's ``/v1/models`` at once, each within ``discovery_timeout`` (and the deadline): the
-        answer most replicas give (the first one's on a tie); a replica that answers otherwise serves
-        another judge and is taken out, with the reason logged. Discovery is each replica's first health
-        probe: one that does not answer is held out (while another did) until a probe passes
-        (`Replicas.probed`). `RequestFailed` when none answers."""
-        found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in replicas.replicas))
-        answers = [(replica, models) for replica, models in zip(replicas.replicas, found) if not isinstance(models, str)]
+        """The live replicas' ``/v1/models`` at once (every replica's when all are out), each within
+        ``discovery_timeout`` (and the deadline): the answer most replicas give (the first one's on a tie); a
+        replica that answers otherwise serves another judge and is taken out, with the reason logged. Discovery
+        is a health probe: one that does not answer is held out (while another did) until a probe passes
+        (`Replicas.probed`); one taken out is not asked (the probes bring it back). `RequestFailed` when none
+        answers."""
+        out = replicas.out()
+        asked = [r for r in replicas.replicas if r not in out] or replicas.replicas
+        found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in asked))
+        answers = [(replica, models) for replica, models in zip(asked, found) if not isinstance(models, str)]
         if not answers:
             raise RequestFailed("; ".join(found))
         signatures = [models for _, models in answers]
         agreed = max(signatures, key=signatures.count)  # max keeps the first of equals
         reference = next(replica for replica, models in answers if models == agreed)
-        for replica, models in zip(replicas.replicas, found):
+        for replica, models in zip(asked, found):
             if isinstance(models, str):
                 replicas.probed(replica, models, misses=1)  # not seen alive in this call: no item before a probe passes
             elif models != agreed:
                 reason = f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
                 replicas.probed(replica, reason, force=True)
+            else:
+                replicas.probed(replica, None)
         return agreed
 
     async def _models_of(self, client, replica: Replica, replicas: Replicas, deadline) -> tuple[ServedModel, ...] | str:
@@ -457,7 +472,7 @@ class OpenAIBackend:
         """The model name to send: the given one, else the servers' only (or "UnifiedReward") model; and the
         judge the replicas agreed on (``None`` when discovery did not run or failed).
 
-        With several replicas, discovery runs at every call (it checks that they serve the same judge:
+        With several replicas, discovery reads the live ones at every call (it checks that they serve the same judge:
         `_agreed_models`); with one, only when no model was given, once (the answer is cached). It runs
         within the call's deadline. ``None`` (no ``model`` field) when it fails or lists nothing: a
         single-model server (``transformers serve MODEL``) then answers with its pinned model, and an
