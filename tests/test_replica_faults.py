@@ -305,3 +305,31 @@ def test_a_replica_restarted_as_another_judge_is_held_out_before_it_answers_item
     assert texts(out) == [f"item {i}" for i in range(240)], [o.error for o in out if o.error][:2]
     assert moved.arrivals and not judged_by_other
     assert "another judge" in caplog.text and "UnifiedReward-qwen-3b" in caplog.text
+
+
+def test_a_silent_replica_stays_out_across_calls_until_a_probe_passes():
+    """Issue 25 (the GRPO run): health was per call, so every call read the black-holed replica's /v1/models and
+    sent it its first requests, each call waiting ~2 timeouts. Now the call in which it goes silent takes it out
+    after its first timeout; later calls neither ask it nor wait for it; once thawed, a probe brings it back."""
+    with StubServer(echo) as hole, StubServer(echo) as good:
+        backend = OpenAIBackend([hole.base_url, good.base_url], model="m", concurrency=4, timeout=0.5, deadline=30,
+                                probe_interval=0.2, **FAST_RETRY)  # fmt: skip
+        assert texts(backend.generate(requests(8), 4)) == [f"item {i}" for i in range(8)]
+
+        def go_silent(path, payload):  # from its first request on, /v1/models included (as in the GRPO test)
+            hole.hang_models = True
+
+        hole.respond, before = go_silent, len(hole.received)
+        times = []
+        for _ in range(5):
+            started = time.monotonic()
+            out = backend.generate(requests(8), 4)
+            times.append(time.monotonic() - started)
+            assert texts(out) == [f"item {i}" for i in range(8)], [o.error for o in out if o.error]
+        logging.getLogger(__name__).warning("calls after the black hole: %s s", [round(t, 2) for t in times])
+        assert times[0] < 0.5 + 0.4 and max(times[1:]) < 0.4, times  # one timeout (0.5 s), then none
+        assert len(hole.received) - before <= 2  # its share of the first wave only
+        hole.respond, hole.hang_models, before = slow_echo, False, len(hole.received)
+        time.sleep(0.3)  # a probe falls due: it runs as the next call starts
+        assert texts(backend.generate(requests(40), 4)) == [f"item {i}" for i in range(40)]
+    assert len(hole.received) > before  # back in
