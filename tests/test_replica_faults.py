@@ -333,3 +333,15 @@ def test_a_silent_replica_stays_out_across_calls_until_a_probe_passes():
         time.sleep(0.3)  # a probe falls due: it runs as the next call starts
         assert texts(backend.generate(requests(40), 4)) == [f"item {i}" for i in range(40)]
     assert len(hole.received) > before  # back in
+
+
+def test_a_call_that_starts_with_every_replica_out_tries_them_again():
+    """Health lasts across calls, but a server that was taken out and is back (restarted) must not wait out
+    `revive_after` while no call runs: a call that finds every replica out tries them all again."""
+    with StubServer(black_hole) as stub:
+        backend = OpenAIBackend(stub.base_url, model="m", concurrency=1, timeout=0.3, deadline=30, **FAST_RETRY)
+        [down] = backend.generate(requests(1), 4)
+        stub.respond = echo
+        [up] = backend.generate(requests(1), 4)
+    assert down.error and "timed out" in down.error
+    assert up.text == "item 0", up.error

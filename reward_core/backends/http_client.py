@@ -269,10 +269,15 @@ class Replicas:
             self.take_out(replica, reason, self.revive_after)
         return True
 
-    def out(self) -> list[Replica]:
-        """The replicas taken out now (by the breaker, a probe, a wrong or silent answer)."""
-        now = time.monotonic()
-        return [r for r in self.replicas if r.dead_until > now]
+    def try_all_if_out(self) -> None:
+        """At the start of a call: when every replica is out, bring them all back as suspect (one request at a
+        time; the breaker takes a still-dead one out again within a few failures), as a restarted server must
+        not wait for its timed or probed return while no call is running."""
+        if self.live():
+            return
+        for replica in self.replicas:
+            replica.failures, replica.dead_until, replica.held_by_probe = max(replica.failures, 1), 0.0, False
+        logger.info("every replica was out: trying them all again, one request at a time")
 
     def wrong_server(self, replica: Replica, reason: str) -> bool:
         """A "wrong server" answer (HTTP 401/403/404): take the replica out for ``revive_after`` seconds if

@@ -323,6 +323,7 @@ class OpenAIBackend:
         the replicas' health probes running in the background until the call ends."""
         async with self._client() as client, self._encoder() as encode:
             replicas = self._replicas()
+            replicas.try_all_if_out()
             model, judge = await self._resolve_model(client, replicas, deadline)
             self._judge = judge or self._judge
             async with self._probing(replicas, self._judge):
@@ -365,8 +366,8 @@ class OpenAIBackend:
 
     def _replicas(self) -> Replicas:
         """The replicas and their health (breaker, held-out status, probe schedule), one for all of this backend's
-        calls: a replica taken out stays out across calls until a probe passes (or its ``revive_after`` ends).
-        With probes, a silent replica is held out until one passes."""
+        calls: a replica taken out stays out across calls until a probe passes (or its ``revive_after`` ends;
+        when all are out, a call tries them all again). With probes, a silent replica is held out until one passes."""
         if self._replica_health is None:
             probes = self.probe_interval is not None and len(self.base_urls) > 1
             self._replica_health = Replicas(self.base_urls, **self.breaker, secrets=self._secrets, hold_silent=probes)
@@ -415,21 +416,22 @@ class OpenAIBackend:
 
     async def _served_models(self) -> list[str]:
         async with self._client() as client:
-            return await self._list_models(client, self._replicas(), self._batch_deadline())
+            replicas = self._replicas()
+            replicas.try_all_if_out()
+            return await self._list_models(client, replicas, self._batch_deadline())
 
     async def _list_models(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> list[str]:
         """The model ids the replicas agree on (`_agreed_models`)."""
         return [served.id for served in await self._agreed_models(client, replicas, deadline)]
 
     async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> tuple[ServedModel, ...]:
-        """The live replicas' ``/v1/models`` at once (every replica's when all are out), each within
+        """The live replicas' ``/v1/models`` at once, each within
         ``discovery_timeout`` (and the deadline): the answer most replicas give (the first one's on a tie); a
         replica that answers otherwise serves another judge and is taken out, with the reason logged. Discovery
         is a health probe: one that does not answer is held out (while another did) until a probe passes
         (`Replicas.probed`); one taken out is not asked (the probes bring it back). `RequestFailed` when none
         answers."""
-        out = replicas.out()
-        asked = [r for r in replicas.replicas if r not in out] or replicas.replicas
+        asked = replicas.live()
         found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in asked))
         answers = [(replica, models) for replica, models in zip(asked, found) if not isinstance(models, str)]
         if not answers:
