@@ -340,15 +340,21 @@ class UnifiedReward:
         results = BatchResults([None] * len(items))
         from tqdm.auto import tqdm
 
+        chunk_size = self._chunk_size(len(items))
         with tqdm(total=len(items), disable=not progress, desc=f"judge {template.key}", unit="item") as bar:
-            for start in range(0, len(items), self.chunk_size):
-                chunk = list(range(start, min(start + self.chunk_size, len(items))))
+            for start in range(0, len(items), chunk_size):
+                chunk = list(range(start, min(start + chunk_size, len(items))))
                 for index, result in zip(chunk, self._judge_chunk(template, [items[i] for i in chunk], candidates, budget)):
                     results[index] = result
                 bar.update(len(chunk))
         return results
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _chunk_size(self, count: int) -> int:
+        """Items per backend call: ``chunk_size``, or all of them for a backend that queues a call's requests
+        itself (HTTP: one queue and one deadline for the whole call, so a stuck request never idles the replicas)."""
+        return max(1, count) if getattr(self.backend, "queues_requests", False) else self.chunk_size
 
     @staticmethod
     def _template(template: str | Template, pairwise: bool) -> Template:

@@ -269,23 +269,35 @@ class RawAnswer:
 Responder = Callable[[str, dict], "tuple[int, dict] | tuple[int, dict, dict[str, str]] | RawAnswer | None"]
 
 
+class BackloggedHTTPServer(ThreadingHTTPServer):
+    """A listen backlog like uvicorn's (2048), not socketserver's 5: more simultaneous connects than 5 must not
+    see dropped SYNs (a 1 s retransmit that reads as a timeout) where a real server would accept them."""
+
+    request_queue_size = 2048
+
+
 class StubServer:
     """A tiny threaded HTTP server: ``respond(path, json_body)`` returns ``(status, json)``,
-    ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang.
+    ``(status, json, headers)``, a `RawAnswer`, or ``None`` to hang (a black hole: accepted, never answered).
 
     Only for faults a real server cannot produce on demand; every request body is kept in ``received``,
-    with its arrival time (monotonic) in ``arrivals``.
+    with its arrival time (monotonic) in ``arrivals``. ``/health`` answers 200; `freeze` makes it hang too.
     """
 
-    def __init__(self, respond: Responder, models: list[str] | None = None, hang_models: bool = False):
+    def __init__(
+        self, respond: Responder, models: list[str] | None = None, hang_models: bool = False, model_info: dict | None = None
+    ):
         self.respond = respond
         self.models = ["UnifiedReward"] if models is None else models
+        self.model_info = dict(model_info or {})  # extra fields of every /v1/models entry (root, max_model_len)
         self.hang_models = hang_models
         self.received: list[dict] = []
         self.headers: list[dict[str, str]] = []  # of every request, GETs included
         self.gets: list[str] = []
         self.arrivals: list[float] = []
         self.release = threading.Event()
+        self.thawed = threading.Event()  # cleared by `freeze`: every request waits (SIGSTOP-like), GETs included
+        self.thawed.set()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -312,11 +324,14 @@ class StubServer:
             def do_GET(self):
                 stub.gets.append(self.path)
                 stub.headers.append(dict(self.headers))
+                stub.thawed.wait(60)
                 if self.path == "/v1/models" and stub.hang_models:
                     stub.release.wait(60)
                     return
                 if self.path == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in stub.models]})
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model", **stub.model_info} for m in stub.models]})
+                elif self.path == "/health":
+                    self._send(200, {})
                 else:
                     self._send(404, {"error": "not found"})
 
@@ -325,13 +340,14 @@ class StubServer:
                 stub.received.append(body)
                 stub.arrivals.append(time.monotonic())
                 stub.headers.append(dict(self.headers))
+                stub.thawed.wait(60)
                 answer = stub.respond(self.path, body)
                 if answer is None:
                     stub.release.wait(60)
                     return
                 self._write(answer) if isinstance(answer, RawAnswer) else self._send(*answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = BackloggedHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -343,7 +359,16 @@ class StubServer:
         self.thread.start()
         return self
 
+    def freeze(self) -> None:
+        """Stop answering anything (connections are still accepted, as by a SIGSTOPped server)."""
+        self.thawed.clear()
+
+    def thaw(self) -> None:
+        """Answer again, the requests that waited included."""
+        self.thawed.set()
+
     def __exit__(self, *exc) -> None:
         self.release.set()
+        self.thawed.set()
         self.server.shutdown()
         self.server.server_close()

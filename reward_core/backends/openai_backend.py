@@ -8,8 +8,13 @@ Sampling is explicit (``temperature=0``, ``top_p=1``), unlike upstream's client,
 so inherits the checkpoint's sampling defaults.
 
 ``base_url`` may list several data-parallel replicas (one or many nodes): requests go to the live
-replica with the fewest in flight, a replica that keeps refusing connections is taken out and tried
-again later, and when every replica is out the remaining items fail at once (circuit breaker).
+replica with the fewest in flight; a replica that keeps refusing connections or timing out, or answers
+"wrong server" (401/403/404), is taken out and tried again later, and a failed attempt is retried on
+another one; a replica silent for a whole attempt is taken out after that first timeout while another is
+live; when every replica is out the remaining items fail at once (circuit breaker). The replicas' health
+lasts across calls: one taken out stays out until a health probe passes (or its ``revive_after`` ends). At
+every call the live replicas' ``/v1/models`` are read at once and must agree (id, ``root``,
+``max_model_len``): one that serves another judge gets no items.
 
 Logit mode prefills the assistant turn with the answer prefix (``continue_final_message``) and reads
 the log-probabilities of one generated token: this needs vLLM (or a server with the same extensions);
@@ -34,12 +39,15 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from reward_core.backends.base import AnswerLogprobs, BackendRequest, Generation, NodeProbs
 from reward_core.backends.http_client import (
+    WRONG_SERVER_STATUS,
+    Replica,
     Replicas,
     RequestFailed,
     RetryPolicy,
@@ -47,6 +55,7 @@ from reward_core.backends.http_client import (
     exchange,
     gather_ordered,
     post_json,
+    probing,
     redact_url,
     run_sync,
 )
@@ -69,6 +78,8 @@ TOP_LOGPROBS = 20  # the most vLLM's OpenAI server returns by default (--max-log
 LOGIT_UNSUPPORTED = "logit mode is not supported by this server"
 LOGPROB_TOKENS = ("auto", "exact", "top")
 API_KEY_VARIABLES = ("UNIFIEDREWARD_API_KEY", "OPENAI_API_KEY")
+DISCOVERY_TIMEOUT = 5.0  # seconds for one replica's /v1/models: small; a silent replica must not hold the call
+PROBE_INTERVAL = 2.0  # seconds between two health probes of a replica, while a call runs
 MAX_RESPONSE_BYTES = 16 * 2**20  # a judge's answer is kilobytes; top-20 logprobs of a long generation, a few MB
 
 
@@ -107,8 +118,14 @@ class OpenAIBackend:
             server's ``/tokenize``.
         breaker_threshold: consecutive connection failures that take a replica out (``None``: never).
         revive_after: seconds before a replica that was taken out is tried again.
+        discovery_timeout: seconds each replica's ``/v1/models`` may take (all are asked at once), and each
+            health probe (``/health``, ``/v1/models``).
+        probe_interval: seconds between health probes of each replica while a call runs (several replicas
+            only; ``None``: no probes).
         progress: show a tqdm bar per batch.
     """
+
+    queues_requests = True  # `UnifiedReward.judge_batch` hands it a whole call: one queue, one deadline
 
     def __init__(
         self,
@@ -135,6 +152,8 @@ class OpenAIBackend:
         tokenizer: str | None = None,
         breaker_threshold: int | None = 3,
         revive_after: float = 5.0,
+        discovery_timeout: float = DISCOVERY_TIMEOUT,
+        probe_interval: float | None = PROBE_INTERVAL,
         progress: bool = False,
     ):
         if image_format not in IMAGE_FORMATS:
@@ -166,8 +185,12 @@ class OpenAIBackend:
         self.logprob_tokens = logprob_tokens
         self.tokenizer = tokenizer
         self.breaker = {"breaker_threshold": breaker_threshold, "revive_after": revive_after}
+        self.discovery_timeout = discovery_timeout
+        self.probe_interval = probe_interval
         self.progress = progress
         self._token_ids: dict[tuple, Any] = {}  # resolved exact ids (or None: top-20) per prefix and answer set
+        self._replica_health: Replicas | None = None  # the replicas' health, kept across calls (`_replicas`)
+        self._judge: tuple[ServedModel, ...] | None = None  # the judge the replicas last agreed on
         self._local_tokenizer = None
 
     def __repr__(self) -> str:  # never shows the API key or URL credentials
@@ -198,9 +221,7 @@ class OpenAIBackend:
 
     async def agenerate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
 
             def job(request: BackendRequest) -> Callable[[], Awaitable[Generation]]:
                 async def run() -> Generation:
@@ -222,9 +243,7 @@ class OpenAIBackend:
     async def aanswer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         nodes = prefill_nodes(candidates)
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
             id_tables = {}
             for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
                 id_tables[prefix] = await self._candidate_ids(client, replicas, model, prefix, candidates, nodes, deadline)
@@ -262,9 +281,7 @@ class OpenAIBackend:
 
     async def aanswer_node_probs(self, requests: list[BackendRequest], nodes: tuple[str, ...]) -> list[NodeProbs]:
         deadline = self._batch_deadline()
-        async with self._client() as client, self._encoder() as encode:
-            replicas = self._replicas()
-            model = await self._resolve_model(client, replicas, deadline)
+        async with self._call(deadline) as (client, encode, replicas, model):
             id_tables = {}
             for prefix in {r.answer_prefix for r in requests if r.answer_prefix is not None}:
                 id_tables[prefix] = await self._cached_ids(
@@ -300,9 +317,61 @@ class OpenAIBackend:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         return httpx.AsyncClient(timeout=self.timeout, limits=limits)  # no default headers: see _post
 
+    @contextlib.asynccontextmanager
+    async def _call(self, deadline: float | None):
+        """One call's HTTP client, media encoder, replicas and the model name to send (after discovery), with
+        the replicas' health probes running in the background until the call ends."""
+        async with self._client() as client, self._encoder() as encode:
+            replicas = self._replicas()
+            replicas.try_all_if_out()
+            model, judge = await self._resolve_model(client, replicas, deadline)
+            self._judge = judge or self._judge
+            async with self._probing(replicas, self._judge):
+                yield client, encode, replicas, model
+
+    @contextlib.asynccontextmanager
+    async def _probing(self, replicas: Replicas, judge: tuple[ServedModel, ...] | None):
+        """Health probes of several replicas (`probe_interval`), on their own small client (probes never
+        wait for a connection that items hold): `_probe`."""
+        if self.probe_interval is None or len(replicas) < 2:
+            yield
+            return
+        limits = httpx.Limits(max_connections=2 * len(replicas), max_keepalive_connections=len(replicas))
+        async with httpx.AsyncClient(timeout=self.discovery_timeout, limits=limits) as client:
+            probe = lambda replica: self._probe(client, replicas, replica, judge)  # noqa: E731
+            async with probing(replicas, probe, self.probe_interval):
+                yield
+
+    async def _probe(self, client, replicas: Replicas, replica: Replica, judge: tuple[ServedModel, ...] | None) -> None:
+        """One health probe: ``/health`` must answer (a 404: no such route, fine), then, when the call's judge
+        is known, ``/v1/models`` must still list it: a replica restarted on another checkpoint is held out
+        before it answers items."""
+        limit = min(self.timeout, self.discovery_timeout)
+        health = exchange(client, "GET", f"{replica.url}/health", self.max_response_bytes, headers=self._headers)
+        try:
+            answer = await asyncio.wait_for(health, limit)
+            failure = None if answer.is_success or answer.status == 404 else f"/health answered HTTP {answer.status}"
+        except asyncio.TimeoutError:
+            failure = f"/health gave no answer within {limit:g}s"
+        except (httpx.HTTPError, RequestFailed) as exc:
+            failure = f"/health: {type(exc).__name__}: {exc or 'connection failed'}"
+        if failure is None and judge is not None:
+            models = await self._models_of(client, replica, replicas, None)
+            if isinstance(models, str):
+                failure = models
+            elif models != judge:
+                replicas.probed(replica, f"serves another judge: {describe(models)}, not {describe(judge)}", force=True)
+                return
+        replicas.probed(replica, failure)
+
     def _replicas(self) -> Replicas:
-        """Health of the replicas for one batch: every batch starts by trying them all."""
-        return Replicas(self.base_urls, **self.breaker, secrets=self._secrets)
+        """The replicas and their health (breaker, held-out status, probe schedule), one for all of this backend's
+        calls: a replica taken out stays out across calls until a probe passes (or its ``revive_after`` ends;
+        when all are out, a call tries them all again). With probes, a silent replica is held out until one passes."""
+        if self._replica_health is None:
+            probes = self.probe_interval is not None and len(self.base_urls) > 1
+            self._replica_health = Replicas(self.base_urls, **self.breaker, secrets=self._secrets, hold_silent=probes)
+        return self._replica_health
 
     async def _post(self, client, replicas: Replicas, path: str, payload: dict, deadline) -> dict[str, Any]:
         """POST to the configured replicas only; the key goes in this request's headers, never a shared client's."""
@@ -347,58 +416,85 @@ class OpenAIBackend:
 
     async def _served_models(self) -> list[str]:
         async with self._client() as client:
-            return await self._list_models(client, self._replicas(), self._batch_deadline())
+            replicas = self._replicas()
+            replicas.try_all_if_out()
+            return await self._list_models(client, replicas, self._batch_deadline())
 
     async def _list_models(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> list[str]:
-        """``/v1/models`` of the first replica that answers, within ``deadline``; one attempt per replica."""
-        reasons = []
-        for replica in replicas.replicas:
-            url = f"{replica.name}/v1/models"
-            limit, by_deadline = attempt_limit(self.timeout, deadline)
-            get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
-            try:
-                answer = await asyncio.wait_for(get, limit)
-            except asyncio.TimeoutError:
-                if by_deadline:
-                    reasons.append(f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)")
-                    break
-                reasons.append(f"cannot list models at {url}: timed out (no full answer within {limit:g}s)")
-                continue
-            except httpx.HTTPError as exc:
-                reasons.append(replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}"))
-                continue
-            except RequestFailed as exc:
-                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: {exc}"), exc.status) from None
-            if not answer.is_success:
-                raise RequestFailed(f"cannot list models at {url}: HTTP {answer.status}", answer.status)
-            try:
-                return [entry["id"] for entry in answer.json()["data"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise RequestFailed(replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc})")) from None
-        raise RequestFailed("; ".join(reasons))
+        """The model ids the replicas agree on (`_agreed_models`)."""
+        return [served.id for served in await self._agreed_models(client, replicas, deadline)]
 
-    async def _resolve_model(self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None) -> str | None:
-        """The model name to send: the given one, else the server's only (or "UnifiedReward") model.
+    async def _agreed_models(self, client, replicas: Replicas, deadline: float | None) -> tuple[ServedModel, ...]:
+        """The live replicas' ``/v1/models`` at once, each within
+        ``discovery_timeout`` (and the deadline): the answer most replicas give (the first one's on a tie); a
+        replica that answers otherwise serves another judge and is taken out, with the reason logged. Discovery
+        is a health probe: one that does not answer is held out (while another did) until a probe passes
+        (`Replicas.probed`); one taken out is not asked (the probes bring it back). `RequestFailed` when none
+        answers."""
+        asked = replicas.live()
+        found = await asyncio.gather(*(self._models_of(client, r, replicas, deadline) for r in asked))
+        answers = [(replica, models) for replica, models in zip(asked, found) if not isinstance(models, str)]
+        if not answers:
+            raise RequestFailed("; ".join(found))
+        signatures = [models for _, models in answers]
+        agreed = max(signatures, key=signatures.count)  # max keeps the first of equals
+        reference = next(replica for replica, models in answers if models == agreed)
+        for replica, models in zip(asked, found):
+            if isinstance(models, str):
+                replicas.probed(replica, models, misses=1)  # not seen alive in this call: no item before a probe passes
+            elif models != agreed:
+                reason = f"serves another judge: {describe(models)}, where {reference.name} serves {describe(agreed)}"
+                replicas.probed(replica, reason, force=True)
+            else:
+                replicas.probed(replica, None)
+        return agreed
 
-        Discovery runs once (the answer is cached) and within the batch's deadline. ``None`` (no
-        ``model`` field) when it fails or lists nothing: a single-model server (``transformers serve
-        MODEL``) then answers with its pinned model, and an unreachable server fails per item with the
-        retry policy's reason.
-        """
-        if self.model is not None:
-            return self.model
+    async def _models_of(self, client, replica: Replica, replicas: Replicas, deadline) -> tuple[ServedModel, ...] | str:
+        """One replica's ``/v1/models`` (one attempt), or why it could not be read."""
+        url = f"{replica.name}/v1/models"
+        limit, by_deadline = attempt_limit(min(self.timeout, self.discovery_timeout), deadline)
+        get = exchange(client, "GET", f"{replica.url}/v1/models", self.max_response_bytes, headers=self._headers)
         try:
-            served = await self._list_models(client, replicas, deadline)
+            answer = await asyncio.wait_for(get, limit)
+            if not answer.is_success:
+                return f"cannot list models at {url}: HTTP {answer.status}"
+            return tuple(ServedModel.from_entry(entry) for entry in answer.json()["data"])
+        except asyncio.TimeoutError:
+            if by_deadline:
+                return f"cannot list models at {url}: deadline exceeded ({self.deadline:g}s)"
+            return f"cannot list models at {url}: timed out (no full answer within {limit:g}s)"
+        except (httpx.HTTPError, RequestFailed) as exc:
+            return replicas.scrub(f"cannot list models at {url}: {type(exc).__name__}: {exc}")
+        except (ValueError, KeyError, TypeError) as exc:
+            return replicas.scrub(f"cannot list models at {url}: unexpected answer ({exc!r})")
+
+    async def _resolve_model(
+        self, client: httpx.AsyncClient, replicas: Replicas, deadline: float | None
+    ) -> tuple[str | None, tuple[ServedModel, ...] | None]:
+        """The model name to send: the given one, else the servers' only (or "UnifiedReward") model; and the
+        judge the replicas agreed on (``None`` when discovery did not run or failed).
+
+        With several replicas, discovery reads the live ones at every call (it checks that they serve the same judge:
+        `_agreed_models`); with one, only when no model was given, once (the answer is cached). It runs
+        within the call's deadline. ``None`` (no ``model`` field) when it fails or lists nothing: a
+        single-model server (``transformers serve MODEL``) then answers with its pinned model, and an
+        unreachable server fails per item with the retry policy's reason.
+        """
+        if self.model is not None and len(replicas) == 1:
+            return self.model, None
+        try:
+            judge = await self._agreed_models(client, replicas, deadline)
         except RequestFailed as exc:
-            logger.warning("%s; sending requests without a model name", exc)
-            return None
-        if len(served) == 1 or "UnifiedReward" in served:
+            if self.model is None:
+                logger.warning("%s; sending requests without a model name", exc)
+            return self.model, None
+        served = [model.id for model in judge]
+        if self.model is None and (len(served) == 1 or "UnifiedReward" in served):
             self.model = served[0] if len(served) == 1 else "UnifiedReward"
             logger.info("using served model %r", self.model)
-            return self.model
-        if served:
+        elif self.model is None and served:
             raise ValueError(f"{redact_url(self.base_url)} serves several models {served}; pass model=...")
-        return None
+        return self.model, judge
 
     def _media_parts(self, request: BackendRequest) -> list[dict[str, Any]]:
         return media_parts(request.media, self.image_format, self.jpeg_quality, self.video_mode, self.frames_per_video)
@@ -433,7 +529,7 @@ class OpenAIBackend:
         try:
             body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
         except RequestFailed as exc:
-            if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (408, 429):
+            if is_feature_refusal(exc):
                 raise RequestFailed(f"{LOGIT_UNSUPPORTED} ({exc})", exc.status) from None
             raise
         try:
@@ -453,8 +549,9 @@ class OpenAIBackend:
         )
 
     async def _cached_ids(self, key, resolve):
-        """The exact token ids ``resolve()`` gives, cached per ``key``; ``None`` to read the top 20; a string
-        when the ids cannot be had now (the items fail with it; nothing is cached)."""
+        """The exact token ids ``resolve()`` gives, cached per ``key``; ``None`` to read the top 20 (the
+        server refused, "auto" mode); a string when the ids cannot be had now (the items fail with it).
+        Only ids are cached, never a failure."""
         if self.logprob_tokens == "top":
             return None
         if key not in self._token_ids:
@@ -462,13 +559,12 @@ class OpenAIBackend:
                 self._token_ids[key] = await resolve()
             except (RequestFailed, ValueError) as exc:
                 reason = f"cannot resolve the candidate token ids: {exc}"
-                status = getattr(exc, "status", 0)
-                if isinstance(exc, RequestFailed) and (status is None or status in (408, 429) or status >= 500):
-                    return reason  # the server is down or overloaded: no verdict on its features
+                if isinstance(exc, RequestFailed) and not is_feature_refusal(exc):
+                    return reason  # down, overloaded or the wrong server: no verdict on the features
                 if self.logprob_tokens == "exact":
                     return f"{LOGIT_UNSUPPORTED} with exact token ids ({reason})"
-                logger.warning("%s; logit mode reads the top-%d tokens instead", reason, TOP_LOGPROBS)
-                self._token_ids[key] = None  # the server answered without ids: top-20 from now on
+                logger.warning("%s; logit mode reads the top-%d tokens for this call", reason, TOP_LOGPROBS)
+                return None  # not cached: the next call asks again (a fixed or replaced replica recovers)
         return self._token_ids[key]
 
     async def _symbol_ids(self, client, replicas, model, prefix, nodes, deadline) -> dict[str, int]:
@@ -522,6 +618,34 @@ class OpenAIBackend:
 
 
 CHAT_PATH = "/v1/chat/completions"
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One ``/v1/models`` entry: what tells two replicas apart (vLLM fills ``root`` with the checkpoint path)."""
+
+    id: str
+    root: str | None = None
+    max_model_len: int | None = None
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> ServedModel:
+        return cls(str(entry["id"]), entry.get("root"), entry.get("max_model_len"))
+
+
+def describe(models: Sequence[ServedModel]) -> str:
+    """``id (root, max_model_len N)`` for each model, for a log line."""
+    return ", ".join(f"{m.id} ({m.root or 'no root'}, max_model_len {m.max_model_len})" for m in models) or "no model"
+
+
+def is_feature_refusal(exc: RequestFailed) -> bool:
+    """A 4xx that refuses the request's features (logit fields, ``/tokenize``): not 408/429 (busy), not a
+    "wrong server" answer (401/403, 404 for the model: `http_client.WRONG_SERVER_STATUS`)."""
+    if exc.status is None or not 400 <= exc.status < 500 or exc.status in (408, 429):
+        return False
+    if exc.status in WRONG_SERVER_STATUS:  # a 404 for a route (no /tokenize) is a refusal; for the model, not
+        return exc.status == 404 and "model" not in (exc.body or str(exc)).lower()
+    return True
 
 
 def _children(candidates: list[str], node: str) -> list[str]:
