@@ -35,6 +35,7 @@ pytestmark = pytest.mark.slow
 ITEMS = 40
 TIMEOUT = 4.0  # per attempt
 DEADLINE = 30.0  # per call
+CONCURRENCY = 4
 PROB_TOLERANCE = 1e-4  # as tests/test_vllm_server.py: the same request batched differently on CPU
 REAL, SECOND, THIRD = "r1", "r2", "r3"
 TESTS = Path(__file__).resolve().parent
@@ -90,7 +91,7 @@ class Cluster:
 
     def client(self, urls: str, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> dict:
         argv = [sys.executable, str(CLIENT_SCRIPT), urls, "--items", str(ITEMS), "--timeout", str(timeout),
-                "--deadline", str(deadline)]  # fmt: skip
+                "--deadline", str(deadline), "--concurrency", str(CONCURRENCY)]  # fmt: skip
         done = subprocess.run(self.lab.command("client", argv), capture_output=True, text=True, env=script_env(),
                               timeout=deadline + 4 * timeout + 60)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
@@ -235,5 +236,6 @@ def test_replicas_under_network_fault(cluster, table, scenario):
     answered = {host: count for host, (count, _) in t["load"].items()}
     if scenario.down is not None:  # every item (and the token-id request) answered by the healthy replicas
         assert answered.pop(scenario.down) == 0 and sum(answered.values()) >= ITEMS, t["load"]
+        assert t["load"][scenario.down][1] <= CONCURRENCY, t["load"]  # at most one wave sent to it, then out
     if scenario.slow is not None:
         assert answered[scenario.slow] < max(answered.values()) / 2, t["load"]
