@@ -8,10 +8,11 @@ r2 and r3 are stub replicas that replay those recorded answers (a second and thi
 machine's CPU budget). The client (``UnifiedReward.from_server`` with the three URLs, logit mode, exact ids)
 runs in the client namespace (tests/scripts/lab_client.py) and prints its results as JSON.
 
-Each scenario applies one fault, runs a 40-item batch (pairs, logit mode: one request per item), and asserts: 0 lost, 0 out of order, every result
-equal to the reference, wall time within deadline + one timeout, and the load on the healthy replicas. The
-scenario table is printed at the end of the module. Skipped only where namespaces cannot be made (not root,
-no ``ip``/``nft``: ``make test`` installs them); CI runs as root.
+Each scenario applies one fault, runs a 40-item batch (pairs, logit mode: one request per item), and
+asserts: 0 lost, 0 out of order, every result equal to the reference, wall time within deadline + one
+timeout, and the load on the healthy replicas. The scenario table is printed at the end of the module.
+Skipped only where namespaces cannot be made (not root, no ``ip``/``nft``: ``make test`` installs them);
+CI runs as root.
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ class Scenario:
     slow: str | None = None  # a replica that must get less than half the load of the fastest one
 
 
+RENAMED = ("--served-name", "UnifiedReward-v2", "--not-found")
+OTHER_CHECKPOINT = ("--root", "/ckpt/UnifiedReward-other", "--skew")
 SCENARIOS = [
     Scenario("healthy (3 replicas)", lambda c: None, lambda c: None),
     Scenario("partition r2 (bridge drops its port)", lambda c: c.lab.partition(SECOND), lambda c: c.lab.heal(SECOND),
@@ -215,9 +218,9 @@ SCENARIOS = [
              down=THIRD),  # fmt: skip
     Scenario("5% loss on the client (nft numgen)", lambda c: c.lab.loss("client", 5), lambda c: c.lab.heal("client")),
     Scenario("slow r2 (+500 ms proxy)", (slow := Slow(SECOND)).apply, slow.undo, slow=SECOND),
-    Scenario("r3 renamed (404 unknown model)", lambda c: c.restart_stub(THIRD, "--served-name", "UnifiedReward-v2", "--not-found"),
+    Scenario("r3 renamed (404 unknown model)", lambda c: c.restart_stub(THIRD, *RENAMED),
              lambda c: c.restart_stub(THIRD), down=THIRD),  # fmt: skip
-    Scenario("r3 restarted as another checkpoint", lambda c: c.restart_stub(THIRD, "--root", "/ckpt/UnifiedReward-other", "--skew"),
+    Scenario("r3 restarted as another checkpoint", lambda c: c.restart_stub(THIRD, *OTHER_CHECKPOINT),
              lambda c: c.restart_stub(THIRD), down=THIRD),  # fmt: skip
 ]
 

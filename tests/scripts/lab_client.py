@@ -1,7 +1,8 @@
 """The network lab's client (tests/test_replica_network_faults.py), run inside the client's namespace:
-rank ``--items`` toy-world image pairs in logit mode (one request per item) through ``UnifiedReward.from_server(URLS)`` and print
-one JSON object: per item its probabilities and error, the wall time, and the requests each replica answered
-with HTTP 200 and the POSTs sent to each (counted from httpx's answers in this process, not by the library).
+rank ``--items`` toy-world image pairs in logit mode (one request per item) through
+``UnifiedReward.from_server(URLS)`` and print one JSON object: per item its probabilities and error, the
+wall time, and per replica the requests it answered with HTTP 200 and the POSTs sent to it (counted from
+httpx in this process, not by the library).
 
     lab_client.py URL1,URL2,... --items 40 --timeout 4 --deadline 30
 """

@@ -74,7 +74,8 @@ def replay(path: str, served_name: str | None, root: str | None, not_found: bool
 
     def respond(request_path: str, payload: dict):
         if not_found:
-            return 404, {"object": "error", "message": f"The model `{payload.get('model')}` does not exist.", "code": 404}
+            message = f"The model `{payload.get('model')}` does not exist."
+            return 404, {"object": "error", "message": message, "code": 404}
         found = answers.get(key(request_path, payload))
         if found is None:
             return 500, {"object": "error", "message": "lab replica: no recorded answer for this request"}
