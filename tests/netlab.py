@@ -52,8 +52,18 @@ def run(argv: Sequence[str], stdin: str | None = None, check: bool = True) -> su
     return done
 
 
+def delete_namespace(name: str) -> None:
+    """Kill every process still inside namespace ``name`` (by PID, from ``ip netns pids``), then delete it."""
+    for pid in run(["ip", "netns", "pids", name], check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGCONT)
+            os.kill(int(pid), signal.SIGKILL)
+    run(["ip", "netns", "del", name], check=False)
+
+
 def remove_stale_labs() -> None:
-    """Namespaces and root guard tables of labs whose test process is gone (a run killed before its cleanup)."""
+    """Processes, namespaces and root guard tables of labs whose test process is gone (a run killed before
+    its cleanup)."""
     names = run(["ip", "netns", "list"]).stdout.split()
     owners = {int(m.group(1)) for name in names if (m := re.fullmatch(rf"{PREFIX}(\d+)-\w+", name))}
     tables = run(["nft", "list", "tables"]).stdout
@@ -62,7 +72,7 @@ def remove_stale_labs() -> None:
         if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
             for name in names:
                 if name.startswith(f"{PREFIX}{pid}-"):
-                    run(["ip", "netns", "del", name], check=False)
+                    delete_namespace(name)
             run(["nft", "delete", "table", "inet", f"{PREFIX}_guard_{pid}"], check=False)
 
 
@@ -131,7 +141,7 @@ class Lab:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=30)
         for host in [*self.address, BRIDGE_HOST]:
-            run(["ip", "netns", "del", self.namespace(host)], check=False)
+            delete_namespace(self.namespace(host))  # and any process left in it (a server's children)
         run(["nft", "delete", "table", "inet", self.guard_table], check=False)
 
     # --- processes ---------------------------------------------------------------------------------
