@@ -5,14 +5,14 @@ export TOKENIZERS_PARALLELISM ?= false
 # The cached environments are shared by every checkout on a machine: this checkout's code comes first.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test venv venv-llamafactory venv-vllm chromium toy clean
+.PHONY: demo test venv venv-llamafactory venv-vllm chromium netlab toy clean
 
 ## Set up both environments, then run the paper's three stages on the offline toy world.
 demo: venv venv-llamafactory
 	$(PY) examples/demo.py --work-dir demo-work --report-dir demo-report
 
 ## Set up the three environments, then run the whole test suite (real vLLM tests included, never skipped).
-test: venv venv-llamafactory venv-vllm chromium
+test: venv venv-llamafactory venv-vllm chromium netlab
 	UNIFIEDREWARD_REQUIRE_VLLM=1 $(PY) -m pytest -q
 
 venv:
@@ -22,6 +22,11 @@ venv:
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+## ip and nft, for the network-namespace lab of the replica tests (tests/netlab.py; needs root, as on CI).
+netlab:
+	@command -v ip >/dev/null 2>&1 && command -v nft >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables >/dev/null; }
 
 venv-llamafactory:
 	bash env/make_venv.sh llamafactory
