@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from toy_vqa import toy_vqa_dataset
 from reward_core import RewardResult, Status
 
 SCORES = [90.0, None, 30.0, 45.0]  # per position in a group of 4, on the template's 0-100 scale
@@ -57,19 +58,13 @@ class Recorder:
 
 def main(world: str) -> None:
     import torch
-    from datasets import Dataset, Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
 
     from integrations.trl._compat import ensure_warnings_issued
     from integrations.trl.rewards import PairwiseWinRateReward, PointwiseReward
 
-    manifest = json.loads((Path(world) / "manifest.json").read_text())
-    rows = [json.loads(line) for line in Path(manifest["data"]["und_prompts"]).read_text().splitlines()][:2]
-    base = Path(manifest["data"]["und_prompts"]).parent
-    dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": r["question"]}], "image": str(base / r["image"])} for r in rows]
-    ).cast_column("image", Image())
+    manifest, dataset = toy_vqa_dataset(world, 2)
     config = GRPOConfig(output_dir=str(Path(world) / "grpo-advantages"), num_generations=4, per_device_train_batch_size=8,
                         max_completion_length=6, report_to=[], bf16=False, use_cpu=True, seed=0, save_strategy="no")
     policy = ensure_warnings_issued(AutoModelForImageTextToText.from_pretrained(manifest["policy_model"]))

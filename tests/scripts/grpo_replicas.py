@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from toy_vqa import toy_vqa_dataset
 from integrations.trl.rewards import completion_text
 from transformers import TrainerCallback
 
@@ -58,19 +59,13 @@ class CallLog:
 
 
 def main(world: str, out: str, urls: str, steps: str, timeout: str) -> None:
-    from datasets import Dataset, Image
     from trl import GRPOConfig, GRPOTrainer
 
     from integrations.trl.rewards import get_pointwise_reward
     import reward_core
     from reward_core import UnifiedReward
 
-    manifest = json.loads((Path(world) / "manifest.json").read_text())
-    rows = [json.loads(line) for line in Path(manifest["data"]["und_prompts"]).read_text().splitlines()][:6]
-    base = Path(manifest["data"]["und_prompts"]).parent
-    dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": r["question"]}], "image": str(base / r["image"])} for r in rows]
-    ).cast_column("image", Image())
+    manifest, dataset = toy_vqa_dataset(world, 6)
     judge = UnifiedReward.from_server(urls.split(","), model="UnifiedReward", concurrency=16, timeout=float(timeout),
                                       deadline=60.0, max_attempts=4, backoff_base=0.05, backoff_max=0.2)
     reward = CallLog(get_pointwise_reward(judge, name="point"))

@@ -12,12 +12,12 @@ process and compares. The sharp win rate runs as an async reward function (TRL a
 
 from __future__ import annotations
 
-import json
 import pickle
 import sys
 from pathlib import Path
 
 import integrations.trl  # noqa: F401  (trl<0.29 import-guard fix, before `import trl`)
+from toy_vqa import toy_vqa_dataset
 
 
 class OrderJudge:
@@ -67,18 +67,12 @@ class AsyncRecorder(Recorder):
 
 
 def main(world: str, out: str) -> None:
-    from datasets import Dataset, Image
     from trl import GRPOConfig, GRPOTrainer
 
     from integrations.trl.rewards import get_pointwise_reward, get_winrate_reward
     from reward_core import UnifiedReward
 
-    manifest = json.loads((Path(world) / "manifest.json").read_text())
-    rows = [json.loads(line) for line in Path(manifest["data"]["und_prompts"]).read_text().splitlines()][:6]
-    base = Path(manifest["data"]["und_prompts"]).parent
-    dataset = Dataset.from_list(
-        [{"prompt": [{"role": "user", "content": r["question"]}], "image": str(base / r["image"])} for r in rows]
-    ).cast_column("image", Image())
+    manifest, dataset = toy_vqa_dataset(world, 6)
     pairs: list = []
     judge = JudgeLog(UnifiedReward.from_pretrained(manifest["reward_model"], device="cpu"), pairs)
     log: list = []
