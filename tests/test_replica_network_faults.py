@@ -67,6 +67,7 @@ class Cluster:
     lab: netlab.Lab
     answers: Path  # recorded from the real replica
     reference: list[dict]  # the real replica's results alone
+    world: str  # the toy world's folder (the client's items)
     stubs: dict[str, tuple[subprocess.Popen, int]] = field(default_factory=dict)  # host: (process, port)
 
     @property
@@ -91,8 +92,8 @@ class Cluster:
         self.lab.expose(host, self.stubs[host][1])
 
     def client(self, urls: str, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> dict:
-        argv = [sys.executable, str(CLIENT_SCRIPT), urls, "--items", str(ITEMS), "--timeout", str(timeout),
-                "--deadline", str(deadline), "--concurrency", str(CONCURRENCY)]  # fmt: skip
+        argv = [sys.executable, str(CLIENT_SCRIPT), urls, "--world", self.world, "--items", str(ITEMS),
+                "--timeout", str(timeout), "--deadline", str(deadline), "--concurrency", str(CONCURRENCY)]  # fmt: skip
         done = subprocess.run(self.lab.command("client", argv), capture_output=True, text=True, env=script_env(),
                               timeout=deadline + 4 * timeout + 60)  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
@@ -116,7 +117,7 @@ def cluster(lab, table, toy_world, tmp_path_factory):
     try:
         server.start()
         answers = tmp_path_factory.mktemp("lab") / "answers.jsonl"
-        made = Cluster(lab, answers, [])
+        made = Cluster(lab, answers, [], toy_world["root"])
         recorder, port = made.start(REAL, "record", str(server.port), str(answers))
         lab.expose(REAL, port)
         alone = made.client(lab.url(REAL), timeout=120, deadline=400)  # a cold CPU server: no fault here

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -39,8 +38,8 @@ def count_answers(send):
     return counted
 
 
-def items(count: int) -> list[JudgeItem]:
-    world = load_world(os.environ["UNIFIEDREWARD_TOY_WORLD"])
+def items(world_dir: str, count: int) -> list[JudgeItem]:
+    world = load_world(world_dir)
     rows = [json.loads(line) for line in Path(world["data"]["image_pairs"]).read_text().splitlines()[:count]]
     return [JudgeItem(media=[str(Path(world["data_dir"]) / p) for p in r["images"]], fields={"prompt": r["prompt"]})
             for r in rows]  # fmt: skip
@@ -49,6 +48,7 @@ def items(count: int) -> list[JudgeItem]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("urls")
+    parser.add_argument("--world", required=True, help="the toy world's folder")
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--timeout", type=float, default=4.0)
     parser.add_argument("--deadline", type=float, default=30.0)
@@ -59,7 +59,7 @@ def main() -> int:
         args.urls.split(","), image_format="png", logprob_tokens="exact", concurrency=args.concurrency,
         timeout=args.timeout, deadline=args.deadline, backoff_base=0.1, backoff_max=0.5, discovery_timeout=2.0,
     )  # fmt: skip
-    batch = items(args.items)
+    batch = items(args.world, args.items)
     started = time.monotonic()
     results = judge.compare_batch(PAIR, batch, mode="logit")
     wall = time.monotonic() - started
