@@ -60,7 +60,9 @@ class DocBlock:
 
 
 def _mark(marks: list[str], name: str) -> re.Match | None:
-    return next((m for mark in marks if (m := re.fullmatch(rf"pytest\.mark\.{name}(?:\((.*)\))?", mark.strip()))), None)
+    """The ``pytest.mark.NAME(...)`` comment among ``marks`` (its argument as group 1), or None."""
+    pattern = rf"pytest\.mark\.{name}(?:\((.*)\))?"
+    return next((m for mark in marks if (m := re.fullmatch(pattern, mark.strip()))), None)
 
 
 def doc_blocks() -> list[DocBlock]:
