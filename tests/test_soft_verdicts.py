@@ -1,0 +1,168 @@
+"""Soft verdicts of reasoning judges (Think / Flex): P("1") vs P("2") read at the verdict token of the generated
+answer, next to the parsed text verdict.
+
+The toy judge is a tiny random Qwen2.5-VL: it cannot write a Think or Flex answer by itself. The in-process tests
+therefore constrain its generation to one (``prefix_allowed_tokens_fn``, test-only, a real ``generate`` with the
+real hook; the verdict digit is the model's own greedy choice between "1" and "2") and check the soft verdict
+against a teacher-forced forward of the same prefix through logit mode. The vLLM test constrains generation the
+server's way (``structured_outputs`` regex) and checks the logprobs path against the in-process backend forced
+through the very tokens vLLM generated. Stub servers (hand-written vLLM-shaped answers) only for what a real
+server does not give on demand: a candidate outside the top 20, no logprobs, a refusal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+
+from reward_core.backends.base import BackendRequest, Generation
+from reward_core.backends.openai_backend import OpenAIBackend
+from reward_core.model import JudgeItem, UnifiedReward, combine_swapped
+from reward_core.prompts import get_template
+from reward_core.results import RewardResult, Status
+from reward_core.soft_verdict import read_soft_verdict
+from servers import StubServer, chat_response
+
+THINK = "think.image_generation.pair_rank"
+FLEX = "flex.image_generation.pair_rank"
+THINK_COT = "<think>\nImage 1 looks fine; Image 2 too.\n</think>\n<answer>Image "
+FORCED = {THINK: (THINK_COT, " is better</answer>"), FLEX: ('{"winner": "Image ', '"}')}
+log = logging.getLogger(__name__)
+
+
+def pair_items(toy_world, count: int) -> list[JudgeItem]:
+    lines = Path(toy_world["data"]["image_pairs"]).read_text().splitlines()[:count]
+    data = Path(toy_world["data_dir"])
+    return [JudgeItem(media=[str(data / p) for p in row["images"]], fields={"prompt": row["prompt"]})
+            for row in map(json.loads, lines)]  # fmt: skip
+
+
+# ----- reading the verdict token (no model) ------------------------------------------------------
+
+
+def generation(tokens: list[str], verdict: dict[str, float], at: str = "1") -> Generation:
+    """Tokens as a backend returns them; ``verdict`` = the alternatives at the last token equal to ``at``."""
+    index = len(tokens) - 1 - tokens[::-1].index(at)
+    alternatives = [{t: -0.1} for t in tokens]
+    alternatives[index] = verdict
+    return Generation(text="".join(tokens), tokens=tokens, token_logprobs=alternatives)
+
+
+def test_think_verdict_token_renormalised_over_the_two_digits():
+    tokens = ["<think", ">\n", "Image", " ", "2", " wins.", "</think>", "\n<answer", ">Image", " ", "1", " is", " better", "</answer>"]
+    verdict = {"1": math.log(0.6), "Ġ2": math.log(0.15), " 2": math.log(0.05), "x": math.log(0.2)}
+    soft = read_soft_verdict(get_template(THINK), 1, generation(tokens, verdict))
+    assert soft.error is None and soft.probs == pytest.approx({"1": 0.75, "2": 0.25})  # " 2" and "Ġ2" are one answer
+
+
+def test_flex_reads_the_overall_winner_not_a_category_winner():
+    tokens = ['{"categories": [{"cat_winner": "Image', " ", "1", '"}], "winner": "Image', " ", "1", '"}']
+    soft = read_soft_verdict(get_template(FLEX), 1, generation(tokens, {"1": math.log(0.9), "2": math.log(0.1)}))
+    assert soft.probs == pytest.approx({"1": 0.9, "2": 0.1})
+    first = generation(tokens, {"1": math.log(0.9), "2": math.log(0.1)})
+    first.token_logprobs[-2] = {"1": math.log(0.3), "2": math.log(0.7)}  # the overall winner's digit
+    assert read_soft_verdict(get_template(FLEX), 1, first).probs == pytest.approx({"1": 0.3, "2": 0.7})
+
+
+@pytest.mark.parametrize(
+    "tokens, winner, alternatives, reason",
+    [
+        (["<answer>Image", " ", "1", "</answer>"], 1, {"1": -0.01, "7": -5.0}, "'2' not among the 2 log-probabilities"),
+        (["<answer>Both images are equally good</answer>"], 0, None, "the text verdict is a tie"),
+        (["<answer>Image", " ", "12", "</answer>"], 1, None, "no verdict token"),
+        (["<answer>Image", " 1", "0", "</answer>"], 1, None, "no verdict token"),
+        (["<answer>Image 1", " is better</answer>"], 1, None, "shares its token '<answer>Image 1'"),
+        (["<answer>After all, Image", " ", "1", "</answer>"], 1, None, "no verdict token: the output has no <answer>Image N"),
+        (["<answer>Image", " ", "2", "</answer>"], 1, None, "the verdict token says 2, the parsed verdict 1"),
+    ],
+)
+def test_no_soft_verdict_without_a_readable_verdict_token(tokens, winner, alternatives, reason):
+    alternatives_list = [alternatives or {"1": -0.5, "2": -1.0}] * len(tokens)
+    soft = read_soft_verdict(get_template(THINK), winner, Generation(tokens=tokens, token_logprobs=alternatives_list))
+    assert soft.probs is None and reason in soft.error
+
+
+def test_swapped_soft_verdicts_combine_as_one_probability_of_a_over_b():
+    """p(A>B) = (p1(A first) + 1 - p1(B first)) / 2; the text verdicts keep today's agree-or-tie rule."""
+    a_first = RewardResult(status=Status.OK, winner=1, probs={"1": 0.8, "2": 0.2}, text="<answer>Image 1 is better</answer>")
+    b_first = RewardResult(status=Status.OK, winner=1, probs={"1": 0.3, "2": 0.7}, text="<answer>Image 1 is better</answer>")
+    combined = combine_swapped(a_first, b_first)
+    assert combined.probs == pytest.approx({"1": 0.75, "2": 0.25})
+    assert (combined.winner, combined.consistency) == (0, 0.0)  # the texts disagree (both say "first")
+    unread = dataclasses.replace(b_first, probs=None, probs_error="'2' not among the 20 log-probabilities")
+    half = combine_swapped(a_first, unread)
+    assert half.probs is None and half.probs_error == "swapped order: '2' not among the 20 log-probabilities"
+    assert RewardResult.from_dict(half.to_dict()).probs_error == half.probs_error
+
+
+# ----- in-process: a real generate, constrained to the format --------------------------------------
+
+
+class ForcedAnswer:
+    """``prefix_allowed_tokens_fn`` (test-only): the assistant turn is forced to ``token_ids``, except at ``None``
+    entries, where the model chooses freely between "1" and "2"; then the end of turn."""
+
+    def __init__(self, tokenizer, token_ids: list[int | None]):
+        self.header = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+        self.digits = [tokenizer(d, add_special_tokens=False)["input_ids"][0] for d in "12"]
+        self.script = list(token_ids) + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+    @classmethod
+    def around_verdict(cls, tokenizer, head: str, tail: str) -> ForcedAnswer:
+        ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        return cls(tokenizer, ids(head) + [None] + ids(tail))
+
+    def __call__(self, batch_id: int, input_ids) -> list[int]:
+        ids, width = input_ids.tolist(), len(self.header)
+        start = max(i + width for i in range(len(ids) - width + 1) if ids[i : i + width] == self.header)
+        want = self.script[min(len(ids) - start, len(self.script) - 1)]
+        return self.digits if want is None else [want]
+
+
+@pytest.fixture(scope="module")
+def local(toy_world):
+    return UnifiedReward.from_pretrained(toy_world["reward_model"], device="cpu", dtype="float32", batch_size=4)
+
+
+def forced(local: UnifiedReward, forcing: ForcedAnswer) -> UnifiedReward:
+    local.backend.generate_kwargs = {"prefix_allowed_tokens_fn": forcing}
+    return local
+
+
+@pytest.mark.parametrize("template", [THINK, FLEX])
+def test_transformers_soft_verdict_is_the_generation_own_distribution(local, toy_world, template):
+    """Argmax = the parsed text verdict, and the probabilities equal a teacher-forced forward of the same prefix
+    (logit mode with the forced text as its answer prefix) within 1e-5: the right step, the raw logits."""
+    head, tail = FORCED[template]
+    items = pair_items(toy_world, 6)
+    model = forced(local, ForcedAnswer.around_verdict(local.backend.tokenizer, head, tail))
+    results = model.compare_batch(template, items, max_new_tokens=64)
+    teacher = dataclasses.replace(get_template(template), answer_prefix=head)  # same key: same media protocol
+    expected = model.compare_batch(teacher, items, mode="logit")
+    agree = sum(max(r.probs, key=r.probs.get) == str(r.winner) for r in results if r.probs)
+    log.warning("toy soft-vs-text agreement (%s, transformers): %d/%d", template, agree, len(results))
+    for result, want in zip(results, expected):
+        assert result.ok and result.text.startswith(head) and result.probs_error is None, (result.error, result.text)
+        assert max(result.probs, key=result.probs.get) == str(result.winner)
+        assert abs(result.probs["1"] - want.probs["1"]) < 1e-5 and sum(result.probs.values()) == pytest.approx(1.0)
+
+
+def test_transformers_swap_and_switch_off(local, toy_world):
+    """Swapped pairs combine the two soft verdicts; ``soft_verdicts=False`` and non-reasoning templates read none."""
+    items = pair_items(toy_world, 2)
+    model = forced(local, ForcedAnswer.around_verdict(local.backend.tokenizer, *FORCED[THINK]))
+    both = model.compare_batch(THINK, items, swap=True)
+    firsts = model.compare_batch(THINK, items)
+    seconds = model.compare_batch(THINK, [dataclasses.replace(i, media=i.media[::-1]) for i in items])
+    for combined, first, second in zip(both, firsts, seconds):
+        assert combined.probs["1"] == pytest.approx((first.probs["1"] + 1 - second.probs["1"]) / 2, abs=1e-6)
+    off = model.compare_batch(THINK, items, soft_verdicts=False)
+    assert all(r.ok and r.probs is None and r.probs_error is None for r in off)
+    local.backend.generate_kwargs = {}
+    plain = local.compare_batch("image_generation.pair_rank.v1", items, max_new_tokens=4)
+    assert all(r.probs is None and r.probs_error is None for r in plain)
