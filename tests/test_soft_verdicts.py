@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from reward_core.backends.base import BackendRequest, Generation
 from reward_core.backends.openai_backend import OpenAIBackend
@@ -26,7 +27,7 @@ from reward_core.model import JudgeItem, UnifiedReward, combine_swapped
 from reward_core.prompts import get_template
 from reward_core.results import RewardResult, Status
 from reward_core.soft_verdict import read_soft_verdict
-from servers import StubServer, chat_response
+from servers import StubServer, chat_response, vllm_generation_response
 
 THINK = "think.image_generation.pair_rank"
 FLEX = "flex.image_generation.pair_rank"
@@ -166,3 +167,100 @@ def test_transformers_swap_and_switch_off(local, toy_world):
     local.backend.generate_kwargs = {}
     plain = local.compare_batch("image_generation.pair_rank.v1", items, max_new_tokens=4)
     assert all(r.probs is None and r.probs_error is None for r in plain)
+
+
+# ----- HTTP: stub servers (hand-written vLLM-shaped answers) ------------------------------------------
+
+
+def stub_items(count: int = 1) -> list[JudgeItem]:
+    return [JudgeItem(media=[Image.new("RGB", (28, 28), "red"), Image.new("RGB", (28, 28), "blue")], fields={"prompt": "a cat"})
+            for _ in range(count)]  # fmt: skip
+
+
+def answer_steps(text_tokens: list[str], verdict_top: dict[str, float]) -> list[tuple[str, dict[str, float]]]:
+    """Steps of a generated answer: every token certain, except the verdict digit (the last "1"/"2")."""
+    steps = [(token, {token: -0.01, "x": -5.0}) for token in text_tokens]
+    index = max(i for i, token in enumerate(text_tokens) if token in ("1", "2"))
+    steps[index] = (text_tokens[index], verdict_top)
+    return steps
+
+
+FLEX_TOKENS = ['{"categories": [{"name": "A", "cat_winner": "Image', " ", "1", '"}],', ' "winner": "Image', " ", "2", '"}']
+THINK_TOKENS = ["<think>", "Image", " ", "1", " is sharp", "</think>", "\n", "<answer>", "Image", " ", "2", " is better", "</answer>"]
+
+
+@pytest.mark.parametrize("template, tokens", [(FLEX, FLEX_TOKENS), (THINK, THINK_TOKENS)])
+def test_http_soft_verdict_from_vllm_shaped_logprobs(template, tokens):
+    """STUB (vLLM's shape; a Flex answer the toy cannot write): the request asks for the top 20, the verdict
+    token's two digits are renormalised (" 1" merged with "1"), the text verdict stands."""
+    top = {"2": math.log(0.5), "1": math.log(0.2), " 1": math.log(0.05), "x": math.log(0.25)}
+    with StubServer(lambda path, body: (200, vllm_generation_response(answer_steps(tokens, top)))) as stub:
+        judge = UnifiedReward.from_server(stub.base_url, model="UnifiedReward")
+        [result] = judge.compare_batch(template, stub_items())
+        [plain] = judge.compare_batch("image_generation.pair_rank.v1", stub_items())
+    assert result.ok and result.winner == 2 and result.probs_error is None
+    assert result.probs == pytest.approx({"1": 0.25 / 0.75, "2": 0.5 / 0.75})
+    assert (stub.received[0]["logprobs"], stub.received[0]["top_logprobs"]) == (True, 20)
+    assert "logprobs" not in stub.received[1] and plain.probs is None and plain.probs_error is None
+
+
+def test_http_soft_verdict_missing_or_refused_is_said_per_item():
+    """STUB: a digit outside the top 20, a server that ignores ``logprobs``, one that refuses it (400): the text
+    verdict stands, ``probs`` is None and ``probs_error`` says why; a refusing server is asked once."""
+    outside = answer_steps(THINK_TOKENS, {"2": -0.01, "x": -5.0})
+    with StubServer(lambda path, body: (200, vllm_generation_response(outside))) as stub:
+        [result] = UnifiedReward.from_server(stub.base_url, model="UnifiedReward").compare_batch(THINK, stub_items())
+    assert result.winner == 2 and result.probs is None and "'1' not among the 2 log-probabilities" in result.probs_error
+    text = "".join(THINK_TOKENS)
+    with StubServer(lambda path, body: (200, chat_response(text))) as stub:
+        [result] = UnifiedReward.from_server(stub.base_url, model="UnifiedReward").compare_batch(THINK, stub_items())
+    assert result.winner == 2 and result.probs is None and "no token logprobs" in result.probs_error
+
+    def refuse(path, body):
+        if body.get("logprobs"):
+            return 400, {"object": "error", "message": "logprobs is not supported", "type": "BadRequestError", "code": 400}
+        return 200, chat_response(text)
+
+    with StubServer(refuse) as stub:
+        judge = UnifiedReward.from_server(stub.base_url, model="UnifiedReward", concurrency=1)
+        results = judge.compare_batch(THINK, stub_items(3))
+    assert all(r.winner == 2 and r.probs is None and "refused token logprobs" in r.probs_error for r in results)
+    assert [bool(b.get("logprobs")) for b in stub.received] == [True, False, False, False]
+
+
+# ----- HTTP: a real vLLM (CPU) serving the toy judge ---------------------------------------------------
+
+THINK_REGEX = r"<think>\nImage 1 looks fine; Image 2 too\.\n</think>\n<answer>Image [12] is better</answer>"
+FLEX_REGEX = r'\{"winner": "Image [12]"\}'
+
+
+def token_ids(tokenizer, texts: list[str]) -> list[int]:
+    """The ids of tokens vLLM returned as text (the toy's vocabulary decodes each id to a distinct string)."""
+    vocabulary = {}
+    for index in range(len(tokenizer)):
+        vocabulary.setdefault(tokenizer.decode([index]), index)
+    return [vocabulary[text] for text in texts]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template, regex", [(THINK, THINK_REGEX), (FLEX, FLEX_REGEX)])
+def test_vllm_logprobs_soft_verdict(vllm_server, local, toy_world, template, regex):
+    """Real vLLM, its generation held to the format by a ``structured_outputs`` regex (test-only: the toy cannot
+    write it): the soft verdict's argmax is the parsed text verdict, and it equals the in-process backend's soft
+    verdict when transformers is forced through the very tokens vLLM generated (within 1e-4, vLLM parity)."""
+    items = pair_items(toy_world, 3)
+    remote = UnifiedReward.from_server(
+        vllm_server.base_url, image_format="png", timeout=120, extra_body={"structured_outputs": {"regex": regex}}
+    )
+    results = remote.compare_batch(template, items, max_new_tokens=48)
+    agree = sum(r.probs is not None and max(r.probs, key=r.probs.get) == str(r.winner) for r in results)
+    log.warning("toy soft-vs-text agreement (%s, vLLM logprobs): %d/%d", template, agree, len(results))
+    assert all(r.ok and r.probs_error is None for r in results), [(r.error, r.probs_error) for r in results]
+    assert agree == len(results)
+    requests = [remote._request(get_template(template), item, soft=True) for item in items]
+    for item, generated, result in zip(items, remote.backend.generate(requests, 48), results):
+        assert generated.text == result.text
+        ids: list[int | None] = token_ids(local.backend.tokenizer, generated.tokens[:-1])  # the last is <|im_end|>
+        ids[max(i for i, t in enumerate(generated.tokens) if t in ("1", "2"))] = None
+        [mine] = forced(local, ForcedAnswer(local.backend.tokenizer, ids)).compare_batch(template, [item], max_new_tokens=48)
+        assert mine.text == result.text and abs(mine.probs["1"] - result.probs["1"]) < 1e-4, (mine.probs, result.probs)
