@@ -234,12 +234,12 @@ THINK_REGEX = r"<think>\nImage 1 looks fine; Image 2 too\.\n</think>\n<answer>Im
 FLEX_REGEX = r'\{"winner": "Image [12]"\}'
 
 
-def token_ids(tokenizer, texts: list[str]) -> list[int]:
-    """The ids of tokens vLLM returned as text (the toy's vocabulary decodes each id to a distinct string)."""
-    vocabulary = {}
+def vocabulary(tokenizer) -> dict[str, int]:
+    """Token text -> id, to force the ids of tokens vLLM returned as text (the toy's ids decode to distinct texts)."""
+    table: dict[str, int] = {}
     for index in range(len(tokenizer)):
-        vocabulary.setdefault(tokenizer.decode([index]), index)
-    return [vocabulary[text] for text in texts]
+        table.setdefault(tokenizer.decode([index]), index)
+    return table
 
 
 @pytest.mark.slow
@@ -258,9 +258,10 @@ def test_vllm_logprobs_soft_verdict(vllm_server, local, toy_world, template, reg
     assert all(r.ok and r.probs_error is None for r in results), [(r.error, r.probs_error) for r in results]
     assert agree == len(results)
     requests = [remote._request(get_template(template), item, soft=True) for item in items]
+    table = vocabulary(local.backend.tokenizer)
     for item, generated, result in zip(items, remote.backend.generate(requests, 48), results):
         assert generated.text == result.text
-        ids: list[int | None] = token_ids(local.backend.tokenizer, generated.tokens[:-1])  # the last is <|im_end|>
+        ids: list[int | None] = [table[text] for text in generated.tokens[:-1]]  # the last one is <|im_end|>
         ids[max(i for i, t in enumerate(generated.tokens) if t in ("1", "2"))] = None
         [mine] = forced(local, ForcedAnswer(local.backend.tokenizer, ids)).compare_batch(template, [item], max_new_tokens=48)
         assert mine.text == result.text and abs(mine.probs["1"] - result.probs["1"]) < 1e-4, (mine.probs, result.probs)
