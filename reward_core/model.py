@@ -15,6 +15,7 @@ from reward_core.media import VIDEO_SUFFIXES, MediaError, VideoSpec, prepare_med
 from reward_core.media_protocol import apply_protocol
 from reward_core.prompts import Template, get_template, list_templates
 from reward_core.results import RewardResult, Status
+from reward_core.soft_verdict import read_soft_verdict, reads_soft_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -110,8 +111,11 @@ def _swap_key(key: str) -> str:
 
 def combine_swapped(original: RewardResult, swapped_result: RewardResult) -> RewardResult:
     """One verdict from both orders. Logit: P(1) averaged over the orders, winner = argmax.
-    Generate: agreeing verdicts stand; disagreeing ones become a tie with consistency 0.0."""
-    for order, result in (("original", original), ("swapped", swapped_result)):
+    Generate: agreeing verdicts stand; disagreeing ones become a tie with consistency 0.0; soft verdicts
+    (reasoning judges) are averaged as in logit mode, ``p(A>B) = (p1(A first) + 1 - p1(B first)) / 2``, and
+    are ``None`` (with ``probs_error``) unless both orders have one."""
+    orders = (("original", original), ("swapped", swapped_result))
+    for order, result in orders:
         if not result.ok:
             return RewardResult.failure(result.status, f"{order} order: {result.error}", text=result.text)
     back = {1: 2, 2: 1, 0: 0, None: None}[swapped_result.winner]
@@ -122,12 +126,15 @@ def combine_swapped(original: RewardResult, swapped_result: RewardResult) -> Rew
     if original.probs and swapped_result.probs:
         p1 = (original.probs["1"] + swapped_result.probs["2"]) / 2
         probs = {"1": p1, "2": 1.0 - p1}
-        winner = 1 if p1 > 0.5 else 2 if p1 < 0.5 else 0
+        if original.text is None:  # logit mode: the probabilities are the verdict
+            winner = 1 if p1 > 0.5 else 2 if p1 < 0.5 else 0
+    missing = [f"{order} order: {result.probs_error}" for order, result in orders if result.probs_error]
     if original.scores and swapped_result.scores:
         mirrored = {_swap_key(k): v for k, v in swapped_result.scores.items()}
         scores = {k: (v + mirrored[k]) / 2 if k in mirrored else v for k, v in original.scores.items()}
     return RewardResult(
-        status=Status.OK, winner=winner, probs=probs, scores=scores, text=text, consistency=1.0 if agree else 0.0
+        status=Status.OK, winner=winner, probs=probs, scores=scores, text=text, consistency=1.0 if agree else 0.0,
+        probs_error="; ".join(missing) if probs is None and missing else None,
     )
 
 
@@ -141,8 +148,10 @@ class UnifiedReward:
         max_new_tokens: int | None = None,
         chunk_size: int = 64,
         checkpoint: Checkpoint | None = None,
+        soft_verdicts: bool = True,
     ):
         self.backend = backend
+        self.soft_verdicts = soft_verdicts  # reasoning pair templates in generate mode: also read P("1") vs P("2")
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.chunk_size = max(chunk_size, batch_size)
@@ -320,11 +329,14 @@ class UnifiedReward:
         progress: bool = False,
         max_new_tokens: int | None = None,
         force: bool = False,
+        soft_verdicts: bool | None = None,
     ) -> BatchResults:
         """Judge many items; results keep the input order and a bad item fails alone.
 
         A template of the other prompt format than the checkpoint's (a LLaVA ``<image>`` prompt on a Qwen
-        judge) raises ``ValueError`` unless ``force=True``.
+        judge) raises ``ValueError`` unless ``force=True``. A reasoning pair template (Think, Flex) in
+        generate mode also reads its soft verdict into ``probs`` unless ``soft_verdicts`` (default: the
+        judge's ``soft_verdicts``) is false (see :mod:`reward_core.soft_verdict`).
         """
         template = get_template(template)
         if mode not in MODES:
@@ -334,6 +346,8 @@ class UnifiedReward:
         candidates: list[str] | logit.ScoreTrie | None = None  # logit mode: pair candidates or a score trie
         if mode == "logit":
             candidates = logit.candidates_for(template) if template.pairwise else logit.trie_for(template)
+        soft = mode == "generate" and reads_soft_verdict(template)
+        soft = soft and (self.soft_verdicts if soft_verdicts is None else soft_verdicts)
         items = [_as_item(item) for item in items]
         floor = (self.checkpoint.min_new_tokens if self.checkpoint is not None else None) or 0
         budget = max_new_tokens or self.max_new_tokens or max(template.max_new_tokens, floor)
@@ -344,7 +358,7 @@ class UnifiedReward:
         with tqdm(total=len(items), disable=not progress, desc=f"judge {template.key}", unit="item") as bar:
             for start in range(0, len(items), chunk_size):
                 chunk = list(range(start, min(start + chunk_size, len(items))))
-                for index, result in zip(chunk, self._judge_chunk(template, [items[i] for i in chunk], candidates, budget)):
+                for index, result in zip(chunk, self._judge_chunk(template, [items[i] for i in chunk], candidates, budget, soft)):
                     results[index] = result
                 bar.update(len(chunk))
         return results
@@ -364,22 +378,29 @@ class UnifiedReward:
             raise ValueError(f"template {template.key!r} is {'pairwise' if template.pairwise else 'pointwise'}: use {use}()")
         return template
 
-    def _request(self, template: Template, item: JudgeItem) -> BackendRequest:
+    def _request(self, template: Template, item: JudgeItem, soft: bool = False) -> BackendRequest:
         """Validated backend request; raises MediaError / ValueError for this item only."""
         if isinstance(item, _BadItem):
             raise ValueError(item.reason)
         text = template.render(**item.fields)
         media = prepare_media(item.media, _media_kind(template), template.media_count)
-        return BackendRequest(media=apply_protocol(template, media), text=text, answer_prefix=template.answer_prefix)
+        return BackendRequest(
+            media=apply_protocol(template, media), text=text, answer_prefix=template.answer_prefix, soft_verdict=soft
+        )
 
     def _judge_chunk(
-        self, template: Template, items: list[JudgeItem], candidates: list[str] | logit.ScoreTrie | None, max_new_tokens: int
+        self,
+        template: Template,
+        items: list[JudgeItem],
+        candidates: list[str] | logit.ScoreTrie | None,
+        max_new_tokens: int,
+        soft: bool = False,
     ) -> list[RewardResult]:
         results: list[RewardResult | None] = [None] * len(items)
         requests, positions = [], []
         for i, item in enumerate(items):
             try:
-                requests.append(self._request(template, item))
+                requests.append(self._request(template, item, soft))
                 positions.append(i)
             except MediaError as error:
                 results[i] = RewardResult.failure(Status.MEDIA_ERROR, str(error))
@@ -409,7 +430,7 @@ class UnifiedReward:
             logger.exception("backend failed on a batch of %d", len(requests))
             return [RewardResult.failure(Status.BACKEND_ERROR, f"{type(error).__name__}: {error}") for _ in requests]
         results = []
-        for answer in answers:
+        for request, answer in zip(requests, answers):
             if answer.error is not None:
                 status = Status.MEDIA_ERROR if getattr(answer, "media_error", False) else Status.BACKEND_ERROR
                 results.append(RewardResult.failure(status, answer.error))
@@ -420,5 +441,8 @@ class UnifiedReward:
             else:
                 result = parse(template.parser, answer.text)
                 result.text = answer.text if result.text is None else result.text
+                if request.soft_verdict and result.ok:
+                    soft = read_soft_verdict(template, result.winner, answer)
+                    result.probs, result.probs_error = soft.probs, soft.error
                 results.append(result)
         return results

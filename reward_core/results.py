@@ -37,10 +37,11 @@ class RewardResult:
     winner: int | None = None  # 1, 2, 0 = tie; None = not pairwise or failed
     score: float | None = None  # pointwise, on the template's scale
     scores: dict[str, float] | None = None  # per dimension
-    probs: dict[str, float] | None = None  # logit mode: {"1": p, "2": p} or {"1": p, ..., "5": p}
+    probs: dict[str, float] | None = None  # logit mode: {"1": p, "2": p} or {"1": p, ..., "5": p}; soft verdicts
     text: str | None = None  # raw model output
     error: str | None = None  # human-readable reason when status != ok
     consistency: float | None = None  # swap mode: 1.0 when both orders agree, 0.0 when not
+    probs_error: str | None = None  # why a soft verdict (reasoning pair template, generate mode) has no probs
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -68,10 +69,11 @@ class RewardResult:
             "text": self.text,
             "error": self.error,
             "consistency": _json_number(self.consistency),
+            "probs_error": self.probs_error,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RewardResult:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
-        fields = ("status", "winner", "score", "scores", "probs", "text", "error", "consistency")
+        fields = ("status", "winner", "score", "scores", "probs", "text", "error", "consistency", "probs_error")
         return cls(**{k: data[k] for k in fields if k in data})

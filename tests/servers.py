@@ -245,6 +245,18 @@ def vllm_logprobs_response(top: dict[str, float], model: str = "UnifiedReward") 
     }
 
 
+def vllm_generation_response(steps: list[tuple[str, dict[str, float]]], model: str = "UnifiedReward") -> dict:
+    """A generated answer with per-token logprobs in vLLM's shape for ``logprobs: true, top_logprobs: k``
+    (as a real vLLM 0.32 answer: ``choices[0].logprobs.content[i]`` = the token, its logprob and bytes, and its
+    ``top_logprobs``), written by hand for answers a real server does not give on demand. ``steps``: each
+    generated token and its top list ({token: logprob}, the token itself included)."""
+    entry = lambda token, logprob: {"token": token, "logprob": logprob, "bytes": list(token.encode())}  # noqa: E731
+    content = [{**entry(token, top[token]), "top_logprobs": [entry(t, lp) for t, lp in top.items()]} for token, top in steps]
+    body = chat_response("".join(token for token, _ in steps), model)
+    body["choices"][0]["logprobs"] = {"content": content}
+    return body
+
+
 def chat_response(text: str, model: str = "UnifiedReward") -> dict:
     """A plain chat completion (OpenAI shape)."""
     return {

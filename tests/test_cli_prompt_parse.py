@@ -92,7 +92,7 @@ def test_parse_prints_one_json_object(key, output, expected):
     lines = result.stdout.decode("utf-8").splitlines()
     assert len(lines) == 1
     data = json.loads(lines[0])
-    assert set(data) == {"status", "winner", "score", "scores", "probs", "text", "error", "consistency"}
+    assert set(data) == {"status", "winner", "score", "scores", "probs", "text", "error", "consistency", "probs_error"}
     assert data["text"] == output
     assert {k: data[k] for k in expected} == expected
     assert (data["error"] is None) == (data["status"] == "ok")

@@ -203,11 +203,11 @@ def test_out_of_memory_batch_is_retried_item_by_item(backend, toy_world, monkeyp
     real = backend._generate_batch
     sizes = []
 
-    def flaky(batch, max_new_tokens):
+    def flaky(batch, max_new_tokens, **options):
         sizes.append(batch["input_ids"].shape[0])
         if batch["input_ids"].shape[0] > 1:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return real(batch, max_new_tokens)
+        return real(batch, max_new_tokens, **options)
 
     monkeypatch.setattr(backend, "_generate_batch", flaky)
     results = backend.generate([request] * 3, max_new_tokens=3)

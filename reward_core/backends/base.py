@@ -13,15 +13,24 @@ class BackendRequest:
     media: list[Any]
     text: str
     answer_prefix: str | None = None  # logit mode: assistant text prefilled before the answer
+    soft_verdict: bool = False  # generate mode: also return each generated token's log-probabilities
 
 
 @dataclass
 class Generation:
-    """Generated text for one request, or the reason it failed."""
+    """Generated text for one request, or the reason it failed.
+
+    For a ``soft_verdict`` request also ``tokens`` (each generated token's text) and ``token_logprobs`` (at
+    each step, log-probabilities of alternatives keyed by token text: top-k, or at least "1" and "2"), or
+    ``logprobs_error`` when they could not be had (see :mod:`reward_core.soft_verdict`).
+    """
 
     text: str | None = None
     error: str | None = None
     media_error: bool = False  # the error is the item's media (it could not be decoded), not the backend
+    tokens: list[str] | None = None
+    token_logprobs: list[dict[str, float]] | None = None
+    logprobs_error: str | None = None
 
 
 @dataclass

@@ -65,6 +65,7 @@ from reward_core.backends.openai_messages import (
     chat_messages,
     completion_text,
     first_token_logprobs,
+    generated_token_logprobs,
     media_parts,
     token_id_logprobs,
 )
@@ -192,6 +193,7 @@ class OpenAIBackend:
         self._replica_health: Replicas | None = None  # the replicas' health, kept across calls (`_replicas`)
         self._judge: tuple[ServedModel, ...] | None = None  # the judge the replicas last agreed on
         self._local_tokenizer = None
+        self._token_logprobs_refused: str | None = None  # why this server gives no soft verdicts (it refused logprobs)
 
     def __repr__(self) -> str:  # never shows the API key or URL credentials
         urls = ", ".join(redact_url(u) for u in self.base_urls)
@@ -230,11 +232,28 @@ class OpenAIBackend:
                     except MediaError as exc:
                         return Generation(error=f"media error: {exc}", media_error=True)
                     payload = self._payload(parts, request.text, model, None, max_tokens=max_new_tokens)
-                    body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
+                    soft = request.soft_verdict and self._token_logprobs_refused is None
+                    if soft:
+                        payload.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
                     try:
-                        return Generation(text=completion_text(body))
+                        body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
+                    except RequestFailed as exc:
+                        if not (soft and is_feature_refusal(exc)):
+                            raise
+                        self._token_logprobs_refused = f"the server refused token logprobs ({exc})"
+                        logger.warning("%s; generating without soft verdicts", self._token_logprobs_refused)
+                        payload = {k: v for k, v in payload.items() if k not in ("logprobs", "top_logprobs")}
+                        body = await self._post(client, replicas, CHAT_PATH, payload, deadline)
+                    try:
+                        generation = Generation(text=completion_text(body))
                     except ValueError as exc:
                         return Generation(error=str(exc))
+                    if request.soft_verdict:
+                        try:
+                            generation.tokens, generation.token_logprobs = generated_token_logprobs(body)
+                        except ValueError as exc:
+                            generation.logprobs_error = self._token_logprobs_refused or str(exc)
+                    return generation
 
                 return run
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from reward_core.media import FRAMES_PER_VIDEO, VideoSpec, load_image, load_video_frames, local_path
 from reward_core.media_protocol import JPEG_INFO
+from reward_core.soft_verdict import normalize_token
 
 IMAGE_FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 VIDEO_MODES = ("frames", "video_url")
@@ -96,11 +97,6 @@ def completion_text(body: dict[str, Any]) -> str:
     return content
 
 
-def normalize_token(token: str) -> str:
-    """A returned token's text without its leading space marker (" ", "Ġ" byte-level, "▁" sentencepiece)."""
-    return token.lstrip(" Ġ▁")
-
-
 def first_token_logprobs(body: dict[str, Any]) -> dict[str, float]:
     """Top-k log-probabilities of the first generated token (vLLM / OpenAI shape), keyed by normalized text.
 
@@ -126,6 +122,25 @@ def token_id_logprobs(body: dict[str, Any], token_ids: dict[str, int]) -> dict[s
     if missing:
         raise ValueError(f"the answer lacks the log-probabilities of token ids {missing} (logprob_token_ids ignored?)")
     return {text: by_id[i] for text, i in token_ids.items()}
+
+
+def generated_token_logprobs(body: dict[str, Any]) -> tuple[list[str], list[dict[str, float]]]:
+    """Each generated token's text and its top-k alternatives ({token text: logprob}, the token itself
+    included), from an answer to ``logprobs: true, top_logprobs: k``. Raises `ValueError` when the answer
+    carries no per-token logprobs."""
+    try:
+        entries = _only_choice(body)["logprobs"]["content"]
+        tokens = [str(entry["token"]) for entry in entries]
+        alternatives = []
+        for entry in entries:
+            listed = {str(top["token"]): float(top["logprob"]) for top in entry.get("top_logprobs") or []}
+            listed.setdefault(str(entry["token"]), float(entry["logprob"]))
+            alternatives.append(listed)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        raise ValueError("the answer carries no token logprobs (choices[0].logprobs.content is missing)") from None
+    if not tokens:
+        raise ValueError("the answer carries an empty token logprobs list")
+    return tokens, alternatives
 
 
 def _first_token_entries(body: Any) -> list[tuple[str, float]]:

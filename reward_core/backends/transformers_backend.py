@@ -238,6 +238,26 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
+class CandidateLogprobs:
+    """Forward hook on a model's output embeddings while it generates: at each forward (one per generated token),
+    the log-softmax of ``token_ids`` ({text: id}) at the last position, from the raw logits."""
+
+    def __init__(self, token_ids: dict[str, int]):
+        self.token_ids = dict(token_ids)
+        self._ids: torch.Tensor | None = None
+        self._steps: list[torch.Tensor] = []
+
+    def __call__(self, module: Any, inputs: Any, logits: torch.Tensor) -> None:
+        last = logits[:, -1].float()
+        if self._ids is None:
+            self._ids = torch.tensor(list(self.token_ids.values()), device=last.device)
+        self._steps.append(last[:, self._ids] - torch.logsumexp(last, dim=-1, keepdim=True))
+
+    def per_step(self) -> torch.Tensor | None:
+        """(steps, rows, candidates) log-probabilities on the CPU; None when nothing was recorded."""
+        return torch.stack(self._steps).cpu() if self._steps else None
+
+
 class TransformersBackend:
     """Runs judge calls on a local ``AutoModelForImageTextToText`` with its ``AutoProcessor``."""
 
@@ -267,6 +287,7 @@ class TransformersBackend:
         self._tokenizer_lock = threading.Lock()  # a fast tokenizer must not be used by two threads at once
         self.generate_kwargs = dict(generate_kwargs or {})
         self._tree_layouts: dict[tuple[str, tuple[str, ...]], tree_scoring.TreeLayout] = {}
+        self._verdict_ids: dict[str, int] | None = None  # soft verdicts: see verdict_token_ids
         config = getattr(model, "generation_config", None)
         eos = getattr(config, "eos_token_id", None)
         self.eos_token_id = eos if eos is not None else self.tokenizer.eos_token_id
@@ -486,39 +507,73 @@ class TransformersBackend:
     # --- Backend protocol ------------------------------------------------------------------------
 
     def generate(self, requests: list[BackendRequest], max_new_tokens: int) -> list[Generation]:
-        """Greedy (by default) generation of each request's answer."""
+        """Greedy (by default) generation of each request's answer; ``soft_verdict`` requests also get each
+        generated token's text and the verdict digits' log-probabilities at every step (`_generate_batch`)."""
         results = [Generation() for _ in requests]
+        soft = any(request.soft_verdict for request in requests)
 
         def run_group(indices: list[int], encoded: list[Encoded | None], errors: list[EncodeFailure | None]) -> None:
             ready = [(index, item) for index, item in zip(indices, encoded) if item is not None]
             for index, error in zip(indices, errors):
                 if error is not None:
                     results[index].error, results[index].media_error = error.message, error.media
-            run = partial(self._generate_batch, max_new_tokens=max_new_tokens)
+            run = partial(self._generate_batch, max_new_tokens=max_new_tokens, soft=soft)
             for (index, _), output in zip(ready, self._run_batched([item for _, item in ready], run)):
                 if isinstance(output, Exception):
                     results[index].error = f"{type(output).__name__}: {output}"
                 else:
-                    results[index].text = output
+                    results[index] = output
 
         self._encoded_groups(requests, run_group)
         return results
 
     @torch.inference_mode()
-    def _generate_batch(self, batch: dict[str, Any], max_new_tokens: int) -> list[str]:
+    def _generate_batch(self, batch: dict[str, Any], max_new_tokens: int, soft: bool = False) -> list[Generation]:
+        """One batch through ``generate``. With ``soft``, a forward hook on the output embeddings keeps, at every
+        step, the log-probabilities of the verdict digits (`verdict_token_ids`) from the model's own logits
+        (before any logits processor, like vLLM's logprobs): a (batch, 4) tensor per step, not the vocabulary."""
         sampling = {} if self.do_sample else {"temperature": None, "top_p": None, "top_k": None}
-        generated = self.model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=self.do_sample,
-            eos_token_id=self.eos_token_id,
-            pad_token_id=self.pad_token_id,
-            **sampling,
-            **self.generate_kwargs,
-        )
+        recorder = CandidateLogprobs(self.verdict_token_ids()) if soft else None
+        hook = self.model.get_output_embeddings().register_forward_hook(recorder) if recorder else None
+        try:
+            generated = self.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=self.do_sample,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.pad_token_id,
+                **sampling,
+                **self.generate_kwargs,
+            )
+        finally:
+            if hook is not None:
+                hook.remove()
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         with self._tokenizer_lock:
-            return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        if recorder is None:
+            return [Generation(text=text) for text in texts]
+        steps = recorder.per_step()
+        if steps is None or tuple(steps.shape[:2]) != (new_tokens.shape[1], new_tokens.shape[0]):
+            shape = None if steps is None else tuple(steps.shape[:2])
+            error = f"recorded {shape} (steps, rows) of log-probabilities for {tuple(new_tokens.shape)} generated tokens"
+            return [Generation(text=text, logprobs_error=error) for text in texts]
+        return [Generation(text=text, **self._token_logprobs(recorder.token_ids, steps[:, row], new_tokens[row]))
+                for row, text in enumerate(texts)]  # fmt: skip
+
+    def verdict_token_ids(self) -> dict[str, int]:
+        """Token ids of the verdict digits, bare and after a space ("1", "2", " 1", " 2"), where each is one token."""
+        if self._verdict_ids is None:
+            with self._tokenizer_lock:
+                encoded = {text: self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("1", "2", " 1", " 2")}
+            self._verdict_ids = {text: ids[0] for text, ids in encoded.items() if len(ids) == 1}
+        return self._verdict_ids
+
+    def _token_logprobs(self, token_ids: dict[str, int], steps: torch.Tensor, generated: torch.Tensor) -> dict[str, Any]:
+        """``Generation`` fields of one row: each generated token's text and, per step, the digits' log-probabilities."""
+        with self._tokenizer_lock:
+            tokens = self.tokenizer.batch_decode(generated.reshape(-1, 1), skip_special_tokens=True)
+        return {"tokens": tokens, "token_logprobs": [dict(zip(token_ids, values)) for values in steps.tolist()]}
 
     def answer_logprobs(self, requests: list[BackendRequest], candidates: list[str]) -> list[AnswerLogprobs]:
         """Log P(candidate is the answer) after each request's ``answer_prefix``, from one batched forward pass."""
