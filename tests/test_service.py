@@ -332,3 +332,19 @@ def test_template_of_the_wrong_kind_is_a_400(judge, images):
 
 def test_scorer_scale_is_the_adapters():
     assert get_template(POINT).max_scaled(5.0) == 1.0 and get_template("image_understanding.point_score.v1").max_scaled(50) == 0.5
+
+
+def test_service_over_http_replica_matches_the_client(toy_server, images):
+    """`--server`: the judge is a real `transformers serve` of the toy model behind the library's HTTP client; two
+    judge calls at once (`workers=2`, as `unifiedreward serve --server` runs); concurrent requests get the texts a
+    direct client call gets for the same items."""
+    remote = UnifiedReward.from_server(toy_server.base_url, image_format="png", timeout=60, max_new_tokens=6)
+    prompts = ["a red circle", "a blue square", "a green triangle"]
+    items = [JudgeItem([images[i], images[i + 1]], {"prompt": p}) for i, p in enumerate(prompts)]
+    direct = remote.compare_batch(PAIR, items)
+    with serving(remote, workers=2, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda i: httpx.post(f"{url}/v1/compare", json={"items": [{"media": [
+            b64(images[i]), b64(images[i + 1])], "fields": {"prompt": prompts[i]}}]}, timeout=120).json(), range(3)))
+    for want, answer in zip(direct, answers):
+        (have,) = answer["results"]
+        assert want.text and (have["status"], have["text"]) == (want.status.value, want.text)

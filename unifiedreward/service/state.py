@@ -4,6 +4,7 @@ judging a request's items through the batcher with the items that already failed
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from unifiedreward.service.batcher import Batcher, BatchKey, QueueFull, check_ke
 from unifiedreward.service.config import ServiceConfig
 from unifiedreward.service.media_input import decode_media
 from unifiedreward.service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -145,4 +148,5 @@ def failure_answer(results: list[RewardResult]) -> tuple[int, dict[str, Any], di
     ]
     status = failure_status(results)
     message = f"{len(errors)} of {len(results)} items failed; first: item {errors[0]['index']}: {errors[0]['error']}"
+    logger.warning("answered %d: %s", status, message)
     return status, {"error": message, "errors": errors}, {"Retry-After": "1"} if status == 503 else None
