@@ -258,6 +258,9 @@ def test_body_and_media_limits_answer_413(judge, images):
         assert big.status_code == 413 and "--max-body-mb" in big.json()["error"]
         many = httpx.post(f"{url}/v1/scorer", json={"images": ["eA=="] * 3, "prompts": ["p"] * 3})
         assert many.status_code == 413 and "--max-media" in many.json()["error"]
+    with serving(judge, max_queue=1) as url:  # more items than could ever wait: 413, not a 429 to retry forever
+        over = httpx.post(f"{url}/v1/scorer", json={"images": [b64(images[0])] * 2, "prompts": ["p"] * 2})
+        assert over.status_code == 413 and "--max-queue" in over.json()["error"]
 
 
 # --- bad input: per-item errors, the rest judged --------------------------------------------------------------------

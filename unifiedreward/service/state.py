@@ -104,13 +104,15 @@ def prepare_item(state: ServiceState, media: Any, fields: dict[str, Any]) -> Jud
 
 async def judge(state: ServiceState, key: BatchKey, prepared: list[JudgeItem | RewardResult]) -> list[RewardResult]:
     """Results for ``prepared`` in order: items judged through the batcher, failures already made kept as they are.
-    400 for a key no judge call could run (unknown template, wrong kind, other prompt format); 429 with
-    ``Retry-After`` when the queue is full."""
+    400 for a key no judge call could run (unknown template, wrong kind, other prompt format); 413 for more items
+    than the queue holds; 429 with ``Retry-After`` when the queue is full."""
     try:
         check_key(state.judge, key)
     except (KeyError, ValueError) as error:
         raise ServiceError(400, str(error).strip("'\"")) from None
     todo = [index for index, item in enumerate(prepared) if isinstance(item, JudgeItem)]
+    if len(todo) > state.config.max_queue:  # could never be queued: not a 429 to retry
+        raise ServiceError(413, f"{len(todo)} items in one request; the queue holds {state.config.max_queue} (--max-queue)")
     try:
         judged = await state.batcher.submit(key, [prepared[i] for i in todo], state.config.request_deadline_s)
     except QueueFull as full:
