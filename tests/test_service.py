@@ -149,6 +149,24 @@ def test_group_win_rate_over_all_pairs(judge, images):
     assert answer["rewards"] == pytest.approx([w / 2 for w in wins], abs=1e-12)
 
 
+def test_group_of_text_answers(judge, images):
+    """Understanding: one image, several answers -> pointwise scores and win rates, as direct calls."""
+    answers, question = ["A red circle.", "A blue square.", "Nothing."], "What is shown?"
+    point = judge.score_batch("image_understanding.point_score.v1", [
+        JudgeItem([images[0]], {"question": question, "response": a}) for a in answers], mode="logit")
+    pairs = judge.compare_batch("image_understanding.pair_rank.v1", [
+        JudgeItem([images[0]], {"question": question, "answer1": answers[a], "answer2": answers[b]})
+        for a, b in [(0, 1), (0, 2), (1, 2)]], mode="logit")
+    request = {"media": [b64(images[0])], "fields": {"question": question}, "answers": answers}
+    with serving(judge, mode="logit") as url:
+        pointwise = httpx.post(f"{url}/v1/group", json={**request, "method": "pointwise"}, timeout=120).json()
+        winrate = httpx.post(f"{url}/v1/group", json={**request, "method": "winrate"}, timeout=120).json()
+        broken = httpx.post(f"{url}/v1/group", json={**request, "media": ["@@"]}, timeout=120).json()
+    assert pointwise["rewards"] == [r.score / 100 for r in point]
+    assert [c["probs"] for c in winrate["comparisons"]] == [r.probs for r in pairs]
+    assert broken["rewards"] == [None] * 3 and broken["results"][0]["status"] == "media_error"
+
+
 def test_get_reward_scores_the_completion(judge, images):
     """OpenRLHF's request: the label carries the image and question; the completion is the query after its prompt."""
     prompt = "<|im_start|>user\nWhat is shown?<|im_end|>\n<|im_start|>assistant\n"
