@@ -201,6 +201,7 @@ def test_cli_batches_concurrent_requests_and_keeps_each_order(judge, images, toy
                 break
         assert url, "no startup line"
         wait_for(lambda: _healthy(url), timeout=60)
+        assert httpx.get(f"{url}/health").json()["workers"] == 1  # an in-process judge: one call at a time
         key = {"Authorization": "Bearer test-key"}
         assert httpx.post(f"{url}/v1/score", json={"items": []}).status_code == 401
         assert httpx.post(f"{url}/v1/score", json={"items": []}, headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -357,13 +358,14 @@ def test_scorer_scale_is_the_adapters():
 
 def test_service_over_http_replica_matches_the_client(toy_server, images):
     """`--server`: the judge is a real `transformers serve` of the toy model behind the library's HTTP client; two
-    judge calls at once (`workers=2`, as `unifiedreward serve --server` runs); concurrent requests get the texts a
+    judge calls at once (the default for a backend that queues requests itself); concurrent requests get the texts a
     direct client call gets for the same items."""
     remote = UnifiedReward.from_server(toy_server.base_url, image_format="png", timeout=60, max_new_tokens=6)
     prompts = ["a red circle", "a blue square", "a green triangle"]
     items = [JudgeItem([images[i], images[i + 1]], {"prompt": p}) for i, p in enumerate(prompts)]
     direct = remote.compare_batch(PAIR, items)
-    with serving(remote, workers=2, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+    with serving(remote, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+        assert httpx.get(f"{url}/health").json()["workers"] == 2
         answers = list(pool.map(lambda i: httpx.post(f"{url}/v1/compare", json={"items": [{"media": [
             b64(images[i]), b64(images[i + 1])], "fields": {"prompt": prompts[i]}}]}, timeout=120).json(), range(3)))
     for want, answer in zip(direct, answers):

@@ -76,7 +76,7 @@ def service_config(args: argparse.Namespace):
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
         allow_pickle=args.allow_pickle, media_root=args.media_root, model_name=args.model or args.server,
         mode=args.mode, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        workers=args.workers or (2 if args.server else 1), request_deadline_s=args.deadline,
+        workers=args.workers, request_deadline_s=args.deadline,
         max_body_bytes=int(args.max_body_mb * 2**20), max_media_per_request=args.max_media,
         score_template=args.score_template, compare_template=args.compare_template,
         scorer_template=args.scorer_template, get_reward_template=args.get_reward_template,
@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from unifiedreward.service.app import create_app
+    from unifiedreward.service.config import LOOPBACK
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"unifiedreward serve: {error}", file=sys.stderr)
         return 2
-    if config.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+    if config.host not in LOOPBACK and config.api_key is None:
         logger.warning("bound to %s without an API key: anyone who can reach it can use the judge", config.host)
     judge = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
