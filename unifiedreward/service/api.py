@@ -67,8 +67,10 @@ def pick_template(
 def batch_key(
     state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None, defaults: dict[str, str] | None = None
 ) -> BatchKey:
-    mode = str(data.get("mode") or state.config.mode)
-    return BatchKey(kind, pick_template(state, data, kind, first, defaults), mode, bool(data.get("swap", False)))
+    mode, swap = str(data.get("mode") or state.config.mode), data.get("swap", False)
+    if not isinstance(swap, bool):
+        raise ServiceError(400, f"'swap' must be true or false, got {swap!r}")
+    return BatchKey(kind, pick_template(state, data, kind, first, defaults), mode, swap)
 
 
 def _items(state: ServiceState, data: dict[str, Any]) -> list[JudgeItem | RewardResult]:
@@ -95,8 +97,7 @@ async def _judge_items(request: Request, kind: str) -> dict[str, Any]:
     state = state_of(request)
     data = await read_json(request)
     prepared = _items(state, data)
-    first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
-    key = batch_key(state, data, kind, first)
+    key = batch_key(state, data, kind, _first(prepared))
     results = await judge(state, key, prepared)
     state.metrics.record_results(request.url.path, results)
     return _answer(key, [{"id": row.get("id")} for row in data["items"]], results)
