@@ -42,6 +42,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--model", help="checkpoint path (or hub id) loaded in-process with transformers")
     source.add_argument("--server", metavar="URL[,URL...]", help="OpenAI-compatible judge server(s) (vLLM replicas)")
     parser.add_argument("--server-model", help="model name to request from --server")
+    parser.add_argument(
+        "--checkpoint", metavar="HUB_ID",
+        help="the released checkpoint the judge is (a renamed copy, or --server): its templates and chat options",
+    )
     parser.add_argument("--server-api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)")
     parser.add_argument("--device", default=None, help="--model: torch device (cpu, cuda, cuda:1; default: auto)")
     parser.add_argument("--dtype", default="auto", help="--model: weights dtype (auto, bf16, fp16, fp32)")
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("bound to %s without an API key: anyone who can reach it can use the judge", config.host)
     judge = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        api_key=args.server_api_key,
+        api_key=args.server_api_key, family=args.checkpoint,
     )  # fmt: skip
     app = create_app(judge, config)
     try:
