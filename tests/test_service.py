@@ -54,8 +54,8 @@ def serving(judge, **settings):
     server = uvicorn.Server(uvicorn.Config(create_app(judge, config), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive())
+    assert server.started, "the server did not start"
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
