@@ -371,3 +371,37 @@ def test_service_over_http_replica_matches_the_client(toy_server, images):
     for want, answer in zip(direct, answers):
         (have,) = answer["results"]
         assert want.text and (have["status"], have["text"]) == (want.status.value, want.text)
+
+
+def test_batcher_splits_merges_and_returns_every_item_once():
+    """Bookkeeping at a scale the toy judge is too slow for: a stand-in judge whose score is the item's number.
+    300 concurrent requests of 1-12 items (more than max_batch: split) each get exactly their own items back, in
+    their order, and no judge call holds more than max_batch items."""
+    import asyncio
+    import random
+
+    from reward_core.results import RewardResult, Status
+    from unifiedreward.service.batcher import Batcher, BatchKey
+
+    class NumberJudge:
+        checkpoint, sizes = None, []
+
+        def score_batch(self, template, items, mode):
+            self.sizes.append(len(items))
+            return [RewardResult(Status.OK, score=item.fields["n"]) for item in items]
+
+    async def scenario():
+        stand_in = NumberJudge()
+        batcher = Batcher(stand_in, max_batch=7, max_wait_s=0.005, max_queue=10_000)
+        await batcher.start()
+        rng = random.Random(0)
+        requests = [[rng.randrange(10**6) for _ in range(rng.randint(1, 12))] for _ in range(300)]
+        key = BatchKey("score", POINT, "logit")
+        answers = await asyncio.gather(*(batcher.submit(key, [JudgeItem([], {"n": n}) for n in numbers], 30)
+                                         for numbers in requests))
+        await batcher.stop()
+        return requests, answers, stand_in.sizes
+
+    requests, answers, sizes = asyncio.run(scenario())
+    assert [[r.score for r in answer] for answer in answers] == requests
+    assert sum(sizes) == sum(map(len, requests)) and max(sizes) == 7 and len(sizes) < len(requests)

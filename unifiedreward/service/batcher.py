@@ -117,7 +117,6 @@ class Batcher:
         self.metrics = metrics
         self.queued = 0  # items waiting
         self.running = 0  # items in judge calls now
-        self.calls = 0  # judge calls made
         self._pending: collections.deque[_Piece] = collections.deque()
         self._changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task] = []
@@ -225,7 +224,6 @@ class Batcher:
     async def _run(self, key: BatchKey, batch: list[_Piece]) -> None:
         items = [item for piece in batch for item in piece.job.items[piece.start : piece.end]]
         self.running += len(items)
-        self.calls += 1
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(items))
         started = time.monotonic()
