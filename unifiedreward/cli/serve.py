@@ -20,7 +20,7 @@ from unifiedreward.cli.help import CommandParser, examples
 
 logger = logging.getLogger("unifiedreward.serve")
 
-API_KEY_VARIABLE = "UNIFIEDREWARD_SERVICE_API_KEY"  # not UNIFIEDREWARD_API_KEY: that one is sent to the --server replicas
+API_KEY_VARIABLE = "UNIFIEDREWARD_SERVICE_API_KEY"  # not UNIFIEDREWARD_API_KEY: that one goes to --server replicas
 DEFAULT_PORT = 8000
 
 
@@ -46,20 +46,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--checkpoint", metavar="HUB_ID",
         help="the released checkpoint the judge is (a renamed copy, or --server): its templates and chat options",
     )
-    parser.add_argument("--server-api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)")
+    parser.add_argument(
+        "--server-api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)"
+    )
     parser.add_argument("--device", default=None, help="--model: torch device (cpu, cuda, cuda:1; default: auto)")
     parser.add_argument("--dtype", default="auto", help="--model: weights dtype (auto, bf16, fp16, fp32)")
     parser.add_argument("--batch-size", type=int, default=8, help="--model: items per forward pass")
     parser.add_argument("--mode", choices=("generate", "logit"), default=defaults.mode, help="judge mode")
     parser.add_argument("--host", default=defaults.host, help="address to bind (0.0.0.0 exposes it: set a key)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
-    parser.add_argument("--api-key", help=f"required bearer key (default ${API_KEY_VARIABLE}; the variable stays out of ps)")
+    parser.add_argument("--api-key", help=f"required bearer key (default ${API_KEY_VARIABLE}, which stays out of ps)")
     parser.add_argument("--allow-pickle", action="store_true", help="accept pickled /v1/scorer bodies (127.0.0.1 only)")
     parser.add_argument("--media-root", help="folder that request media paths are read from (none: paths refused)")
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch, help="items per judge call at most")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="wait for more items (ms)")
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="items waiting at most (more: 429)")
-    parser.add_argument("--workers", type=int, default=None, help="judge calls at once (default: 1 --model, 2 --server)")
+    parser.add_argument("--workers", type=int, help="judge calls at once (default: 1 --model, 2 --server)")
     parser.add_argument("--deadline", type=float, default=defaults.request_deadline_s, help="seconds per request")
     parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20, help="request body limit")
     parser.add_argument("--max-media", type=int, default=defaults.max_media_per_request, help="media per request")

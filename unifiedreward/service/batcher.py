@@ -81,7 +81,8 @@ class _Piece:
 
 
 def deadline_failure(deadline_s: float) -> RewardResult:
-    return RewardResult.failure(Status.BACKEND_ERROR, f"{DEADLINE_ERROR}: not judged within the request's {deadline_s:g} s")
+    reason = f"{DEADLINE_ERROR}: not judged within the request's {deadline_s:g} s"
+    return RewardResult.failure(Status.BACKEND_ERROR, reason)
 
 
 def check_key(judge: UnifiedReward, key: BatchKey) -> None:
@@ -167,7 +168,7 @@ class Batcher:
         try:
             await asyncio.wait_for(asyncio.shield(job.future), timeout=max(0.0, job.deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            logger.warning("request deadline (%g s) passed with %d of %d items unanswered", deadline_s, job.open, len(items))
+            logger.warning("deadline (%g s) passed, %d of %d items unanswered", deadline_s, job.open, len(items))
         finally:
             self._drop(job)
         return [deadline_failure(deadline_s) if result is None else result for result in job.results]
