@@ -343,6 +343,14 @@ def test_pickle_needs_the_flag_and_loopback(judge, images):
     assert result.returncode == 2 and "--allow-pickle" in result.stderr
 
 
+def test_health_never_shows_server_credentials():
+    from unifiedreward.cli import build_parser
+    from unifiedreward.cli.serve import service_config
+
+    args = build_parser(["serve"]).parse_args(["serve", "--server", "http://u:secret@10.0.0.5:8080,http://10.0.0.6:8080"])
+    assert service_config(args).model_name == "http://***@10.0.0.5:8080,http://10.0.0.6:8080"
+
+
 def test_template_of_the_wrong_kind_is_a_400(judge, images):
     with serving(judge) as url:
         answer = httpx.post(f"{url}/v1/score", json={"template": PAIR, "items": [

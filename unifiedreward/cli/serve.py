@@ -76,11 +76,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def service_config(args: argparse.Namespace):
     """The `ServiceConfig` of the command line (``ValueError`` for a refused combination)."""
+    from reward_core.backends.http_client import redact_url
     from unifiedreward.service.config import ServiceConfig
 
+    shown = args.model or ",".join(redact_url(url.strip()) for url in args.server.split(","))  # /health is open
     return ServiceConfig(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
-        allow_pickle=args.allow_pickle, media_root=args.media_root, model_name=args.model or args.server,
+        allow_pickle=args.allow_pickle, media_root=args.media_root, model_name=shown,
         mode=args.mode, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         workers=args.workers, request_deadline_s=args.deadline,
         max_body_bytes=int(args.max_body_mb * 2**20), max_media_per_request=args.max_media,
