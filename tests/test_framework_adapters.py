@@ -226,3 +226,19 @@ def test_verl_loads_the_scorer_and_its_scores_match(toy_world, judge, tmp_path):
     want = [(r.score - 1) / 4 for r in judge.score_batch(get_template(GEN), items, mode="logit")]
     assert [o["score"] for o in out] == pytest.approx(want, abs=TOLERANCE)
     assert {o["unifiedreward_status"] for o in out} == {"ok"}
+
+
+@pytest.mark.slow
+def test_verl_omni_scorer_through_the_reward_router_matches_the_server(toy_world, vllm_server):
+    """The reward router verl-omni starts is a vLLM server reached as ``host:port`` under ``model_name``: logit mode
+    through it equals a direct ``UnifiedReward.from_server`` call on the same image (one request each)."""
+    from integrations.verl_omni.unified_reward import compute_score_unifiedreward as scorer
+
+    row = json.loads(Path(toy_world["data"]["image_points"]).read_text().splitlines()[0])
+    path = str(Path(toy_world["data_dir"]) / row["image"])
+    address = vllm_server.base_url.removeprefix("http://")
+    got = asyncio.run(scorer("toy", chw(path), row["prompt"], {}, reward_router_address=address,
+                             model_name="UnifiedReward", mode="logit"))
+    direct = UnifiedReward.from_server(vllm_server.base_url + "/v1", model="UnifiedReward")
+    [want] = direct.score_batch(GEN, [JudgeItem(media=[path], fields={"prompt": row["prompt"]})], mode="logit")
+    assert got["unifiedreward_status"] == "ok" and got["score"] == pytest.approx((want.score - 1) / 4, abs=1e-9)
