@@ -2,7 +2,8 @@
 
 verl-omni's reward managers load a scorer from ``reward.custom_reward_function.{path,name}`` or
 ``reward.reward_functions.<key>.{path,name,weight,required}`` (every other key of that entry arrives here as a keyword
-argument; ``path`` may be this file, or ``pkg://integrations.verl_omni.unified_reward`` with the project installed), call it by keyword with one rollout sample (``solution_image``: uint8 CHW image or TCHW video) and read
+argument; ``path`` may be this file, or ``pkg://integrations.verl_omni.unified_reward`` with the project installed),
+call it by keyword with one rollout sample (``solution_image``: uint8 CHW image or TCHW video) and read
 ``{"score": float, ...}`` (the other keys become metrics). The judge is the reward router verl starts
 (``reward_router_address``, an OpenAI-compatible vLLM / SGLang server, served under ``model_name``), or
 ``server_url`` / ``model_path`` when given; one judge per address and settings, per process.
