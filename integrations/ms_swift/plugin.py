@@ -1,7 +1,8 @@
 """UnifiedReward as an ms-swift GRPO reward.
 
 ``--external_plugins integrations/ms_swift/plugin.py --reward_funcs unifiedreward``: ms-swift (4.x) imports this file
-by path, which registers ``orms["unifiedreward"]``; its GRPO trainer then calls ``UnifiedRewardORM()(completions, messages=..., images=..., **columns)`` on every process with that process's rows.
+by path, which registers ``orms["unifiedreward"]``; its GRPO trainer then calls
+``UnifiedRewardORM()(completions, messages=..., images=..., **columns)`` on every process with that process's rows.
 Each completion is judged as an answer to the row's last user turn about the row's ``images`` (or ``videos``), with
 the image-understanding point template by default, and mapped to [0, 1]:
 :class:`integrations.trl.rewards.PointwiseReward` does the judging, grouping (across processes) and neutral failure
