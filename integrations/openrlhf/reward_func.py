@@ -4,7 +4,8 @@ OpenRLHF loads this file by path and calls ``reward_func(queries, prompts, label
 worker thread of the rollout engine): ``queries`` are the decoded prompt + response, ``labels`` the dataset's
 ``--label_key`` column, here a JSON object per sample naming the image and the template fields
 (:mod:`unifiedreward.reward_labels`, the format ``unifiedreward serve``'s ``/get_reward`` reads too). It returns
-``{"rewards": tensor, "scores": tensor, "extra_logs": {...}}``, rewards on [0, 1] (the template's scale mapped).
+``{"rewards": tensor, "scores": tensor, "extra_logs": {...}}``, rewards = score / the template's scale maximum, as
+``unifiedreward serve``'s ``/get_reward`` answers (the default template's 0-100 score / 100).
 
 The judge and options come from ``UNIFIEDREWARD_*`` variables / ``UNIFIEDREWARD_CONFIG`` (:mod:`integrations.trl.config`;
 its ``pointwise`` section or ``UNIFIEDREWARD_MODE`` / ``UNIFIEDREWARD_POINTWISE_TEMPLATE``), plus
@@ -21,30 +22,28 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import torch
 
 from integrations.neutral_fill import RunningGroupMeans
 from integrations.trl.config import RewardConfig, load_reward_model
-from integrations.trl.rewards import group_members, impute_group_mean, normalized
+from integrations.trl.rewards import group_members, impute_group_mean
 from reward_core import JudgeItem, get_template
 from unifiedreward.reward_labels import decode_label
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "image_understanding.point_score.v1"
-END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "</s>")
+END_MARKERS = re.compile(r"(?:\s*(?:<\|[^|<>\s]+\|>|</s>))+\s*$")  # <|im_end|>, <|endoftext|>, </s> ...
 _FILLS = RunningGroupMeans(midpoint=0.5)
 
 
 def response_of(query: str, prompt: str) -> str:
     """The policy's answer: ``query`` past its ``prompt``, without trailing end-of-turn tokens."""
     response = query[len(prompt):] if query.startswith(prompt) else query
-    response = response.strip()
-    while response.endswith(END_MARKERS):
-        response = next(response[: -len(m)] for m in END_MARKERS if response.endswith(m)).rstrip()
-    return response
+    return END_MARKERS.sub("", response).strip()
 
 
 def _judge_item(query: str, prompt: str, label: Any, default_template: str, media_root: str | None):
@@ -81,7 +80,7 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> di
         results = judge.score_batch(template, [item for _, item in entries], mode=mode)
         for (i, _), result in zip(entries, results):
             if result.ok and result.score is not None:
-                values[i] = normalized(result.score, template.scale)
+                values[i] = result.score / template.scale[1]
                 _FILLS.record(keys[i], values[i])
             else:
                 errors.append(f"sample {i}: {result.status.value}: {result.error}")
