@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "tests" / "scripts"
 UND = "image_understanding.point_score.v1"
 GEN = "image_generation.point_score.v1"
+PAIR = "image_understanding.pair_rank.v1"
 TOLERANCE = 1e-4  # framework envs pin other torch / transformers versions than the main env
 
 
@@ -192,12 +193,18 @@ def test_openrlhf_reward_func_matches_a_direct_call_and_fails_neutral(toy_world,
 @pytest.mark.slow
 def test_ms_swift_loads_the_plugin_and_its_grpo_reward_path_matches(toy_world, judge, und_rows, tmp_path):
     """ms-swift's ``import_external_file`` (``--external_plugins``), ``resolve_reward_funcs`` (``--reward_funcs
-    unifiedreward``) and ``compute_rewards_per_func`` on ``GRPOSample`` rows, in ms-swift's environment."""
+    unifiedreward unifiedreward_winrate``) and ``compute_rewards_per_func`` on ``GRPOSample`` rows, in ms-swift's
+    environment: point scores and win rates (each row's two answers, judged in both orders) equal direct calls."""
     python = framework_python("swift")
     out = run_script(python, "ms_swift_rewards.py", str(REPO / "integrations/ms_swift/plugin.py"),
-                     write_rows(tmp_path, und_rows), env=toy_env(toy_world))
-    assert out["names"] == ["UnifiedRewardORM"]
-    assert out["rewards"] == pytest.approx(direct_und(judge, und_rows), abs=TOLERANCE)
+                     write_rows(tmp_path, und_rows), "unifiedreward", "unifiedreward_winrate", env=toy_env(toy_world))
+    assert out["names"] == ["UnifiedRewardORM", "UnifiedRewardWinRateORM"]
+    points, winrates = out["rewards"]
+    assert points == pytest.approx(direct_und(judge, und_rows), abs=TOLERANCE)
+    pairs = [JudgeItem(media=[a["image"]], fields={"question": a["question"], "answer1": a["completion"],
+                                                   "answer2": b["completion"]}) for a, b in zip(und_rows[::2], und_rows[1::2])]
+    shares = [r.probs["1"] for r in judge.compare_batch(PAIR, pairs, swap=True, mode="logit")]
+    assert winrates == pytest.approx([v for share in shares for v in (share, 1 - share)], abs=TOLERANCE)
 
 
 @pytest.mark.slow

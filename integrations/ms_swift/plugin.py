@@ -22,7 +22,7 @@ from typing import Any
 from swift.rewards import ORM, orms
 
 from integrations.trl.config import RewardConfig
-from integrations.trl.rewards import PointwiseReward
+from integrations.trl.rewards import PairwiseWinRateReward, PointwiseReward
 from reward_core import VideoSpec
 
 _MEDIA_TAGS = re.compile(r"<(?:image|video)>")
@@ -47,11 +47,13 @@ def swift_media(entry: Any) -> Any:
 class UnifiedRewardORM(ORM):
     """``orms["unifiedreward"]``: the UnifiedReward point score of each completion, on [0, 1]."""
 
+    reward_class, section, name = PointwiseReward, "pointwise", "unifiedreward"
+
     def __init__(self, args: Any = None, reward_model: Any = None, **kwargs: Any):
         super().__init__(args)
         config = None if reward_model is not None else RewardConfig.from_env()
-        options = {**(config.section("pointwise") if config else {}), **kwargs}
-        self.reward = PointwiseReward(reward_model, config=config, name="unifiedreward", **options)
+        options = {**(config.section(self.section) if config else {}), **kwargs}
+        self.reward = self.reward_class(reward_model, config=config, name=self.name, **options)
 
     def __call__(self, completions: list[str], messages: list[list[dict]] | None = None, images: list | None = None,
                  videos: list | None = None, **kwargs: Any) -> list[float | None]:
@@ -66,4 +68,12 @@ class UnifiedRewardORM(ORM):
         return self.reward(prompts, list(completions), **columns)
 
 
+class UnifiedRewardWinRateORM(UnifiedRewardORM):
+    """``orms["unifiedreward_winrate"]``: each completion's win rate against the other completions of its row
+    (Pref-GRPO style; pairs judged in both orders; ``UNIFIEDREWARD_PAIRWISE_TEMPLATE``, ``pairwise`` config section)."""
+
+    reward_class, section, name = PairwiseWinRateReward, "pairwise", "unifiedreward_winrate"
+
+
 orms["unifiedreward"] = UnifiedRewardORM
+orms["unifiedreward_winrate"] = UnifiedRewardWinRateORM

@@ -2,7 +2,8 @@
 
 ms-swift's plugin loader (``import_external_file``, what ``--external_plugins`` calls), its reward resolver
 (``resolve_reward_funcs``, what ``--reward_funcs unifiedreward`` becomes) and its GRPO reward call
-(``compute_rewards_per_func`` on ``GRPOSample`` rows). Usage: ms_swift_rewards.py PLUGIN ROWS.json -> JSON rewards.
+(``compute_rewards_per_func`` on ``GRPOSample`` rows). Usage: ms_swift_rewards.py PLUGIN ROWS.json REWARD...
+-> JSON rewards, one list per reward.
 The judge comes from UNIFIEDREWARD_* variables.
 """
 
@@ -15,9 +16,9 @@ from swift.rl_core.grpo_algorithm import compute_rewards_per_func
 from swift.rlhf_trainers.utils import resolve_reward_funcs
 from swift.utils import import_external_file
 
-plugin, rows_file = sys.argv[1], sys.argv[2]
+plugin, rows_file, rewards_named = sys.argv[1], sys.argv[2], sys.argv[3:]
 import_external_file(plugin)
-reward_funcs, names = resolve_reward_funcs(["unifiedreward"])
+reward_funcs, names = resolve_reward_funcs(rewards_named)
 rows = json.loads(open(rows_file).read())
 samples = [
     GRPOSample(messages=[{"role": "user", "content": "<image>" + row["question"]},
@@ -26,4 +27,4 @@ samples = [
     for row in rows
 ]
 rewards = compute_rewards_per_func(samples, reward_funcs, None, device=torch.device("cpu"))
-print(json.dumps({"names": names, "rewards": rewards[:, 0].tolist()}))
+print(json.dumps({"names": names, "rewards": rewards.T.tolist()}))
