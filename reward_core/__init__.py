@@ -16,6 +16,7 @@ _EXPORTS = {
     "JudgeItem": "reward_core.model",
     "RewardResult": "reward_core.results",
     "Status": "reward_core.results",
+    "VideoFrames": "reward_core.media",
     "VideoSpec": "reward_core.media",
     "get_template": "reward_core.prompts",
     "register_template": "reward_core.prompts",
@@ -25,7 +26,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from reward_core.media import VideoSpec
+    from reward_core.media import VideoFrames, VideoSpec
     from reward_core.model import JudgeItem, UnifiedReward
     from reward_core.prompts import get_template, list_templates, register_template
     from reward_core.results import RewardResult, Status

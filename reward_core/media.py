@@ -5,7 +5,8 @@ client decides how transparency is flattened, see :func:`to_rgb`); videos stay :
 backend decodes them with qwen-vl-utils (``process_vision_info``), so frame sampling and ``smart_resize`` match
 upstream.
 ``VideoSpec(as_frames=True)`` instead feeds 8 frames per video as separate images, like the 2.0 /
-vLLM path and the benchmarks (``np.linspace(0, n - 1, 8)``).
+vLLM path and the benchmarks (``np.linspace(0, n - 1, 8)``). A video a trainer holds in memory (a TCHW tensor) is a
+:class:`VideoFrames`: templates whose media protocol sends frames take it like a file.
 """
 
 from __future__ import annotations
@@ -54,10 +55,35 @@ class VideoSpec:
             raise ValueError("VideoSpec takes fps or nframes, not both")
 
 
+@dataclass(frozen=True, eq=False)
+class VideoFrames:
+    """A decoded video held in memory, its RGB frames in order (e.g. a trainer's TCHW uint8 tensor).
+
+    It goes through a template's media protocol like a video file when that protocol sends videos as frames
+    (:func:`reward_core.media_protocol.apply_protocol` picks the protocol's frames from it); a native-video
+    protocol needs a file, and refuses it as a media error.
+    """
+
+    frames: tuple[Image.Image, ...]
+    name: str = "<in-memory video>"
+
+    @classmethod
+    def from_array(cls, video: Any, name: str | None = None) -> VideoFrames:
+        """A TCHW torch tensor or a THWC numpy array (uint8, or float in [0, 1]) -> its frames (:func:`decode_image`
+        per frame). Raises :class:`MediaError` for another shape or an unusable frame."""
+        shape = tuple(getattr(video, "shape", ()))
+        if len(shape) != 4 or shape[0] < 1:
+            raise MediaError(video, f"expected a video of shape TCHW (tensor) or THWC (array), got shape {shape}")
+        name = name or f"<video {'x'.join(map(str, shape))}>"
+        return cls(tuple(to_rgb(decode_image(video[index])) for index in range(shape[0])), name)
+
+
 def describe(source: Any) -> str:
     """A short human-readable name for a media item (its path when it has one)."""
     if isinstance(source, VideoSpec):
         return source.path
+    if isinstance(source, VideoFrames):
+        return source.name
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source)
     if isinstance(source, bytes):
@@ -217,9 +243,10 @@ def decode_image(source: Any) -> Image.Image:
     return image
 
 
-def as_video_spec(source: Any) -> VideoSpec:
-    """A path or :class:`VideoSpec` -> :class:`VideoSpec` (other types raise :class:`MediaError`)."""
-    if isinstance(source, VideoSpec):
+def as_video_spec(source: Any) -> VideoSpec | VideoFrames:
+    """A path or :class:`VideoSpec` -> :class:`VideoSpec`; a :class:`VideoFrames` stays as it is (other types raise
+    :class:`MediaError`)."""
+    if isinstance(source, (VideoSpec, VideoFrames)):
         return source
     if isinstance(source, (str, os.PathLike)):
         return VideoSpec(os.fspath(source))
@@ -299,11 +326,11 @@ def check_video(spec: VideoSpec) -> int:
     return len(_video_reader(spec))
 
 
-def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image | VideoSpec]:
+def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image | VideoSpec | VideoFrames]:
     """Validate one item's media for a template: ``kind`` is ``"image"`` or ``"video"``, ``count`` how many.
 
     Images are decoded to RGB (RGBA when they have an alpha channel: the template's media protocol flattens it)
-    PIL; videos are checked and kept as :class:`VideoSpec`.
+    PIL; videos are checked and kept as :class:`VideoSpec` (in-memory ones as :class:`VideoFrames`).
     Raises :class:`MediaError` for a wrong count or an unusable item.
     """
     entries = list(entries)
@@ -315,6 +342,8 @@ def prepare_media(entries: list[Any], kind: str, count: int) -> list[Image.Image
     if kind == "video":
         specs = [as_video_spec(entry) for entry in entries]
         for spec in specs:
+            if isinstance(spec, VideoFrames):
+                continue  # decoded already; its template's media protocol decides whether it can be used
             frames = check_video(spec)
             if frames < MIN_VIDEO_FRAMES and not spec.as_frames:
                 raise MediaError(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from reward_core.media import DROP, WHITE, MediaError, VideoSpec, load_video_frames, local_path, to_rgb
+from reward_core.media import DROP, WHITE, MediaError, VideoFrames, VideoSpec, load_video_frames, local_path, to_rgb
 from reward_core.prompts import Template
 
 NATIVE, FRAMES = "native", "frames"
@@ -144,6 +144,15 @@ def _jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
     return decoded
 
 
+def _finish_frames(images: list[Image.Image], protocol: MediaProtocol) -> list[Image.Image]:
+    """Picked RGB frames as upstream's script leaves them: resized to ``size``, then saved as JPEG files."""
+    if protocol.size is not None:
+        images = [image.resize(protocol.size) for image in images]
+    if protocol.frame_file_quality is not None:
+        images = [_jpeg_roundtrip(image, protocol.frame_file_quality) for image in images]
+    return images
+
+
 def read_frames(spec: VideoSpec, protocol: MediaProtocol) -> list[Image.Image]:
     """The RGB frames upstream's script takes from one video (before any transport encoding)."""
     import decord
@@ -155,12 +164,16 @@ def read_frames(spec: VideoSpec, protocol: MediaProtocol) -> list[Image.Image]:
         frames = reader.get_batch(indices).asnumpy()
     except Exception as error:  # decord raises its own DECORDError / RuntimeError
         raise MediaError(spec, f"cannot decode frames ({error})") from None
-    images = [Image.fromarray(frame).convert("RGB") for frame in frames]
-    if protocol.size is not None:
-        images = [image.resize(protocol.size) for image in images]
-    if protocol.frame_file_quality is not None:
-        images = [_jpeg_roundtrip(image, protocol.frame_file_quality) for image in images]
-    return images
+    return _finish_frames([Image.fromarray(frame).convert("RGB") for frame in frames], protocol)
+
+
+def pick_frames(video: VideoFrames, protocol: MediaProtocol) -> list[Image.Image]:
+    """The frames upstream's script would take from ``video`` had it been a file of those frames."""
+    return _finish_frames([video.frames[index] for index in protocol.indices(len(video.frames))], protocol)
+
+
+def _transported(frames: list[Image.Image], protocol: MediaProtocol) -> list[Image.Image]:
+    return [as_jpeg(f, protocol.jpeg_quality) for f in frames] if protocol.jpeg_quality else frames
 
 
 def _explicit(spec: VideoSpec) -> bool:
@@ -168,19 +181,23 @@ def _explicit(spec: VideoSpec) -> bool:
 
 
 def apply_protocol(template: Template, media: list[Any], protocol: MediaProtocol | None = None) -> list[Any]:
-    """A request's validated media (RGB / RGBA images, :class:`VideoSpec`) as the model receives them under ``protocol``
-    (default: the template's): RGB images (see :meth:`MediaProtocol.image`); JPEG-transported images and frames are
+    """A request's validated media (RGB / RGBA images, :class:`VideoSpec`, :class:`VideoFrames`) as the model receives
+    them under ``protocol`` (default: the template's): RGB images (see :meth:`MediaProtocol.image`); JPEG-transported images and frames are
     decoded JPEGs (see :func:`as_jpeg`)."""
     protocol = protocol or protocol_for(template)
     out: list[Any] = []
     for item in media:
-        if isinstance(item, VideoSpec):
+        if isinstance(item, VideoFrames):
+            if protocol.video != FRAMES:
+                raise MediaError(item, f"{template.key} sends videos natively ({protocol.source}), which needs a video "
+                                 "file; an in-memory video needs a template whose protocol sends frames")
+            out += _transported(pick_frames(item, protocol), protocol)
+        elif isinstance(item, VideoSpec):
             if _explicit(item):
                 frames = load_video_frames(item) if item.as_frames else None
                 out += frames if frames is not None else [item]
             elif protocol.video == FRAMES:
-                frames = read_frames(item, protocol)
-                out += [as_jpeg(f, protocol.jpeg_quality) for f in frames] if protocol.jpeg_quality else frames
+                out += _transported(read_frames(item, protocol), protocol)
             else:
                 out.append(VideoSpec(item.path, fps=protocol.fps, nframes=protocol.nframes, max_pixels=protocol.max_pixels))
         elif isinstance(item, Image.Image):

@@ -265,3 +265,30 @@ def test_http_sends_the_same_frames(videos):
     parts = media_parts(apply_protocol(template, [VideoSpec(p) for p in videos]))
     sent = [base64.b64decode(p["image_url"]["url"].split(",", 1)[1]) for p in parts]
     assert sent == [b for path in videos for b in upstream_2_0_frames(path, 8)]
+
+
+@pytest.mark.parametrize("key", ["video_generation.point_score_aps.v2", "video_generation.pair_score.v2", "think.qwen3.video_generation.pair_rank"])
+def test_in_memory_video_gets_the_frames_its_file_would(videos, key):
+    """A trainer's TCHW tensor (verl-omni's ``solution_image``) goes through the template's frame protocol like the
+    file it was decoded from: same frames, same order, same JPEG chain."""
+    from reward_core.media import VideoFrames
+
+    template = get_template(key)
+    decoded = torch.from_numpy(decord.VideoReader(videos[0]).get_batch(list(range(TOTAL))).asnumpy()).permute(0, 3, 1, 2)
+    media = [VideoFrames.from_array(decoded)] * template.media_count
+    files = prepare_media([videos[0]] * template.media_count, "video", template.media_count)
+    from_memory = apply_protocol(template, prepare_media(media, "video", template.media_count))
+    from_file = apply_protocol(template, files)
+    assert len(from_memory) == len(from_file) > 1
+    assert [m.info.get(JPEG_INFO) for m in from_memory] == [f.info.get(JPEG_INFO) for f in from_file]
+    assert all(np.array_equal(np.asarray(m), np.asarray(f)) for m, f in zip(from_memory, from_file))
+
+
+def test_in_memory_video_is_refused_by_a_native_video_protocol():
+    from reward_core.media import MediaError, VideoFrames
+
+    video = VideoFrames.from_array(np.zeros((4, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(MediaError, match="in-memory video needs a template whose protocol sends frames"):
+        apply_protocol(get_template("video_generation.point_score.v1"), [video])
+    with pytest.raises(MediaError, match="expected a video of shape TCHW"):
+        VideoFrames.from_array(np.zeros((8, 8, 3), dtype=np.uint8))
