@@ -1,0 +1,308 @@
+"""Pairwise group rewards: which pairs of a group to judge, and how to turn the verdicts into rewards.
+
+A *schedule* lists ordered pairs ``(first, second)`` over ``range(G)`` (``first`` is shown to the judge first):
+
+* :func:`round_robin` - every pair, lower index first (Pref-GRPO's scheme, ``"pref_grpo"``: C(G,2) calls), or
+  in both orders (G(G-1) calls, position-neutral);
+* :func:`sparse` - each candidate meets ``k`` others and is shown first in half of its comparisons
+  (G*k/2 calls): a circulant graph over a seeded relabelling of the group, the same on every process given
+  the same seed.
+
+A *verdict* is ``(first, second, share)``: the first candidate's share of the win, 1 / 0 / 0.5 (tie) for a
+text verdict, P(first wins) for a soft (logit) one, None for a failed comparison (missing, never a loss).
+*Aggregators* turn a group's verdicts into per-candidate rewards on [0, 1]:
+
+* :func:`win_rate` - wins / successful comparisons;
+* :func:`bradley_terry` - a Bradley-Terry fit with a first-slot (position) term, by Newton's method, soft
+  verdicts as fractional wins and ties as half wins, a small ridge so that perfect separation stays finite.
+  The reward is the candidate's *expected win rate against the rest of its group under the fit*, position
+  removed: the same [0, 1] scale as the win rate (a drop-in when several rewards are weighted and summed),
+  and unlike a raw win rate it does not depend on which opponents a sparse schedule happened to draw.
+
+A candidate without a successful comparison gets None (the caller imputes; never the worst value).
+:class:`Pairing` bundles a schedule and an aggregator for adapters that score many groups at once
+(:func:`plan_pairs`, :func:`score_pairs`); ``benchmarks/pairwise_schedules.py`` measures the schedules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[int, int]
+SCHEDULES = ("round_robin", "pref_grpo", "sparse")
+AGGREGATES = ("win_rate", "bt")
+RIDGE = 0.1  # Gaussian prior on strengths (variance 1/RIDGE): finite under perfect separation
+POSITION_RIDGE = 0.01
+
+
+class Verdict(NamedTuple):
+    """One judged ordered pair: the first candidate's share of the win (None: the comparison failed)."""
+
+    first: int
+    second: int
+    share: float | None
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def _ring_pairs(size: int) -> list[Pair]:
+    """Unordered pairs of ``range(size)`` (lower index first), nearest ring neighbours first, so that any
+    prefix spreads the comparisons evenly over members."""
+    pairs, seen = [], set()
+    for distance in range(1, size // 2 + 1):
+        for i in range(size):
+            pair = (min(i, (i + distance) % size), max(i, (i + distance) % size))
+            if pair not in seen:
+                seen.add(pair)
+                pairs.append(pair)
+    return pairs
+
+
+def with_reverse(pairs: Sequence[Pair]) -> list[Pair]:
+    """Each pair followed by the same pair in the other order."""
+    return [ordered for a, b in pairs for ordered in ((a, b), (b, a))]
+
+
+def round_robin(size: int, both_orders: bool = False) -> list[Pair]:
+    """Every pair once, lower index first (Pref-GRPO), or in both orders; nearest ring neighbours first."""
+    pairs = _ring_pairs(size)
+    return with_reverse(pairs) if both_orders else pairs
+
+
+def sparse(size: int, k: int, seed: int) -> list[Pair]:
+    """Each candidate meets ``k`` others (all of them when ``k >= size - 1``) with the first slot balanced.
+
+    A circulant graph (offsets 1 .. k/2, plus the diameter for an odd ``k`` on an even ``size``) over a
+    seeded relabelling of ``range(size)``; pair ``(i, i + d)`` puts ``i`` first, so each candidate is first in
+    exactly half of its comparisons (within one for an odd degree). An odd ``k`` on an odd ``size`` (no
+    k-regular graph exists) becomes ``k + 1``. ``size * k / 2`` pairs; deterministic given ``seed``.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if size < 2:
+        return []
+    k = min(k, size - 1)
+    if k % 2 and size % 2:
+        k += 1
+    label = np.random.default_rng(seed).permutation(size).tolist()
+    pairs = [(i, (i + d) % size) for d in range(1, k // 2 + 1) for i in range(size)]
+    if k % 2:  # the diameter, first slot alternated
+        half = size // 2
+        pairs += [(i, i + half) if i % 2 == 0 else (i + half, i) for i in range(half)]
+    return [(label[a], label[b]) for a, b in pairs]
+
+
+def seed_from(*parts: Any) -> int:
+    """A 63-bit seed from ``parts`` (their ``str``): the same on every process that sees the same group."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+# --------------------------------------------------------------------------- aggregators
+
+
+@dataclass
+class GroupScores:
+    """One group's aggregate: ``rewards`` on [0, 1] (None: no successful comparison), ``games`` (successful
+    comparisons per candidate); for Bradley-Terry the centred ``strengths``, the fitted first-slot advantage
+    ``position_bias`` (log-odds) and ``consistency`` (share of non-tied verdicts on the side the fit predicts)."""
+
+    rewards: list[float | None]
+    games: list[int]
+    failed: int
+    strengths: list[float | None] | None = None
+    position_bias: float | None = None
+    consistency: float | None = None
+    components: int | None = None
+
+
+def _successful(size: int, verdicts: Sequence[Verdict]) -> tuple[list[Verdict], list[int], int]:
+    ok, games = [], [0] * size
+    for verdict in verdicts:
+        first, second, share = verdict
+        if first == second or not (0 <= first < size and 0 <= second < size):
+            raise ValueError(f"bad pair {first, second} for a group of {size}")
+        if share is None:
+            continue
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"a verdict's share must be in [0, 1], got {share}")
+        ok.append(Verdict(first, second, float(share)))
+        games[first] += 1
+        games[second] += 1
+    return ok, games, len(verdicts) - len(ok)
+
+
+def win_rate(size: int, verdicts: Sequence[Verdict]) -> GroupScores:
+    """Each candidate's share of wins over its successful comparisons (ties and soft verdicts fractional)."""
+    ok, games, failed = _successful(size, verdicts)
+    wins = [0.0] * size
+    for first, second, share in ok:
+        wins[first] += share
+        wins[second] += 1.0 - share
+    return GroupScores([wins[i] / games[i] if games[i] else None for i in range(size)], games, failed)
+
+
+def _components(size: int, verdicts: Sequence[Verdict], active: Sequence[int]) -> int:
+    parent = list(range(size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for first, second, _ in verdicts:
+        parent[root(first)] = root(second)
+    return len({root(i) for i in active})
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def bradley_terry(size: int, verdicts: Sequence[Verdict], ridge: float = RIDGE, max_iter: int = 50,
+                  tol: float = 1e-8) -> GroupScores:
+    """Bradley-Terry with a first-slot term: P(first wins) = sigmoid(s_first - s_second + b).
+
+    Maximises the fractional-win log-likelihood minus ``ridge/2 * sum(s^2)`` (and a weaker ridge on ``b``)
+    by Newton's method with step halving; converges in a handful of iterations. The ridge centres each
+    connected component's strengths on 0 (a disconnected group's components are not comparable: see
+    ``components``). Rewards: expected win rate against the group's other scored candidates, without ``b``.
+    """
+    ok, games, failed = _successful(size, verdicts)
+    active = [i for i in range(size) if games[i]]
+    if not ok:
+        return GroupScores([None] * size, games, failed, [None] * size)
+    index = {c: n for n, c in enumerate(active)}
+    m = len(active)
+    first = np.array([index[v.first] for v in ok])
+    second = np.array([index[v.second] for v in ok])
+    share = np.array([v.share for v in ok])
+    design = np.zeros((len(ok), m + 1))
+    rows = np.arange(len(ok))
+    design[rows, first] = 1.0
+    design[rows, second] = -1.0
+    design[:, m] = 1.0
+    penalty = np.full(m + 1, ridge)
+    penalty[m] = POSITION_RIDGE
+
+    def objective(theta: np.ndarray) -> float:
+        z = design @ theta
+        return float(np.sum(np.logaddexp(0.0, z) - share * z) + 0.5 * np.sum(penalty * theta**2))
+
+    theta = np.zeros(m + 1)
+    current = objective(theta)
+    for iteration in range(max_iter):
+        p = _sigmoid(design @ theta)
+        gradient = design.T @ (p - share) + penalty * theta
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = theta - scale * step
+            value = objective(candidate)
+            if value <= current + 1e-12:
+                break
+            scale /= 2
+        theta, improvement, current = candidate, current - value, value
+        if improvement < tol and float(np.max(np.abs(scale * step))) < 1e-6:
+            break
+    logger.debug("bradley_terry: %d iterations, %d verdicts", iteration + 1, len(ok))
+    strengths, bias = theta[:m], float(theta[m])
+    predicted = _sigmoid(design @ theta)
+    decided = share != 0.5
+    agree = (share[decided] > 0.5) == (predicted[decided] > 0.5)
+    rewards: list[float | None] = [None] * size
+    scores: list[float | None] = [None] * size
+    for c, n in index.items():
+        others = np.delete(strengths, n)
+        rewards[c] = float(np.mean(_sigmoid(strengths[n] - others))) if m > 1 else 0.5
+        scores[c] = float(strengths[n])
+    return GroupScores(rewards, games, failed, scores, bias, float(np.mean(agree)) if decided.any() else None,
+                       _components(size, ok, active))
+
+
+# --------------------------------------------------------------------------- many groups at once
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A schedule and an aggregator for every group of a batch.
+
+    ``schedule``: ``"round_robin"`` (``both_orders`` sets the orders), ``"pref_grpo"`` (round robin, lower
+    index first) or ``"sparse"`` (``k`` opponents each, first slot balanced: ``both_orders`` doubles it);
+    ``max_pairs`` keeps the schedule's first pairs (spread evenly) before the reverse orders are added;
+    ``aggregate``: ``"win_rate"`` or ``"bt"`` (:func:`bradley_terry`).
+    """
+
+    schedule: str = "round_robin"
+    k: int = 4
+    both_orders: bool = True
+    max_pairs: int | None = None
+    aggregate: str = "win_rate"
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"pairing must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
+        if self.k < 1 or (self.max_pairs is not None and self.max_pairs < 1):
+            raise ValueError("k and max_pairs must be >= 1")
+
+    def pairs(self, size: int, seed: int) -> list[Pair]:
+        """The ordered pairs to judge in a group of ``size`` (``seed``: see :func:`seed_from`)."""
+        if self.schedule == "sparse":
+            pairs = sparse(size, self.k, seed)
+        else:
+            pairs = round_robin(size)
+        pairs = pairs[: self.max_pairs] if self.max_pairs else pairs
+        return with_reverse(pairs) if self.both_orders and self.schedule != "pref_grpo" else pairs
+
+    def score(self, size: int, verdicts: Sequence[Verdict]) -> GroupScores:
+        return bradley_terry(size, verdicts) if self.aggregate == "bt" else win_rate(size, verdicts)
+
+
+def plan_pairs(groups: Sequence[Sequence[int]], pairing: Pairing, seeds: Sequence[int]) -> list[Pair]:
+    """Every group's ordered pairs, as indices into the whole batch (``groups[g]`` lists group g's indices)."""
+    return [(members[a], members[b]) for members, seed in zip(groups, seeds, strict=True)
+            for a, b in pairing.pairs(len(members), seed)]
+
+
+def score_pairs(size: int, groups: Sequence[Sequence[int]], pairs: Sequence[Pair], shares: Sequence[float | None],
+                pairing: Pairing) -> tuple[list[float | None], list[GroupScores]]:
+    """Batch-wide rewards (None: no successful comparison) and each group's :class:`GroupScores`, from the
+    ``shares`` of ``pairs`` (as :func:`plan_pairs` made them; None = failed)."""
+    where = {item: (g, n) for g, members in enumerate(groups) for n, item in enumerate(members)}
+    verdicts: list[list[Verdict]] = [[] for _ in groups]
+    for (a, b), share in zip(pairs, shares, strict=True):
+        (g, first), (h, second) = where[a], where[b]
+        if g != h:
+            raise ValueError(f"pair {a, b} spans two groups")
+        verdicts[g].append(Verdict(first, second, share))
+    rewards: list[float | None] = [None] * size
+    results = []
+    for members, group_verdicts in zip(groups, verdicts):
+        result = pairing.score(len(members), group_verdicts)
+        results.append(result)
+        for item, reward in zip(members, result.rewards):
+            rewards[item] = reward
+    return rewards, results
+
+
+def verdict_share(result: Any, soft: bool) -> float | None:
+    """A judged pair's :class:`~reward_core.results.RewardResult` as the first answer's share of the win: 1, 0,
+    0.5 (tie), P(first) when ``soft`` and the result has probabilities; None when the comparison failed."""
+    if not result.ok or result.winner not in (0, 1, 2):
+        return None
+    if soft and result.probs:
+        return float(result.probs["1"])
+    return {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
