@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 Pair = tuple[int, int]
 SCHEDULES = ("round_robin", "pref_grpo", "sparse")
 AGGREGATES = ("win_rate", "bt")
-RIDGE = 0.1  # Gaussian prior on strengths (variance 1/RIDGE): finite under perfect separation
+RIDGE = 0.01  # Gaussian prior on strengths (variance 1/RIDGE): finite under perfect separation
 POSITION_RIDGE = 0.01
 
 
@@ -231,6 +231,50 @@ def bradley_terry(size: int, verdicts: Sequence[Verdict], ridge: float = RIDGE, 
                        _components(size, ok, active))
 
 
+# --------------------------------------------------------------------------- adaptive schedule
+
+
+class SwissRounds:
+    """Adaptive schedule, round by round: round 1 is a seeded random matching; each later round fits
+    :func:`bradley_terry` to the verdicts so far and pairs neighbours of that ranking who have not met yet,
+    the one shown first less often going first. ``G // 2`` pairs a round (an odd group's last-ranked candidate
+    sits out), so ``k`` rounds cost ``G * k / 2`` calls, as ``sparse(G, k)``. Needs the verdicts between rounds::
+
+        rounds = SwissRounds(G, seed)
+        for _ in range(k):
+            pairs = rounds.next_pairs()
+            rounds.record(pairs, judge(pairs))  # shares, None = failed
+        scores = bradley_terry(G, rounds.verdicts)
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed = size, seed
+        self.verdicts: list[Verdict] = []
+        self._met: set[frozenset[int]] = set()
+        self._firsts = [0] * size
+
+    def next_pairs(self) -> list[Pair]:
+        if not self.verdicts:
+            order = np.random.default_rng(self.seed).permutation(self.size).tolist()
+        else:
+            strengths = bradley_terry(self.size, self.verdicts).strengths
+            order = sorted(range(self.size), key=lambda i: -(strengths[i] if strengths[i] is not None else 0.0))
+        pairs, free = [], list(order)
+        while len(free) > 1:
+            a = free.pop(0)
+            n = next((n for n, b in enumerate(free) if frozenset((a, b)) not in self._met), 0)
+            b = free.pop(n)
+            pairs.append((a, b) if self._firsts[a] <= self._firsts[b] else (b, a))
+        return pairs
+
+    def record(self, pairs: Sequence[Pair], shares: Sequence[float | None]) -> None:
+        """The judged round: ``shares[n]`` is the first candidate's share of ``pairs[n]`` (None: failed)."""
+        for (a, b), share in zip(pairs, shares, strict=True):
+            self._met.add(frozenset((a, b)))
+            self._firsts[a] += 1
+            self.verdicts.append(Verdict(a, b, share))
+
+
 # --------------------------------------------------------------------------- many groups at once
 
 
@@ -239,9 +283,9 @@ class Pairing:
     """A schedule and an aggregator for every group of a batch.
 
     ``schedule``: ``"round_robin"`` (``both_orders`` sets the orders), ``"pref_grpo"`` (round robin, lower
-    index first) or ``"sparse"`` (``k`` opponents each, first slot balanced: ``both_orders`` doubles it);
-    ``max_pairs`` keeps the schedule's first pairs (spread evenly) before the reverse orders are added;
-    ``aggregate``: ``"win_rate"`` or ``"bt"`` (:func:`bradley_terry`).
+    index first, one order) or ``"sparse"`` (``k`` opponents each, first slot balanced; ``both_orders``
+    doubles it); ``max_pairs`` keeps the schedule's first pairs (spread evenly) before the reverse orders are
+    added; ``aggregate``: ``"win_rate"`` or ``"bt"`` (:func:`bradley_terry`). :meth:`for_mode` picks defaults.
     """
 
     schedule: str = "round_robin"
@@ -257,15 +301,27 @@ class Pairing:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         if self.k < 1 or (self.max_pairs is not None and self.max_pairs < 1):
             raise ValueError("k and max_pairs must be >= 1")
+        if self.schedule == "pref_grpo" and self.both_orders:
+            raise ValueError("pref_grpo judges one order (swap=False); both orders is pairing='round_robin'")
+
+    @classmethod
+    def for_mode(cls, mode: str, schedule: str | None = None, k: int = 4, aggregate: str | None = None,
+                 swap: bool | None = None, max_pairs: int | None = None) -> Pairing:
+        """Defaults by verdict kind (see ``benchmarks/pairwise_schedules.py``): soft verdicts (``mode="logit"``)
+        -> ``sparse`` with ``k`` opponents and ``bt`` (G*k/2 calls); text verdicts -> every pair in both
+        orders and the win rate (G(G-1) calls: sparse schedules lose accuracy on hard verdicts). ``swap``
+        (both orders) defaults to True for ``round_robin`` only."""
+        soft = mode == "logit"
+        schedule = schedule or ("sparse" if soft else "round_robin")
+        aggregate = aggregate or ("bt" if soft else "win_rate")
+        both_orders = schedule == "round_robin" if swap is None else swap
+        return cls(schedule, k, both_orders, max_pairs, aggregate)
 
     def pairs(self, size: int, seed: int) -> list[Pair]:
         """The ordered pairs to judge in a group of ``size`` (``seed``: see :func:`seed_from`)."""
-        if self.schedule == "sparse":
-            pairs = sparse(size, self.k, seed)
-        else:
-            pairs = round_robin(size)
+        pairs = sparse(size, self.k, seed) if self.schedule == "sparse" else round_robin(size)
         pairs = pairs[: self.max_pairs] if self.max_pairs else pairs
-        return with_reverse(pairs) if self.both_orders and self.schedule != "pref_grpo" else pairs
+        return with_reverse(pairs) if self.both_orders else pairs
 
     def score(self, size: int, verdicts: Sequence[Verdict]) -> GroupScores:
         return bradley_terry(size, verdicts) if self.aggregate == "bt" else win_rate(size, verdicts)
