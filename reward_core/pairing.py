@@ -114,7 +114,9 @@ def seed_from(*parts: Any) -> int:
 class GroupScores:
     """One group's aggregate: ``rewards`` on [0, 1] (None: no successful comparison), ``games`` (successful
     comparisons per candidate); for Bradley-Terry the centred ``strengths``, the fitted first-slot advantage
-    ``position_bias`` (log-odds) and ``consistency`` (share of non-tied verdicts on the side the fit predicts)."""
+    ``position_bias`` (log-odds), ``consistency`` (share of non-tied verdicts on the side the fit predicts),
+    ``components`` (connected parts of the comparison graph: strengths are comparable within one only) and the
+    Newton ``iterations``."""
 
     rewards: list[float | None]
     games: list[int]
@@ -123,6 +125,7 @@ class GroupScores:
     position_bias: float | None = None
     consistency: float | None = None
     components: int | None = None
+    iterations: int | None = None
 
 
 def _successful(size: int, verdicts: Sequence[Verdict]) -> tuple[list[Verdict], list[int], int]:
@@ -170,7 +173,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def bradley_terry(size: int, verdicts: Sequence[Verdict], ridge: float = RIDGE, max_iter: int = 50,
-                  tol: float = 1e-8) -> GroupScores:
+                  tol: float = 1e-7) -> GroupScores:
     """Bradley-Terry with a first-slot term: P(first wins) = sigmoid(s_first - s_second + b).
 
     Maximises the fractional-win log-likelihood minus ``ridge/2 * sum(s^2)`` (and a weaker ridge on ``b``)
@@ -206,16 +209,14 @@ def bradley_terry(size: int, verdicts: Sequence[Verdict], ridge: float = RIDGE, 
         gradient = design.T @ (p - share) + penalty * theta
         hessian = (design * (p * (1 - p))[:, None]).T @ design + np.diag(penalty)
         step = np.linalg.solve(hessian, gradient)
-        scale = 1.0
-        while scale > 1e-6:
-            candidate = theta - scale * step
-            value = objective(candidate)
-            if value <= current + 1e-12:
-                break
-            scale /= 2
-        theta, improvement, current = candidate, current - value, value
-        if improvement < tol and float(np.max(np.abs(scale * step))) < 1e-6:
+        if float(np.max(np.abs(step))) < tol:
             break
+        scale = 1.0  # step halving: the objective never goes up
+        while (value := objective(theta - scale * step)) > current and scale > 1e-6:
+            scale /= 2
+        if value > current:
+            break
+        theta, current = theta - scale * step, value
     logger.debug("bradley_terry: %d iterations, %d verdicts", iteration + 1, len(ok))
     strengths, bias = theta[:m], float(theta[m])
     predicted = _sigmoid(design @ theta)
@@ -225,10 +226,10 @@ def bradley_terry(size: int, verdicts: Sequence[Verdict], ridge: float = RIDGE, 
     scores: list[float | None] = [None] * size
     for c, n in index.items():
         others = np.delete(strengths, n)
-        rewards[c] = float(np.mean(_sigmoid(strengths[n] - others))) if m > 1 else 0.5
+        rewards[c] = float(np.mean(_sigmoid(strengths[n] - others)))
         scores[c] = float(strengths[n])
     return GroupScores(rewards, games, failed, scores, bias, float(np.mean(agree)) if decided.any() else None,
-                       _components(size, ok, active))
+                       _components(size, ok, active), iteration + 1)
 
 
 # --------------------------------------------------------------------------- adaptive schedule
