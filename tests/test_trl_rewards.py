@@ -6,6 +6,7 @@ below is computed by hand; "bad" answers make the judge fail.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import math
@@ -199,6 +200,49 @@ def test_pairwise_win_rate_per_group_with_ties_and_failures():
     assert rewards == [1.0, 0.25, 0.25, None, None]
     # text verdicts (mode="generate"): every pair in both orders, as before (3 + 1 pairs, 2 orders each)
     assert len(judge.seen) == 2 * (3 + 1) and all(item.media == ["a.png"] for item in judge.seen[:6])
+
+
+class SoftJudge(ScriptedJudge):
+    """Soft verdicts: P(first wins) = sigmoid(q1 - q2 + 0.5), a first-slot bias of 0.5 log-odds."""
+
+    def compare_batch(self, template, items, swap=False, mode="generate"):
+        assert not swap  # the schedule sets the orders
+        self.seen += items
+        out = []
+        for item in items:
+            a, b = quality(item.fields["answer1"]), quality(item.fields["answer2"])
+            if a is None or b is None:
+                out.append(RewardResult.failure(Status.PARSE_ERROR, "no verdict"))
+                continue
+            p1 = 1 / (1 + math.exp(-(a - b + 0.5)))
+            out.append(RewardResult(Status.OK, winner=1 if p1 > 0.5 else 2, probs={"1": p1, "2": 1 - p1}))
+        return out
+
+
+def test_pairwise_logit_mode_defaults_to_sparse_bradley_terry():
+    """Soft verdicts: each completion meets k=4 others (2G calls, first slot balanced), the Bradley-Terry rewards
+    rank the completions by quality, and a completion whose comparisons all fail gets its group's mean."""
+    judge = SoftJudge()
+    reward = PairwiseWinRateReward(judge, mode="logit")
+    completions = ["q1 a", "q5 b", "q2 c", "q4 d", "q3 e", "q2 f", "q5 g", "q1 h"]
+    rewards = reward([conversation("p")] * 8, completions, image=["a.png"] * 8)
+    assert len(judge.seen) == 16
+    firsts = collections.Counter(item.fields["answer1"] for item in judge.seen)
+    assert set(firsts.values()) == {2}  # each completion first in 2 of its 4 comparisons
+    order = sorted(range(8), key=lambda i: rewards[i])
+    assert [quality(completions[i]) for i in order] == sorted(quality(c) for c in completions)
+    assert all(0 < r < 1 for r in rewards)
+    # failures: "bad" has no successful comparison -> its group's mean; the others keep a finite reward
+    judge = SoftJudge()
+    rewards = PairwiseWinRateReward(judge, mode="logit")([conversation("p")] * 6,
+                                                         ["q1", "q5", "bad", "q3", "q2", "q4"], image=["a.png"] * 6)
+    assert rewards[2] == pytest.approx(sum(r for n, r in enumerate(rewards) if n != 2) / 5)
+    # Pref-GRPO's scheme on request: every pair once, lower index first, the win rate
+    judge = SoftJudge()
+    pref = PairwiseWinRateReward(judge, mode="logit", pairing="pref_grpo", aggregate="win_rate")
+    pref([conversation("p")] * 4, ["q1", "q2", "q3", "q4"], image=["a.png"] * 4)
+    assert [(i.fields["answer1"], i.fields["answer2"]) for i in judge.seen] == [
+        ("q1", "q2"), ("q2", "q3"), ("q3", "q4"), ("q1", "q4"), ("q1", "q3"), ("q2", "q4")]
 
 
 def test_pairwise_groups_are_prompt_rows_not_prompt_texts():
