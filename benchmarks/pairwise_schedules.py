@@ -89,9 +89,10 @@ def ranks(values: np.ndarray) -> np.ndarray:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r; NaN when either side is constant (e.g. every reward equal: no ranking to compare)."""
     a, b = a - a.mean(), b - b.mean()
     norm = np.sqrt((a * a).sum() * (b * b).sum())
-    return float((a * b).sum() / norm) if norm > 0 else 0.0
+    return float((a * b).sum() / norm) if norm > 1e-12 else float("nan")
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -124,11 +125,15 @@ def evaluate(tables: list[Table], truths: list[np.ndarray | None], rows: dict[st
             stats["adv"].append(pearson(advantages(rewards), advantages(reference)))
             if truth is not None:
                 stats["truth"].append(spearman(rewards, truth))
-    return {name: {"calls_per_group": float(np.mean(s["calls"])),
-                   "spearman_vs_round_robin": round(float(np.mean(s["rr"])), 4),
-                   "spearman_vs_truth": round(float(np.mean(s["truth"])), 4) if s["truth"] else None,
-                   "advantage_corr_vs_round_robin": round(float(np.mean(s["adv"])), 4)}
+    return {name: {"calls_per_group": float(np.mean(s["calls"])), "spearman_vs_round_robin": mean(s["rr"]),
+                   "spearman_vs_truth": mean(s["truth"]), "advantage_corr_vs_round_robin": mean(s["adv"])}
             for name, s in out.items()}
+
+
+def mean(values: list[float]) -> float | None:
+    """Mean over the groups where the figure is defined (None when it is defined for none)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return round(float(np.mean(defined)), 4) if defined else None
 
 
 # --------------------------------------------------------------------------- (a) simulator
@@ -186,7 +191,8 @@ def toy_tables(args) -> list[Table]:
 
     torch.set_num_threads(args.threads)
     world = load_world(args.world) or build_world(args.world)
-    judge = UnifiedReward.from_pretrained(world["reward_model"], device="cpu", batch_size=args.batch_size)
+    judge = UnifiedReward.from_pretrained(args.toy_judge or world["reward_model"], device="cpu",
+                                          batch_size=args.batch_size)
     tables = []
     for caption, images in toy_groups(args.toy_groups, args.toy_size, args.seed):
         pairs = round_robin(len(images), both_orders=True)
@@ -238,9 +244,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pair-noise", type=float, default=0.25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--toy-groups", type=int, default=4, help="toy-judge groups (0: skip the toy judge)")
-    parser.add_argument("--toy-size", type=int, default=8, help="toy group size G")
+    parser.add_argument("--toy-size", type=int, default=16, help="toy group size G")
     parser.add_argument("--toy-template", default="image_generation.pair_rank.v1")
     parser.add_argument("--world", default=os.environ.get("UNIFIEDREWARD_TOY_WORLD", "/work/toy-world"))
+    parser.add_argument("--toy-judge", default=None,
+                        help="judge checkpoint for the toy part (default: the toy world's, untrained; a judge trained "
+                             "on the toy quality task: benchmarks/toy_reward_training.py --work-dir DIR -> DIR/trained)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the toy judge")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", default=None, help="write {'rows': [...]} here")

@@ -49,7 +49,7 @@ import numpy as np
 from reward_core.pairing import Pairing, plan_pairs, score_pairs, seed_from, verdict_share
 from reward_core.prompts import get_template
 
-from ..distributed import ProcessExchange
+from ..distributed import ProcessExchange, media_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ class UnifiedRewardWinRateScorer(_GroupedScorer):
     -> every pair in both orders (``swap=True``) and the win rate, as before. A win counts 1, a tie 0.5 (the
     probability in ``mode="logit"``); a failed comparison is left out, an image with no successful comparison gets
     its prompt group's mean, and a group with none (e.g. a prompt with a single image) the batch's mean (NaN with
-    ``impute=None``). The sparse schedule's seed is the call's ticket and the prompt: the same on every process.
+    ``impute=None``). The sparse schedule's seed comes from the prompt and its images: the same on every process.
     """
 
     __name__ = "unifiedreward_winrate"
@@ -322,7 +322,9 @@ class UnifiedRewardWinRateScorer(_GroupedScorer):
         for index, prompt in enumerate(everyone):
             by_prompt.setdefault(prompt, []).append(index)
         groups = list(by_prompt.values())
-        pairs = plan_pairs(groups, self.pairing, [seed_from(ticket, prompt) for prompt in by_prompt])
+        seeds = [seed_from(prompt, *(media_fingerprint(all_media[i]) for i in members))
+                 for prompt, members in by_prompt.items()]
+        pairs = plan_pairs(groups, self.pairing, seeds)
         local = range(offset, offset + len(prompts))
         mine = [n for n, (a, _) in enumerate(pairs) if a in local]
         items = [JudgeItem(media=[all_media[pairs[n][0]], all_media[pairs[n][1]]], fields={"prompt": everyone[pairs[n][0]]})
