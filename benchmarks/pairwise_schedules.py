@@ -10,8 +10,9 @@ outcome for the same ordered pair, whatever the schedule.
 (a) Simulator (seeded): true qualities ``q ~ N(0, 1)``; the judge sees ``q + e`` with a per-item error
     ``e ~ N(0, --item-error)``, prefers the first slot by ``--position-bias`` (log-odds) and adds per-comparison
     logit noise ``N(0, --pair-noise)``. Soft verdict: P(first wins); hard verdict: a text verdict sampled from it.
-(b) Toy judge (``/work/toy-world``'s reward model, ``mode="logit"``): groups of one toy scene rendered at
-    qualities 1-5 (``unifiedreward.toy.tasks``). Soft: P("1"); hard: its argmax (the greedy text verdict).
+(b) Toy judge (the toy world's reward model, or ``--toy-judge`` e.g. one trained on the toy quality task by
+    ``benchmarks/toy_reward_training.py``; ``mode="logit"``): groups of one toy scene rendered at qualities 1-5
+    (``unifiedreward.toy.tasks``). Soft: P("1"); hard: its argmax (the greedy text verdict).
 
 Per schedule (rows): judge calls per group; Spearman of the rewards against the full both-order round robin's
 win rates (today's default), averaged over groups; Spearman against the true quality (simulator); and the
@@ -26,6 +27,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -246,7 +248,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--toy-groups", type=int, default=4, help="toy-judge groups (0: skip the toy judge)")
     parser.add_argument("--toy-size", type=int, default=16, help="toy group size G")
     parser.add_argument("--toy-template", default="image_generation.pair_rank.v1")
-    parser.add_argument("--world", default=os.environ.get("UNIFIEDREWARD_TOY_WORLD", "/work/toy-world"))
+    parser.add_argument("--world", default=os.environ.get("UNIFIEDREWARD_TOY_WORLD") or
+                        os.path.join(tempfile.gettempdir(), "unifiedreward-bench-world"),
+                        help="toy world (built there when missing)")
     parser.add_argument("--toy-judge", default=None,
                         help="judge checkpoint for the toy part (default: the toy world's, untrained; a judge trained "
                              "on the toy quality task: benchmarks/toy_reward_training.py --work-dir DIR -> DIR/trained)")
