@@ -65,8 +65,11 @@ class ScriptedJudge:
             if a is None or b is None:
                 out.append(RewardResult.failure(Status.PARSE_ERROR, "no verdict"))
             else:
-                out.append(RewardResult(Status.OK, winner=1 if a > b else 2 if b > a else 0))
+                out.append(self.verdict(a, b))
         return out
+
+    def verdict(self, a: float, b: float) -> RewardResult:
+        return RewardResult(Status.OK, winner=1 if a > b else 2 if b > a else 0)
 
 
 def conversation(question: str) -> list[dict]:
@@ -207,16 +210,11 @@ class SoftJudge(ScriptedJudge):
 
     def compare_batch(self, template, items, swap=False, mode="generate"):
         assert not swap  # the schedule sets the orders
-        self.seen += items
-        out = []
-        for item in items:
-            a, b = quality(item.fields["answer1"]), quality(item.fields["answer2"])
-            if a is None or b is None:
-                out.append(RewardResult.failure(Status.PARSE_ERROR, "no verdict"))
-                continue
-            p1 = 1 / (1 + math.exp(-(a - b + 0.5)))
-            out.append(RewardResult(Status.OK, winner=1 if p1 > 0.5 else 2, probs={"1": p1, "2": 1 - p1}))
-        return out
+        return super().compare_batch(template, items)
+
+    def verdict(self, a: float, b: float) -> RewardResult:
+        p1 = 1 / (1 + math.exp(-(a - b + 0.5)))
+        return RewardResult(Status.OK, winner=1 if p1 > 0.5 else 2, probs={"1": p1, "2": 1 - p1})
 
 
 def test_pairwise_logit_mode_defaults_to_sparse_bradley_terry():
