@@ -357,9 +357,11 @@ def score_pairs(size: int, groups: Sequence[Sequence[int]], pairs: Sequence[Pair
 
 def verdict_share(result: Any, soft: bool) -> float | None:
     """A judged pair's :class:`~reward_core.results.RewardResult` as the first answer's share of the win: 1, 0,
-    0.5 (tie), P(first) when ``soft`` and the result has probabilities; None when the comparison failed."""
+    0.5 (tie), P(first) when ``soft`` and the result has probabilities; None when the comparison failed (or its
+    probability is not a number)."""
     if not result.ok or result.winner not in (0, 1, 2):
         return None
     if soft and result.probs:
-        return float(result.probs["1"])
+        p1 = float(result.probs["1"])
+        return p1 if 0.0 <= p1 <= 1.0 else None  # NaN: a failed comparison, not a verdict
     return {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]

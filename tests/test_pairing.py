@@ -153,6 +153,7 @@ def test_verdict_share_reads_text_ties_soft_and_failures():
     assert verdict_share(RewardResult(Status.OK, winner=2, probs={"1": 0.3, "2": 0.7}), soft=True) == 0.3
     assert verdict_share(RewardResult(Status.OK, winner=2, probs={"1": 0.3, "2": 0.7}), soft=False) == 0.0
     assert verdict_share(RewardResult.failure(Status.PARSE_ERROR, "x"), soft=True) is None
+    assert verdict_share(RewardResult(Status.OK, winner=1, probs={"1": float("nan"), "2": 0.5}), soft=True) is None
 
 
 # --------------------------------------------------------------------------- many groups

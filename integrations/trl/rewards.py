@@ -434,11 +434,11 @@ class PairwiseWinRateReward(UnifiedRewardFunction):
             for n, share in shard:
                 shares[n] = share
         rewards, scored = score_pairs(len(all_keys), groups, pairs, shares, self.pairing)
-        games = {i: (result.games[n], result) for members, result in zip(groups, scored) for n, i in enumerate(members)}
+        standing = {i: (group.games[n], group) for members, group in zip(groups, scored) for n, i in enumerate(members)}
         local = range(offset, offset + len(prompts))
         values = [rewards[g] for g in local]
-        statuses = ["ok" if games[g][0] else "no_comparison" for g in local]
-        texts_out = [describe(*games[g]) for g in local]
+        statuses = ["ok" if standing[g][0] else "no_comparison" for g in local]
+        texts_out = [describe(*standing[g]) for g in local]
         return Judged(values, statuses, texts_out, _errors(results))
 
 
