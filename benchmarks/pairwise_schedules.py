@@ -10,8 +10,8 @@ outcome for the same ordered pair, whatever the schedule.
 (a) Simulator (seeded): true qualities ``q ~ N(0, 1)``; the judge sees ``q + e`` with a per-item error
     ``e ~ N(0, --item-error)``, prefers the first slot by ``--position-bias`` (log-odds) and adds per-comparison
     logit noise ``N(0, --pair-noise)``. Soft verdict: P(first wins); hard verdict: a text verdict sampled from it.
-(b) Toy judge (the toy world's reward model, or ``--toy-judge`` e.g. one trained on the toy quality task by
-    ``benchmarks/toy_reward_training.py``; ``mode="logit"``): groups of one toy scene rendered at qualities 1-5
+(b) Toy judge (the toy world's reward model, or a ``--toy-judge`` checkpoint such as one trained on the toy
+    quality task by ``benchmarks/toy_reward_training.py``; ``mode="logit"``): groups of one toy scene rendered at qualities 1-5
     (``unifiedreward.toy.tasks``). Soft: P("1"); hard: its argmax (the greedy text verdict).
 
 Per schedule (rows): judge calls per group; Spearman of the rewards against the full both-order round robin's
@@ -184,17 +184,24 @@ def toy_groups(count: int, size: int, seed: int) -> list[tuple[str, list]]:
     return groups
 
 
+def toy_judge(args, world: dict):
+    """The toy world's judge (untrained: P("1") ~ 0.515 for every pair), or the ``--toy-judge`` checkpoint."""
+    from reward_core import UnifiedReward
+
+    return UnifiedReward.from_pretrained(args.toy_judge or world["reward_model"], device="cpu",
+                                         batch_size=args.batch_size)
+
+
 def toy_tables(args) -> list[Table]:
     """Each toy group judged in every order by the toy judge in logit mode: table[i, j] = P("1")."""
     import torch
 
-    from reward_core import JudgeItem, UnifiedReward
+    from reward_core import JudgeItem
     from unifiedreward.toy import build_world, load_world
 
     torch.set_num_threads(args.threads)
     world = load_world(args.world) or build_world(args.world)
-    judge = UnifiedReward.from_pretrained(args.toy_judge or world["reward_model"], device="cpu",
-                                          batch_size=args.batch_size)
+    judge = toy_judge(args, world)
     tables = []
     for caption, images in toy_groups(args.toy_groups, args.toy_size, args.seed):
         pairs = round_robin(len(images), both_orders=True)
@@ -252,8 +259,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         os.path.join(tempfile.gettempdir(), "unifiedreward-bench-world"),
                         help="toy world (built there when missing)")
     parser.add_argument("--toy-judge", default=None,
-                        help="judge checkpoint for the toy part (default: the toy world's, untrained; a judge trained "
-                             "on the toy quality task: benchmarks/toy_reward_training.py --work-dir DIR -> DIR/trained)")
+                        help="toy part's judge checkpoint (default: the toy world's, untrained; one trained on the "
+                             "toy quality task: benchmarks/toy_reward_training.py --work-dir DIR -> DIR/trained)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the toy judge")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", default=None, help="write {'rows': [...]} here")
