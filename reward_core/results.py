@@ -52,11 +52,13 @@ class RewardResult:
 
     def first_share(self, use_probs: bool = False) -> float | None:
         """A pairwise verdict as candidate 1's share of the win: 1 (win), 0.5 (tie), 0 (loss), or ``P(1)`` with
-        ``use_probs`` when logit mode gave probabilities; ``None`` when the comparison failed."""
+        ``use_probs`` when the result has probabilities (logit mode, a reasoning judge's soft verdict); ``None``
+        when the comparison failed (or its probability is not a number)."""
         if not self.ok or self.winner not in (0, 1, 2):
             return None
         if use_probs and self.probs:
-            return float(self.probs["1"])
+            p1 = float(self.probs["1"])
+            return p1 if 0.0 <= p1 <= 1.0 else None  # NaN: a failed comparison, not a verdict
         return {1: 1.0, 2: 0.0, 0: 0.5}[self.winner]
 
     @classmethod

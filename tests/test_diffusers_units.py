@@ -270,6 +270,22 @@ def test_flow_grpo_winrate_groups_by_prompt_and_skips_failed_games():
         pytest.approx(np.nan, nan_ok=True)] * 2
 
 
+def test_flow_grpo_winrate_sparse_bradley_terry_and_failed_comparisons():
+    """pairing="sparse": each image meets k=4 of the 6 images of its prompt (12 calls, not 30); Bradley-Terry ranks
+    the brightest first, the darkest last; an image whose comparisons all fail gets its group's mean, never the worst score."""
+    scorer = UnifiedRewardWinRateScorer(UnifiedReward(BrightnessJudge()), resize=None, pairing="sparse", aggregate="bt")
+    values = (10, 200, 60, 120, 90, 30)
+    scores, info = scorer([Image.new("RGB", (8, 8), (v,) * 3) for v in values], ["a"] * 6, None)
+    assert info["comparisons"] == 12 and info["games"] == [4.0] * 6 and info["failed_comparisons"] == 0
+    assert (np.argmax(scores), np.argmin(scores)) == (1, 0)  # text verdicts: pairs that never met stay unordered
+    assert info["position_bias"][0] is not None and info["consistency"] == [1.0]
+    judge = BrightnessJudge(fail_when=lambda r: any(brightness(m) > 0.7 for m in r.media))
+    scorer = UnifiedRewardWinRateScorer(UnifiedReward(judge), resize=None, pairing="sparse", aggregate="bt")
+    scores, info = scorer([Image.new("RGB", (8, 8), (v,) * 3) for v in values], ["a"] * 6, None)
+    assert info["failed_comparisons"] == 4 and info["games"][1] == 0 and info["imputed"][1]
+    assert scores[1] == pytest.approx(np.mean(np.delete(scores, 1)))
+
+
 def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
     monkeypatch.setenv("UNIFIEDREWARD_MODEL", toy_world["reward_model"])
     monkeypatch.setenv("UNIFIEDREWARD_MODE", "logit")

@@ -6,6 +6,7 @@ below is computed by hand; "bad" answers make the judge fail.
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import math
@@ -20,7 +21,6 @@ from integrations.trl.rewards import (
     MultiDimensionReward,
     PairwiseWinRateReward,
     PointwiseReward,
-    balanced_pairs,
     get_multidim_reward,
     get_pointwise_reward,
     get_winrate_reward,
@@ -65,8 +65,11 @@ class ScriptedJudge:
             if a is None or b is None:
                 out.append(RewardResult.failure(Status.PARSE_ERROR, "no verdict"))
             else:
-                out.append(RewardResult(Status.OK, winner=1 if a > b else 2 if b > a else 0))
+                out.append(self.verdict(a, b))
         return out
+
+    def verdict(self, a: float, b: float) -> RewardResult:
+        return RewardResult(Status.OK, winner=1 if a > b else 2 if b > a else 0)
 
 
 def conversation(question: str) -> list[dict]:
@@ -180,7 +183,7 @@ def test_multidim_reward_refuses_unknown_dimensions_up_front():
         reward(["p"], ["q5"], image=["i.png"])
 
 
-def test_groups_imputation_and_balanced_pairs():
+def test_groups_and_imputation():
     assert group_members(["a", "b", "a", "b", "b"]) == [[0, 2], [1, 3, 4]]
     assert group_members(["a"] * 4, group_size=2) == [[0, 1], [2, 3]]
     values, imputed = impute_group_mean([0.2, None, 0.6, None, None], [[0, 1, 2], [3, 4]])
@@ -188,9 +191,6 @@ def test_groups_imputation_and_balanced_pairs():
     # same question, different images: different rows
     q = conversation("Which colour?")
     assert row_key(q, ["a.png"]) != row_key(q, ["b.png"]) and row_key(q, ["a.png"]) == row_key(conversation("Which colour?"), ["a.png"])
-    assert len(balanced_pairs(4)) == 6 and len(set(balanced_pairs(5))) == 10
-    some = balanced_pairs(6, max_pairs=6)
-    assert sorted(x for pair in some for x in pair) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
 
 
 def test_pairwise_win_rate_per_group_with_ties_and_failures():
@@ -201,7 +201,46 @@ def test_pairwise_win_rate_per_group_with_ties_and_failures():
     rewards = reward(prompts, completions, image=["a.png"] * 3 + ["b.png"] * 2)
     # group 1: q5 beats both (1.0); the two q3 lose to q5 and tie each other (0.25 each); group 2 only failed
     assert rewards == [1.0, 0.25, 0.25, None, None]
-    assert len(judge.seen) == 3 + 1 and all(item.media == ["a.png"] for item in judge.seen[:3])
+    # text verdicts (mode="generate"): every pair in both orders, as before (3 + 1 pairs, 2 orders each)
+    assert len(judge.seen) == 2 * (3 + 1) and all(item.media == ["a.png"] for item in judge.seen[:6])
+
+
+class SoftJudge(ScriptedJudge):
+    """Soft verdicts: P(first wins) = sigmoid(q1 - q2 + 0.5), a first-slot bias of 0.5 log-odds."""
+
+    def compare_batch(self, template, items, swap=False, mode="generate"):
+        assert not swap  # the schedule sets the orders
+        return super().compare_batch(template, items)
+
+    def verdict(self, a: float, b: float) -> RewardResult:
+        p1 = 1 / (1 + math.exp(-(a - b + 0.5)))
+        return RewardResult(Status.OK, winner=1 if p1 > 0.5 else 2, probs={"1": p1, "2": 1 - p1})
+
+
+def test_pairwise_logit_mode_defaults_to_sparse_bradley_terry():
+    """Soft verdicts: each completion meets k=4 others (2G calls, first slot balanced), the Bradley-Terry rewards
+    rank the completions by quality, and a completion whose comparisons all fail gets its group's mean."""
+    judge = SoftJudge()
+    reward = PairwiseWinRateReward(judge, mode="logit")
+    completions = ["q1 a", "q5 b", "q2 c", "q4 d", "q3 e", "q2 f", "q5 g", "q1 h"]
+    rewards = reward([conversation("p")] * 8, completions, image=["a.png"] * 8)
+    assert len(judge.seen) == 16
+    firsts = collections.Counter(item.fields["answer1"] for item in judge.seen)
+    assert set(firsts.values()) == {2}  # each completion first in 2 of its 4 comparisons
+    order = sorted(range(8), key=lambda i: rewards[i])
+    assert [quality(completions[i]) for i in order] == sorted(quality(c) for c in completions)
+    assert all(0 < r < 1 for r in rewards)
+    # failures: "bad" has no successful comparison -> its group's mean; the others keep a finite reward
+    judge = SoftJudge()
+    rewards = PairwiseWinRateReward(judge, mode="logit")([conversation("p")] * 6,
+                                                         ["q1", "q5", "bad", "q3", "q2", "q4"], image=["a.png"] * 6)
+    assert rewards[2] == pytest.approx(sum(r for n, r in enumerate(rewards) if n != 2) / 5)
+    # Pref-GRPO's scheme on request: every pair once, lower index first, the win rate
+    judge = SoftJudge()
+    pref = PairwiseWinRateReward(judge, mode="logit", pairing="pref_grpo", aggregate="win_rate")
+    pref([conversation("p")] * 4, ["q1", "q2", "q3", "q4"], image=["a.png"] * 4)
+    assert [(i.fields["answer1"], i.fields["answer2"]) for i in judge.seen] == [
+        ("q1", "q2"), ("q2", "q3"), ("q3", "q4"), ("q1", "q4"), ("q1", "q3"), ("q2", "q4")]
 
 
 def test_pairwise_groups_are_prompt_rows_not_prompt_texts():
@@ -214,7 +253,7 @@ def test_pairwise_groups_are_prompt_rows_not_prompt_texts():
     # interleaved rows (any layout) still group by identity
     judge = ScriptedJudge()
     rewards = PairwiseWinRateReward(judge)(prompts, ["q5", "q2", "q1", "q4"], image=["a.png", "b.png"] * 2)
-    assert rewards == [1.0, 0.0, 0.0, 1.0] and len(judge.seen) == 2
+    assert rewards == [1.0, 0.0, 0.0, 1.0] and len(judge.seen) == 2 * 2  # both orders
 
 
 def test_pairwise_failed_completion_gets_the_group_mean():

@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["generate", "logit"], default=None, help="judge mode (toy: logit)")
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--max-pairs", type=int, default=None, help="comparisons per group for the win rate")
+    parser.add_argument("--pairing", choices=["round_robin", "pref_grpo", "sparse"], default=None,
+                        help="win-rate pairs (default by mode: logit -> sparse, generate -> round_robin, both orders)")
+    parser.add_argument("--k", type=int, default=4, help="opponents per completion with --pairing sparse")
     parser.add_argument("--max-completion-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=None, help="per device; default = num_generations")
     parser.add_argument("--max-steps", type=int, default=-1)
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     mode = args.mode or "generate"
     reward_funcs = [  # groups span processes under accelerate launch; a failed judgement gets its group's mean
         get_pointwise_reward(judge, mode=mode, name="unifiedreward_point"),
-        get_winrate_reward(judge, mode=mode, max_pairs=args.max_pairs, name="unifiedreward_winrate"),
+        get_winrate_reward(judge, mode=mode, max_pairs=args.max_pairs, pairing=args.pairing, k=args.k,
+                           name="unifiedreward_winrate"),
     ]
     config = GRPOConfig(
         output_dir=args.output_dir,

@@ -17,8 +17,8 @@ OpenAI-compatible server::
 
 Groups: Flow-GRPO's ``DistributedKRepeatSampler`` spreads the k images of a prompt over all GPUs and its
 ``PerPromptStatTracker`` normalises per prompt text. Both scorers therefore gather (prompt, score) across processes
-(:class:`integrations.distributed.ProcessExchange`): the win rate compares each image with every image of its prompt
-on every GPU, and a failed image gets the mean of its prompt group's successful scores (``impute="group_mean"``,
+(:class:`integrations.distributed.ProcessExchange`): the win rate compares each image with images of its prompt
+on every GPU (:mod:`reward_core.pairing` picks the pairs), and a failed image gets the mean of its prompt group's successful scores (``impute="group_mean"``,
 the default); a prompt group with no successful score gets the batch's mean, counted and logged. Each group then
 holds no NaN and its failures move no advantage, with or without the tracker's ``global_std`` (``impute=None``: NaN).
 
@@ -46,9 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from reward_core.pairing import Pairing, plan_pairs, score_pairs, seed_from
 from reward_core.prompts import get_template
 
-from ..distributed import ProcessExchange
+from ..distributed import ProcessExchange, media_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -278,24 +279,32 @@ class UnifiedRewardScorer(_GroupedScorer):
 
 
 class UnifiedRewardWinRateScorer(_GroupedScorer):
-    """Pairwise UnifiedReward reduced to pointwise: each image's win rate against every image of its prompt.
+    """Pairwise UnifiedReward reduced to pointwise: each image's standing against the images of its prompt.
 
     The group is every image of the prompt on every process (Flow-GRPO spreads the ``num_image_per_prompt`` images
-    of a prompt over all GPUs). Each pair is judged once, by the process holding its first image; pairs in both
-    orders with ``swap=True``. A win counts 1, a tie 0.5 (the probability in ``mode="logit"``); a failed
-    comparison is left out of the rate, an image with no successful comparison gets its prompt group's mean win
-    rate, and a group with none (e.g. a prompt with a single image) the batch's mean (NaN with ``impute=None``).
+    of a prompt over all GPUs). Each ordered pair is judged once, by the process holding its first image. Pairs and
+    aggregate as :class:`reward_core.pairing.Pairing` (defaults by ``mode``): ``mode="logit"`` -> ``pairing="sparse"``
+    (each image meets ``k=4`` others, first slot balanced: 2G calls a group) and ``aggregate="bt"`` (Bradley-Terry
+    with a position term; the score is the expected win rate against the group under the fit); ``mode="generate"``
+    -> every pair in both orders (``swap=True``) and the win rate, as before. A win counts 1, a tie 0.5 (the
+    probability in ``mode="logit"``); a failed comparison is left out, an image with no successful comparison gets
+    its prompt group's mean, and a group with none (e.g. a prompt with a single image) the batch's mean (NaN with
+    ``impute=None``). The sparse schedule's seed comes from the prompt and its images: the same on every process.
     """
 
     __name__ = "unifiedreward_winrate"
 
-    def __init__(self, reward_model: Any, template: str = PAIR_TEMPLATE, mode: str = "generate", swap: bool = True,
-                 resize: int | None = RESIZE, impute: str | None = "group_mean", group_size: int | None = None):
+    def __init__(self, reward_model: Any, template: str = PAIR_TEMPLATE, mode: str = "generate",
+                 swap: bool | None = None, resize: int | None = RESIZE, impute: str | None = "group_mean",
+                 group_size: int | None = None, pairing: str | None = None, k: int = 4, aggregate: str | None = None,
+                 max_pairs: int | None = None):
         super().__init__(reward_model, impute, group_size)
         self.template = get_template(template)
         if not self.template.pairwise:
             raise ValueError(f"{template} is not a pairwise template.")
-        self.mode, self.swap, self.resize = mode, swap, resize
+        self.mode, self.resize = mode, resize
+        self.pairing = Pairing.for_mode(mode, pairing, k, aggregate, swap, max_pairs, template=self.template)
+        self.swap = self.pairing.both_orders
 
     def prepare(self, images: Any, prompts: list[str]) -> list[Any]:
         media = split_images(images, self.resize)
@@ -309,38 +318,40 @@ class UnifiedRewardWinRateScorer(_GroupedScorer):
         # every process gets every image (resized PIL) so that it can judge the pairs it owns
         everyone, offset, shards = self.gather_call(ticket, prompts, media)
         all_media = [m for shard in shards for m in shard]
-        groups: dict[str, list[int]] = {}
+        by_prompt: dict[str, list[int]] = {}
         for index, prompt in enumerate(everyone):
-            groups.setdefault(prompt, []).append(index)
-        pairs = [(a, b) for members in groups.values() for i, a in enumerate(members) for b in members[i + 1 :]]
+            by_prompt.setdefault(prompt, []).append(index)
+        groups = list(by_prompt.values())
+        seeds = [seed_from(prompt, *(media_fingerprint(all_media[i]) for i in members))
+                 for prompt, members in by_prompt.items()]
+        pairs = plan_pairs(groups, self.pairing, seeds)
         local = range(offset, offset + len(prompts))
         mine = [n for n, (a, _) in enumerate(pairs) if a in local]
         items = [JudgeItem(media=[all_media[pairs[n][0]], all_media[pairs[n][1]]], fields={"prompt": everyone[pairs[n][0]]})
                  for n in mine]
-        results = self.judge("compare_batch", self.template, items, swap=self.swap, mode=self.mode) if items else []
-        use_probs = self.mode == "logit"
-        outcomes = [(n, r.first_share(use_probs), None if r.ok else f"{r.status.value}: {r.error}")
+        results = self.judge("compare_batch", self.template, items, swap=False, mode=self.mode) if items else []
+        outcomes = [(n, r.first_share(use_probs=True), None if r.ok else f"{r.status.value}: {r.error}")
                     for n, r in zip(mine, results)]
-        wins, games = np.zeros(len(everyone)), np.zeros(len(everyone))
-        failed, errors = 0, []
+        shares: list[float | None] = [None] * len(pairs)
+        errors = []
         for shard in self.exchange.gather(outcomes):
             for n, share, error in shard:
+                shares[n] = share
                 if share is None:
-                    failed += 1
                     errors.append(error)
-                    continue
-                a, b = pairs[n]
-                games[[a, b]] += 1
-                wins[a] += share
-                wins[b] += 1.0 - share
-        with np.errstate(invalid="ignore", divide="ignore"):
-            all_scores = np.where(games > 0, wins / games, np.nan)
+        rewards, scored = score_pairs(len(everyone), groups, pairs, shares, self.pairing)
+        all_scores = np.array([np.nan if r is None else r for r in rewards], dtype=np.float64)
+        games = np.zeros(len(everyone))
+        for members, result in zip(groups, scored):
+            games[members] = result.games
         scores, imputed, failed_groups = self.finish(all_scores, everyone, slice(offset, offset + len(prompts)))
         info = {
             "comparisons": len(pairs),
             "judged_here": len(mine),
-            "failed_comparisons": failed,
+            "failed_comparisons": sum(share is None for share in shares),
             "games": games[offset : offset + len(prompts)].tolist(),
+            "position_bias": [result.position_bias for result in scored],
+            "consistency": [result.consistency for result in scored],
             "imputed": imputed.tolist(),
             "failed_groups": failed_groups,
             "errors": errors,
@@ -393,12 +404,15 @@ def unifiedreward_score(device: Any = None, model_name_or_path: str | None = Non
 
 
 def unifiedreward_winrate(device: Any = None, model_name_or_path: str | None = None, base_url: str | None = None,
-                          template: str | None = None, mode: str | None = None, swap: bool = True,
+                          template: str | None = None, mode: str | None = None, swap: bool | None = None,
                           resize: int | None = RESIZE, impute: str | None = "group_mean", group_size: int | None = None,
-                          **kwargs):
+                          pairing: str | None = None, k: int = 4, aggregate: str | None = None,
+                          max_pairs: int | None = None, **kwargs):
     """Flow-GRPO reward factory for the pairwise (group win-rate) reward; settings as :func:`unifiedreward_score`
-    (``UNIFIEDREWARD_PAIR_TEMPLATE`` for the template)."""
+    (``UNIFIEDREWARD_PAIR_TEMPLATE`` for the template); ``pairing`` / ``k`` / ``aggregate`` / ``swap`` /
+    ``max_pairs`` as :class:`UnifiedRewardWinRateScorer` (defaults by ``mode``)."""
     reward_model = load_reward_model(model_name_or_path, base_url, device, **kwargs)
     return UnifiedRewardWinRateScorer(reward_model, template=_setting(template, "UNIFIEDREWARD_PAIR_TEMPLATE", PAIR_TEMPLATE),
                                       mode=_setting(mode, "UNIFIEDREWARD_MODE", "generate"), swap=swap, resize=resize,
-                                      impute=impute, group_size=group_size)
+                                      impute=impute, group_size=group_size, pairing=pairing, k=k, aggregate=aggregate,
+                                      max_pairs=max_pairs)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reward_core import JudgeItem, RewardResult, VideoSpec, get_template
+from reward_core.pairing import GroupScores, Pairing, plan_pairs, score_pairs, seed_from
 from reward_core.parsers import MULTI_SCORE_DIMENSIONS, parse
 
 from ..distributed import ProcessExchange, media_fingerprint
@@ -375,47 +376,35 @@ class MultiDimensionReward(PointwiseReward):
 # --------------------------------------------------------------------------- pairwise win rate
 
 
-def balanced_pairs(size: int, max_pairs: int | None = None) -> list[tuple[int, int]]:
-    """Unordered pairs of ``range(size)``, nearest ring neighbours first so that any prefix spreads the
-    comparisons evenly over members; all ``size*(size-1)/2`` when ``max_pairs`` is None."""
-    pairs, seen = [], set()
-    for distance in range(1, size // 2 + 1):
-        for i in range(size):
-            pair = tuple(sorted((i, (i + distance) % size)))
-            if pair not in seen:
-                seen.add(pair)
-                pairs.append(pair)
-    return pairs if max_pairs is None else pairs[:max_pairs]
-
-
-def win_share(result: RewardResult, soft: bool) -> float | None:
-    """Share of the first answer's win in one comparison: 1, 0, 0.5 (tie), P(first) when ``soft``; None = failed."""
-    if not result.ok or result.winner is None:
-        return None
-    if soft and result.probs:
-        return float(result.probs["1"])
-    return {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
-
-
 class PairwiseWinRateReward(UnifiedRewardFunction):
-    """Each completion's win rate against the other completions of its prompt row (Pref-GRPO style).
+    """Each completion's standing against the other completions of its prompt row (Pref-GRPO style).
 
     A group is every completion of one prompt row in the whole batch of every process (or a
     ``group_size`` block), so a process holding part of a group still compares with all of it; each
-    pair is judged once, by the process that holds its first completion. Pairs are ranked in both
-    orders by default (``swap=True``): orders that disagree count as a tie. A tie gives each side half
-    a win; a failed comparison counts for neither, and a completion with no successful comparison
-    failed. ``max_pairs`` caps the comparisons per group (pairs chosen evenly over members); in
-    ``mode="logit"`` a win is the judge's probability instead of 0/1.
+    ordered pair is judged once, by the process that holds its first completion. Which pairs, and how
+    verdicts become rewards (:class:`reward_core.pairing.Pairing`, defaults by ``mode``):
+
+    * ``mode="logit"`` (soft verdicts, P(first wins)): ``pairing="sparse"``, each completion meets ``k=4``
+      others with the first slot balanced (2G calls a group), ``aggregate="bt"``: a Bradley-Terry fit with a
+      position term; the reward is the completion's expected win rate against its group under the fit.
+    * ``mode="generate"`` (text verdicts): ``pairing="round_robin"`` in both orders (``swap=True``, G(G-1)
+      calls) and ``aggregate="win_rate"``, as before: sparse schedules lose accuracy on text verdicts.
+
+    ``pairing="pref_grpo"`` is Pref-GRPO's every pair once, lower index first; ``swap`` judges a schedule's
+    pairs in both orders; ``max_pairs`` keeps the schedule's first pairs (spread evenly over members). A tie
+    gives each side half a win; a failed comparison counts for neither, and a completion with no successful
+    comparison failed. The sparse schedule's seed comes from the group's key and texts, the same on every process.
     """
 
     section = "pairwise"
     default_templates = {"image": "image_understanding.pair_rank.v1", "video": "video_understanding.pair_rank.v1"}
 
     def __init__(self, reward_model: Any = None, template: str | None = None, mode: str = "generate",
-                 swap: bool = True, max_pairs: int | None = None, **kwargs: Any):
+                 swap: bool | None = None, max_pairs: int | None = None, pairing: str | None = None, k: int = 4,
+                 aggregate: str | None = None, **kwargs: Any):
         super().__init__(reward_model, template, mode, **kwargs)
-        self.swap, self.max_pairs = swap, max_pairs
+        self.pairing = Pairing.for_mode(mode, pairing, k, aggregate, swap, max_pairs, template=template)
+        self.swap, self.max_pairs = self.pairing.both_orders, max_pairs
 
     def compute(self, prompts, completions, columns, keys):
         template = get_template(self.template_for(columns))
@@ -428,8 +417,9 @@ class PairwiseWinRateReward(UnifiedRewardFunction):
         offset = owners.index(rank) if rank in owners else 0
         all_keys = [k for ks, _ in shards for k in ks]
         all_texts = [t for _, ts in shards for t in ts]
-        pairs = [(members[a], members[b]) for members in group_members(all_keys, self.group_size)
-                 for a, b in balanced_pairs(len(members), self.max_pairs)]
+        groups = group_members(all_keys, self.group_size)
+        seeds = [seed_from(all_keys[members[0]], *(all_texts[i] for i in members)) for members in groups]
+        pairs = plan_pairs(groups, self.pairing, seeds)
         mine = [n for n, (i, _) in enumerate(pairs) if owners[i] == rank]
         items = []
         for n in mine:
@@ -437,24 +427,28 @@ class PairwiseWinRateReward(UnifiedRewardFunction):
             local = i - offset
             fields = {"question": prompt_text(prompts[local]), "answer1": all_texts[i], "answer2": all_texts[j]}
             items.append(JudgeItem(media=row_media(columns, local, prompts[local]), fields=fields))
-        results = self.reward_model.compare_batch(template, items, swap=self.swap, mode=self.mode) if items else []
-        soft = self.mode == "logit"
-        outcomes = [(n, win_share(r, soft)) for n, r in zip(mine, results)]
-        wins, games = [0.0] * len(all_keys), [0] * len(all_keys)
-        for shard in self.exchange.gather(outcomes):
+        results = self.reward_model.compare_batch(template, items, swap=False, mode=self.mode) if items else []
+        shares: list[float | None] = [None] * len(pairs)
+        for shard in self.exchange.gather([(n, r.first_share(use_probs=True)) for n, r in zip(mine, results)]):
             for n, share in shard:
-                if share is None:
-                    continue
-                i, j = pairs[n]
-                wins[i] += share
-                wins[j] += 1.0 - share
-                games[i] += 1
-                games[j] += 1
+                shares[n] = share
+        rewards, scored = score_pairs(len(all_keys), groups, pairs, shares, self.pairing)
+        standing = {i: (group.games[n], group) for members, group in zip(groups, scored) for n, i in enumerate(members)}
         local = range(offset, offset + len(prompts))
-        values = [wins[g] / games[g] if games[g] else None for g in local]
-        statuses = ["ok" if games[g] else "no_comparison" for g in local]
-        texts_out = [f"{games[g]} comparisons" for g in local]
+        values = [rewards[g] for g in local]
+        statuses = ["ok" if standing[g][0] else "no_comparison" for g in local]
+        texts_out = [describe(*standing[g]) for g in local]
         return Judged(values, statuses, texts_out, _errors(results))
+
+
+def describe(games: int, group: GroupScores) -> str:
+    """A completion's comparisons and its group's fitted position bias / consistency (Bradley-Terry)."""
+    text = f"{games} comparisons"
+    if group.position_bias is not None:
+        text += f"; group position bias {group.position_bias:+.2f}"
+    if group.consistency is not None:
+        text += f", consistency {group.consistency:.2f}"
+    return text
 
 
 class AsyncPointwiseReward(AsyncRewardMixin, PointwiseReward):
@@ -542,7 +536,8 @@ def get_pointwise_reward(reward_model: Any = None, *, model: str | None = None, 
 
 def get_winrate_reward(reward_model: Any = None, *, model: str | None = None, server: str | None = None,
                        use_async: bool = False, **kwargs: Any) -> PairwiseWinRateReward:
-    """A :class:`PairwiseWinRateReward` (arguments as :func:`get_pointwise_reward`; ``max_pairs``, ``swap``)."""
+    """A :class:`PairwiseWinRateReward` (arguments as :func:`get_pointwise_reward`; ``pairing``, ``k``,
+    ``aggregate``, ``swap``, ``max_pairs``: defaults by ``mode``, see the class)."""
     return _make("pairwise", reward_model, use_async, model, server, **kwargs)
 
 

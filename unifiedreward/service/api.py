@@ -6,7 +6,8 @@ consistency), in input order; a failed item is a per-item error and the request 
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Request
 from reward_core.checkpoints import lookup
 from reward_core.media import MediaError
 from reward_core.model import JudgeItem, infer_task
+from reward_core.pairing import Pairing, score_pairs, seed_from
 from reward_core.results import RewardResult, Status
 from unifiedreward.service.batcher import BatchKey
 from unifiedreward.service.media_input import decode_media
@@ -34,9 +36,14 @@ GROUP_METHODS = ("pointwise", "winrate")
 UNDERSTANDING_TEMPLATES = {"score": "image_understanding.point_score.v1", "compare": "image_understanding.pair_rank.v1"}
 
 
-def group_pairs(count: int) -> list[tuple[int, int]]:
-    """Which candidates of a group are compared: round robin, every pair once."""
-    return list(itertools.combinations(range(count), 2))
+def group_pairing(data: dict[str, Any], key: BatchKey) -> Pairing:
+    """The request's pairing (``pairing``, ``k``, ``aggregate``, ``swap``, ``max_pairs``), defaults as the trainers'
+    (:meth:`reward_core.pairing.Pairing.for_mode`: soft verdicts -> sparse k=4 + Bradley-Terry, text -> all pairs)."""
+    try:
+        return Pairing.for_mode(key.mode, data.get("pairing"), int(data.get("k", 4)), data.get("aggregate"),
+                                data.get("swap"), data.get("max_pairs"), template=key.template)
+    except (TypeError, ValueError) as error:
+        raise ServiceError(400, f"bad pairing: {error}") from None
 
 
 def pick_template(
@@ -126,7 +133,7 @@ async def compare(request: Request) -> dict[str, Any]:
 @router.post("/v1/group")
 async def group(request: Request) -> dict[str, Any]:
     """One prompt's candidates -> a reward each: ``method="pointwise"`` (score / scale max) or ``"winrate"``
-    (each candidate's share of wins over the pairs of `group_pairs`; a tie counts half, P(win) in logit mode).
+    (pairs of the request's `group_pairing`, verdicts aggregated by its win rate or Bradley-Terry fit).
     Candidates are media (``candidates``, after the shared ``context_media``) or text answers about shared
     ``media`` (``answers``: the understanding templates' ``response`` / ``answer1`` and ``answer2``)."""
     state = state_of(request)
@@ -143,13 +150,21 @@ async def group(request: Request) -> dict[str, Any]:
         state.metrics.record_results(request.url.path, results)
         rewards = [scaled_score(key.template, result) for result in results]
         return {**_answer(key, [{} for _ in results], results), "method": method, "rewards": rewards}
-    pairs = group_pairs(count)
+    first_pair = pair(0, 1) if count > 1 else None
+    key = batch_key(state, data, "compare", first_pair if isinstance(first_pair, JudgeItem) else None, defaults)
+    pairing = group_pairing(data, key)
+    key = dataclasses.replace(key, swap=False)  # the schedule holds both orders when asked for
+    seed = seed_from(key.template, json.dumps(data.get("fields"), sort_keys=True), data.get("candidates"),
+                     data.get("answers"))  # the same request, the same pairs
+    pairs = pairing.pairs(count, seed)
     prepared = [pair(a, b) for a, b in pairs]
-    key = batch_key(state, data, "compare", _first(prepared), defaults)
     results = await judge(state, key, prepared)
     state.metrics.record_results(request.url.path, results)
-    rewards = win_rates(count, pairs, results, use_probs=key.mode == "logit")
+    shares = [result.first_share(use_probs=True) for result in results]
+    rewards, (scored,) = score_pairs(count, [list(range(count))], pairs, shares, pairing)
     answer = _answer(key, [{"pair": list(p)} for p in pairs], results)
+    answer.update(pairing=dataclasses.asdict(pairing), position_bias=scored.position_bias,
+                  consistency=scored.consistency)
     return {**answer, "method": method, "rewards": rewards, "comparisons": answer.pop("results")}
 
 
@@ -206,18 +221,3 @@ def _answer_group(state: ServiceState, data: dict[str, Any], fields: dict[str, A
 
     return len(answers), point, pair, UNDERSTANDING_TEMPLATES
 
-
-def win_rates(
-    count: int, pairs: list[tuple[int, int]], results: list[RewardResult], use_probs: bool
-) -> list[float | None]:
-    """Each candidate's share of wins over its successful comparisons; ``None`` for one with none."""
-    wins, games = [0.0] * count, [0] * count
-    for (a, b), result in zip(pairs, results):
-        share = result.first_share(use_probs)
-        if share is None:
-            continue
-        wins[a] += share
-        wins[b] += 1.0 - share
-        games[a] += 1
-        games[b] += 1
-    return [wins[i] / games[i] if games[i] else None for i in range(count)]
