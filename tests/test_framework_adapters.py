@@ -1,9 +1,9 @@
 """The verl-omni, OpenRLHF and ms-swift adapters: on the toy judge, in the main env, and loaded by each framework's
 own code in that framework's environment.
 
-A framework environment is ``.venv-<name>`` in the checkout or the interpreter named by
-``UNIFIEDREWARD_<NAME>_PYTHON`` (docs/frameworks.md says how each was built); its test is skipped, with that reason,
-when neither exists. Every framework test compares the framework's rewards with a direct ``UnifiedReward`` call on
+A framework environment is ``.venv-<name>`` in the checkout (``env/make_venv.sh swift|verl``; ``make test`` builds
+them) or the interpreter named by ``UNIFIEDREWARD_<NAME>_PYTHON``; without either its test is skipped with that
+reason, and fails under ``UNIFIEDREWARD_REQUIRE_FRAMEWORKS=1`` (``make test``). OpenRLHF is in the main environment. Every framework test compares the framework's rewards with a direct ``UnifiedReward`` call on
 the same items (logit mode: the toy judge scores every item).
 """
 
@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,8 @@ def framework_python(name: str) -> str:
     """The interpreter of framework ``name``'s environment; skips when there is none."""
     python = os.environ.get(f"UNIFIEDREWARD_{name.upper()}_PYTHON") or REPO / f".venv-{name}" / "bin" / "python"
     if not Path(python).exists():
+        if os.environ.get("UNIFIEDREWARD_REQUIRE_FRAMEWORKS") == "1":
+            pytest.fail(f"no {name} environment (make test builds .venv-{name}: env/make_venv.sh {name})")
         pytest.skip(f"no {name} environment: .venv-{name} or UNIFIEDREWARD_{name.upper()}_PYTHON (docs/frameworks.md)")
     return str(python)
 
@@ -211,7 +214,7 @@ def test_ms_swift_loads_the_plugin_and_its_grpo_reward_path_matches(toy_world, j
 def test_openrlhf_loads_reward_func_and_its_rollout_matches(toy_world, judge, und_rows, tmp_path):
     """OpenRLHF's ``SingleTurnAgentExecutor`` loads the file as ``--remote_rm_url`` does and runs a rollout (only its
     vLLM engine is a stand-in: it answers with the row's completion) that decodes the query and calls reward_func."""
-    python = framework_python("openrlhf")
+    python = sys.executable  # OpenRLHF is in the main environment (env/nodeps-main.txt: its GPU pins cannot install)
     rows = und_rows + [{"label": "not json", "question": "q", "completion": "x"}]
     out = run_script(python, "openrlhf_rewards.py", str(REPO / "integrations/openrlhf/reward_func.py"),
                      toy_world["policy_model"], write_rows(tmp_path, rows), env=toy_env(toy_world))
