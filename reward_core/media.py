@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 FRAMES_PER_VIDEO = 8
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
 MIN_VIDEO_FRAMES = 2  # qwen-vl-utils samples a multiple of FRAME_FACTOR = 2 frames
 MAX_ASPECT_RATIO = 200  # qwen-vl-utils' smart_resize rejects longer/shorter sides beyond this ratio

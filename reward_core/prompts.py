@@ -56,6 +56,12 @@ class Template:
     def pairwise(self) -> bool:
         return self.mode in PAIRWISE_MODES
 
+    def max_scaled(self, score: float) -> float:
+        """``score`` divided by the top of the template's scale (Flow-GRPO's reward scale: a 1-5 score / 5)."""
+        if self.scale is None:
+            raise ValueError(f"template {self.key!r} has no score scale")
+        return score / self.scale[1]
+
     def render(self, **values: Any) -> str:
         """Fill the placeholders with ``str.format``; extra values are ignored."""
         missing = [name for name in self.fields if name not in values]

@@ -49,6 +49,15 @@ class RewardResult:
     def ok(self) -> bool:
         return self.status is Status.OK
 
+    def first_share(self, use_probs: bool = False) -> float | None:
+        """A pairwise verdict as candidate 1's share of the win: 1 (win), 0.5 (tie), 0 (loss), or ``P(1)`` with
+        ``use_probs`` when logit mode gave probabilities; ``None`` when the comparison failed."""
+        if not self.ok or self.winner not in (0, 1, 2):
+            return None
+        if use_probs and self.probs:
+            return float(self.probs["1"])
+        return {1: 1.0, 2: 0.0, 0: 0.5}[self.winner]
+
     @classmethod
     def failure(cls, status: Status | str, error: str, text: str | None = None, **extra: Any) -> RewardResult:
         """A failed result: ``status`` must not be ``ok``."""

@@ -276,7 +276,7 @@ def test_flow_grpo_factory_reads_template_and_mode(toy_world, monkeypatch):
     monkeypatch.setenv("UNIFIEDREWARD_TEMPLATE", "image_generation.point_score.v1")  # a Qwen judge: a Qwen-format template
     assert "device" in unifiedreward_score.__code__.co_varnames  # how multi_score decides to call factory(device)
     scorer = unifiedreward_score("cpu", resize=64)  # template and mode from the env (small images: CPU time)
-    assert (scorer.mode, scorer.template.key, scorer.divisor) == ("logit", "image_generation.point_score.v1", 5.0)
+    assert (scorer.mode, scorer.template.key, scorer.scaled(5.0)) == ("logit", "image_generation.point_score.v1", 1.0)
     scores, info = scorer(torch.rand(2, 3, 32, 32), ["a red circle", "a blue square"], None)
     assert np.isfinite(scores).all() and info["num_failed"] == 0  # logit mode: an expected score, never a parse
 

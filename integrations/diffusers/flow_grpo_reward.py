@@ -244,8 +244,8 @@ class UnifiedRewardScorer(_GroupedScorer):
         if self.template.pairwise or self.template.scale is None:
             raise ValueError(f"{template} is not a pointwise template with a score scale.")
         self.mode, self.resize = mode, resize
-        self.divisor = self.template.scale[1] if scale == "max" else 1.0
-        self.neutral = sum(self.template.scale) / 2 / self.divisor
+        self.scaled = self.template.max_scaled if scale == "max" else float
+        self.neutral = self.scaled(sum(self.template.scale) / 2)
 
     def prepare(self, images: Any, prompts: list[str]) -> list[Any]:
         from reward_core import JudgeItem
@@ -258,7 +258,7 @@ class UnifiedRewardScorer(_GroupedScorer):
 
     def exchange_and_score(self, ticket: int, prompts: list[str], results: list[Any]) -> tuple[np.ndarray, dict]:
         raw = [float(r.score) if r.ok and r.score is not None else None for r in results]
-        local_scores = [np.nan if s is None else s / self.divisor for s in raw]
+        local_scores = [np.nan if s is None else self.scaled(s) for s in raw]
         everyone, offset, shards = self.gather_call(ticket, prompts, local_scores)
         all_scores = np.array([s for shard in shards for s in shard], dtype=np.float64)
         scores, imputed, failed_groups = self.finish(all_scores, everyone, slice(offset, offset + len(prompts)))
@@ -318,7 +318,9 @@ class UnifiedRewardWinRateScorer(_GroupedScorer):
         items = [JudgeItem(media=[all_media[pairs[n][0]], all_media[pairs[n][1]]], fields={"prompt": everyone[pairs[n][0]]})
                  for n in mine]
         results = self.judge("compare_batch", self.template, items, swap=self.swap, mode=self.mode) if items else []
-        outcomes = [(n, self._share(r), None if r.ok else f"{r.status.value}: {r.error}") for n, r in zip(mine, results)]
+        use_probs = self.mode == "logit"
+        outcomes = [(n, r.first_share(use_probs), None if r.ok else f"{r.status.value}: {r.error}")
+                    for n, r in zip(mine, results)]
         wins, games = np.zeros(len(everyone)), np.zeros(len(everyone))
         failed, errors = 0, []
         for shard in self.exchange.gather(outcomes):
@@ -344,13 +346,6 @@ class UnifiedRewardWinRateScorer(_GroupedScorer):
             "errors": errors,
         }
         return scores, info
-
-    def _share(self, result: Any) -> float | None:
-        if not result.ok or result.winner not in (0, 1, 2):
-            return None
-        if self.mode == "logit" and result.probs:
-            return float(result.probs["1"])
-        return {1: 1.0, 2: 0.0, 0: 0.5}[result.winner]
 
 
 _JUDGES: dict[tuple, Any] = {}

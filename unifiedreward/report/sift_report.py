@@ -9,12 +9,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from reward_core.media import IMAGE_SUFFIXES
 from unifiedreward.sift import RESULTS_GLOB, SiftRecord, read_records
 
 from .html import card, details, esc, media_html, page, write_page
 from .thumbs import VIDEO_SUFFIXES, make_thumb
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def _is_media_path(candidate: object) -> bool:

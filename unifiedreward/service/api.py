@@ -1,0 +1,167 @@
+"""Our JSON API: ``POST /v1/score``, ``/v1/compare`` and ``/v1/group``.
+
+Every item's answer is its `RewardResult` (``to_dict()``: status, winner, score, scores, probs, text, error,
+consistency), in input order; a failed item is a per-item error and the request is still 200.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from reward_core.checkpoints import lookup
+from reward_core.media import MediaError
+from reward_core.model import JudgeItem, infer_task
+from reward_core.results import RewardResult, Status
+from unifiedreward.service.batcher import BatchKey
+from unifiedreward.service.media_input import decode_media
+from unifiedreward.service.state import (
+    ServiceError,
+    ServiceState,
+    check_media_count,
+    field_list,
+    judge,
+    prepare_item,
+    read_json,
+    scaled_score,
+    state_of,
+)
+
+router = APIRouter()
+GROUP_METHODS = ("pointwise", "winrate")
+
+
+def group_pairs(count: int) -> list[tuple[int, int]]:
+    """Which candidates of a group are compared: round robin, every pair once."""
+    return list(itertools.combinations(range(count), 2))
+
+
+def pick_template(state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None) -> str:
+    """The request's ``template``; else the default template of its ``checkpoint`` for the first item's task
+    (template mode ``template_kind``, default point_score / the checkpoint's pairwise mode); else the service's."""
+    if data.get("template"):
+        return str(data["template"])
+    if data.get("checkpoint"):
+        checkpoint = lookup(str(data["checkpoint"]))
+        if checkpoint is None:
+            raise ServiceError(400, f"unknown checkpoint {data['checkpoint']!r}")
+        task = infer_task(first.media, first.fields) if first is not None else "image_generation"
+        edit = task == "image_edit"
+        default = ("edit_point_score" if edit else "point_score") if kind == "score" else (
+            "pair_rank" if edit else checkpoint.pair_mode)
+        try:
+            return checkpoint.default_template(task, str(data.get("template_kind") or default)).key
+        except (KeyError, ValueError) as error:
+            raise ServiceError(400, f"checkpoint {checkpoint.hub_id}: {error}") from None
+    return state.config.score_template if kind == "score" else state.config.compare_template
+
+
+def batch_key(state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None) -> BatchKey:
+    mode = str(data.get("mode") or state.config.mode)
+    return BatchKey(kind, pick_template(state, data, kind, first), mode, bool(data.get("swap", False)))
+
+
+def _items(state: ServiceState, data: dict[str, Any]) -> list[JudgeItem | RewardResult]:
+    rows = field_list(data, "items", dict)
+    check_media_count(state, sum(len(row["media"]) if isinstance(row.get("media"), list) else 1 for row in rows))
+    prepared = []
+    for row in rows:
+        fields = row.get("fields") or {}
+        if "media" not in row or not isinstance(fields, dict):
+            reason = "no 'media'" if "media" not in row else "'fields' must be an object"
+            prepared.append(RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {reason}"))
+        else:
+            prepared.append(prepare_item(state, row["media"], fields))
+    return prepared
+
+
+def _answer(key: BatchKey, extras: list[dict[str, Any]], results: list[RewardResult]) -> dict[str, Any]:
+    """The response: each result (with its ``extras``: an item's id, a comparison's pair) in input order."""
+    answers = [{**extra, **result.to_dict()} for extra, result in zip(extras, results)]
+    return {"template": key.template, "mode": key.mode, "failed": sum(not r.ok for r in results), "results": answers}
+
+
+async def _judge_items(request: Request, kind: str) -> dict[str, Any]:
+    state = state_of(request)
+    data = await read_json(request)
+    prepared = _items(state, data)
+    first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
+    key = batch_key(state, data, kind, first)
+    results = await judge(state, key, prepared)
+    state.metrics.record_results(request.url.path, results)
+    return _answer(key, [{"id": row.get("id")} for row in data["items"]], results)
+
+
+@router.post("/v1/score")
+async def score(request: Request) -> dict[str, Any]:
+    """Pointwise verdicts: ``{"items": [{"media": [...], "fields": {...}, "id": ...}], "template", "mode"}``."""
+    return await _judge_items(request, "score")
+
+
+@router.post("/v1/compare")
+async def compare(request: Request) -> dict[str, Any]:
+    """Pairwise verdicts: items as /v1/score, each with its pair's media (or one image and answer1/answer2)."""
+    return await _judge_items(request, "compare")
+
+
+@router.post("/v1/group")
+async def group(request: Request) -> dict[str, Any]:
+    """One prompt's candidates -> a reward each: ``method="pointwise"`` (score / scale max) or ``"winrate"``
+    (each candidate's share of wins over the pairs of `group_pairs`; a tie counts half, P(win) in logit mode)."""
+    state = state_of(request)
+    data = await read_json(request)
+    method = data.get("method", "pointwise")
+    if method not in GROUP_METHODS:
+        raise ServiceError(400, f"method must be one of {GROUP_METHODS}, got {method!r}")
+    candidates = field_list(data, "candidates")
+    context = data.get("context_media") or []  # e.g. an edit's source image, before each candidate
+    fields = data.get("fields") or {}
+    if not isinstance(context, list) or not isinstance(fields, dict):
+        raise ServiceError(400, "'context_media' must be a list and 'fields' an object")
+    check_media_count(state, len(candidates) + len(context))
+    decoded: list[list[Any] | RewardResult] = []
+    for candidate in candidates:
+        try:
+            decoded.append(decode_media(context, state.config.media_root) + decode_media(candidate, state.config.media_root))
+        except MediaError as error:
+            decoded.append(RewardResult.failure(Status.MEDIA_ERROR, str(error)))
+    if method == "pointwise":
+        prepared = [m if isinstance(m, RewardResult) else JudgeItem(media=m, fields=dict(fields)) for m in decoded]
+        first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
+        key = batch_key(state, data, "score", first)
+        results = await judge(state, key, prepared)
+        state.metrics.record_results(request.url.path, results)
+        rewards = [scaled_score(key.template, result) for result in results]
+        return {**_answer(key, [{} for _ in results], results), "method": method, "rewards": rewards}
+    pairs = group_pairs(len(candidates))
+    prepared = [_pair_item(decoded[a], decoded[b], len(context), fields) for a, b in pairs]
+    first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
+    key = batch_key(state, data, "compare", first)
+    results = await judge(state, key, prepared)
+    state.metrics.record_results(request.url.path, results)
+    rewards = win_rates(len(candidates), pairs, results, use_probs=key.mode == "logit")
+    answer = _answer(key, [{"pair": list(pair)} for pair in pairs], results)
+    return {**answer, "method": method, "rewards": rewards, "comparisons": answer.pop("results")}
+
+
+def _pair_item(a: list[Any] | RewardResult, b: list[Any] | RewardResult, context: int, fields: dict) -> JudgeItem | RewardResult:
+    for side in (a, b):
+        if isinstance(side, RewardResult):
+            return side
+    return JudgeItem(media=a + b[context:], fields=dict(fields))
+
+
+def win_rates(count: int, pairs: list[tuple[int, int]], results: list[RewardResult], use_probs: bool) -> list[float | None]:
+    """Each candidate's share of wins over its successful comparisons; ``None`` for one with none."""
+    wins, games = [0.0] * count, [0] * count
+    for (a, b), result in zip(pairs, results):
+        share = result.first_share(use_probs)
+        if share is None:
+            continue
+        wins[a] += share
+        wins[b] += 1.0 - share
+        games[a] += 1
+        games[b] += 1
+    return [wins[i] / games[i] if games[i] else None for i in range(count)]

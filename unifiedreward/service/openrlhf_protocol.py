@@ -1,0 +1,102 @@
+"""``POST /get_reward``: OpenRLHF's remote reward model (``--remote_rm_url http://HOST:PORT/get_reward``).
+
+Request ``{"query": [...], "prompts": [...], "labels": [...]}``: ``query`` is prompt + completion as the policy's
+tokenizer decoded it, ``prompts`` the prompts, ``labels`` the dataset's label column. OpenRLHF carries no images, so
+each label is a JSON string (or object) ``{"image": <base64 or a path under --media-root>, "question": ...,
+"template": optional key, ...other template fields}``. The completion is the query after its prompt, trailing chat
+special tokens (``<|im_end|>`` ...) removed; it fills the template's ``response`` field (default template
+``--get-reward-template``, image_understanding.point_score.v1: ``question`` + ``response``).
+
+Answer (200): ``{"rewards": [...], "scores": [...], "extra_logs": {"raw_score": [...]}}``, rewards = score / the
+template's scale maximum (0-1, what OpenRLHF's dynamic filtering expects of ``scores``), raw_score on the template's
+scale. A failed item never gets a float: the request is answered as /v1/scorer's (422 / 502 / 503 with ``error``,
+``errors`` and the computed ``rewards``); OpenRLHF's client retries it, then leaves that sample without a reward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from reward_core.model import JudgeItem
+from reward_core.results import RewardResult, Status
+from unifiedreward.service.batcher import BatchKey
+from unifiedreward.service.state import (
+    ServiceError,
+    ServiceState,
+    check_media_count,
+    field_list,
+    failure_answer,
+    judge,
+    prepare_item,
+    read_json,
+    scaled_score,
+    state_of,
+)
+
+router = APIRouter()
+SPECIAL_TOKENS_AT_END = re.compile(r"(?:\s*<\|[^|<>\s]+\|>)+\s*$")  # <|im_end|>, <|endoftext|> ...
+
+
+def completion_of(query: str, prompt: str | None) -> str:
+    """The policy's completion: ``query`` after ``prompt`` (the whole query when the prompt is not in it), without
+    trailing chat special tokens."""
+    if prompt and prompt in query:
+        query = query[query.index(prompt) + len(prompt) :]
+    return SPECIAL_TOKENS_AT_END.sub("", query).strip()
+
+
+def _label(label: Any) -> dict[str, Any]:
+    """A label as an object (400 when it is neither an object nor a JSON string of one)."""
+    if isinstance(label, str):
+        try:
+            label = json.loads(label)
+        except ValueError as error:
+            raise ServiceError(400, f"a label must be a JSON object string with 'image' ({error})") from None
+    if not isinstance(label, dict):
+        raise ServiceError(400, f"a label must be a JSON object with 'image', got {type(label).__name__}")
+    return dict(label)
+
+
+def _prepared(state: ServiceState, query: str, prompt: str | None, label: dict[str, Any]) -> tuple[str, JudgeItem | RewardResult]:
+    template = str(label.pop("template", None) or state.config.get_reward_template)
+    if "image" not in label:
+        return template, RewardResult.failure(Status.MEDIA_ERROR, "bad item: the label has no 'image'")
+    image = label.pop("image")
+    fields = {name: value for name, value in label.items()}
+    fields.setdefault("response", completion_of(query, prompt))
+    return template, prepare_item(state, image, fields)
+
+
+@router.post("/get_reward")
+async def get_reward(request: Request) -> JSONResponse:
+    state = state_of(request)
+    data = await read_json(request)
+    queries = field_list(data, "query", str)
+    prompts = data.get("prompts") or [None] * len(queries)
+    labels = data.get("labels")
+    if not isinstance(labels, list) or len(labels) != len(queries) or len(prompts) != len(queries):
+        raise ServiceError(400, "'query', 'prompts' and 'labels' must be lists of the same length")
+    check_media_count(state, len(queries))
+    parsed = [_prepared(state, q, p, _label(label)) for q, p, label in zip(queries, prompts, labels)]
+    groups: dict[str, list[int]] = {}
+    for index, (template, _) in enumerate(parsed):
+        groups.setdefault(template, []).append(index)
+    keys = {template: BatchKey("score", template, state.config.mode) for template in groups}
+    answers = await asyncio.gather(*(judge(state, keys[t], [parsed[i][1] for i in members]) for t, members in groups.items()))
+    results: list[RewardResult] = [None] * len(queries)  # type: ignore[list-item]
+    for members, judged in zip(groups.values(), answers):
+        for index, result in zip(members, judged):
+            results[index] = result
+    state.metrics.record_results("/get_reward", results)
+    rewards = [scaled_score(template, result) for (template, _), result in zip(parsed, results)]
+    if all(result.ok for result in results):
+        raw = [result.score for result in results]
+        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": {"raw_score": raw}})
+    status, answer, headers = failure_answer(results)
+    return JSONResponse({**answer, "rewards": rewards}, status, headers)
