@@ -56,13 +56,12 @@ def jpeg_b64(image) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def run_service(base_url: str, pairs, clients: int, chunk: int, max_tokens: int, scenario: str) -> RunStats:
+def run_service(base_url: str, pairs, clients: int, chunk: int, scenario: str) -> RunStats:
     """``clients`` trainer threads post the pairs in chunks to ``/v1/compare``; outcome per item."""
     chunks = [list(range(start, min(start + chunk, len(pairs)))) for start in range(0, len(pairs), chunk)]
     bodies = [
         {
             "template": TEMPLATE,
-            "max_new_tokens": max_tokens,
             "items": [{"media": [jpeg_b64(m) for m in pairs[i][0]], "fields": {"prompt": pairs[i][1]}} for i in c],
         }
         for c in chunks
@@ -123,9 +122,9 @@ def benchmark(args) -> dict:
             extra = {"do_sample": False}
             # warm-up of both paths (first requests compile code paths in vLLM)
             run_upstream(vllm.base_url, batch[:4], args.concurrency, args.max_tokens, "warm-up", extra)
-            run_service(service.base_url, pairs[:4], 1, 4, args.max_tokens, "warm-up")
+            run_service(service.base_url, pairs[:4], 1, 4, "warm-up")
             upstream = run_upstream(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean", extra)
-            ours = run_service(service.base_url, pairs, args.clients, args.chunk, args.max_tokens, "clean")
+            ours = run_service(service.base_url, pairs, args.clients, args.chunk, "clean")
         finally:
             if service is not None:
                 service.close()
@@ -188,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="upstream's ThreadPoolExecutor max_workers")
     parser.add_argument("--clients", type=int, default=4, help="trainer threads calling the service")
     parser.add_argument("--chunk", type=int, default=16, help="items per service request")
-    parser.add_argument("--max-tokens", type=int, default=get_template(TEMPLATE).max_new_tokens)
+    parser.add_argument(
+        "--max-tokens", type=int, default=get_template(TEMPLATE).max_new_tokens,
+        help="upstream's max_tokens (default: the template's budget, which the service's judge sends)",
+    )
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `unifiedreward serve` argument")
     parser.add_argument("--cpus", help="pin to these cores, e.g. 0,1")
     parser.add_argument("--soak", action="store_true", help="the 64 x 2,000 load over the stand-in backend")

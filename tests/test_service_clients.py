@@ -63,7 +63,9 @@ def run_openrlhf(url: str, samples: list[dict], tmp_path: Path) -> list[dict]:
 def sample(toy_world, row: dict, image: str | None = None) -> dict:
     encoded = base64.b64encode(Path(image_path(toy_world, row)).read_bytes()).decode()
     label = {"image": image or encoded, "question": row["question"]}
-    return {"query": row["response"], "prompt": row["question"], "label": json.dumps(label)}
+    prompt = f"<|im_start|>user\n{row['question']}<|im_end|>\n<|im_start|>assistant\n"
+    # as OpenRLHF sends it: the query is prompt + completion decoded with special tokens
+    return {"query": f"{prompt}{row['response']}<|im_end|>", "prompt": prompt, "label": json.dumps(label)}
 
 
 def test_openrlhf_remote_rm_client_rewards_equal_a_direct_call(service, toy_world, tmp_path):

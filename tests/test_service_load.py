@@ -24,7 +24,7 @@ from service_servers import RewardService, StandInBackend
 pytestmark = pytest.mark.slow
 
 CLIENTS = 64
-ITEMS_PER_CLIENT = 100
+ITEMS_PER_CLIENT = 50
 CHUNK = 25
 FAIL_EVERY = 50  # every 50th item is unscorable: a per-item error, never a number
 RSS_GROWTH_LIMIT_MB = 40.0
@@ -58,7 +58,7 @@ class MemorySampler:
 
 def test_64_clients_lose_nothing_duplicate_nothing_keep_order():
     with StandInBackend() as backend:
-        service = RewardService(["--server", backend.base_url, "--max-batch", "64"]).start()
+        service = RewardService(["--server", backend.base_url, "--max-batch", "64", "--max-queue", "4096"]).start()
         try:
             with MemorySampler(service) as memory:
                 stats = run_load(service.base_url, CLIENTS, ITEMS_PER_CLIENT, CHUNK, fail_every=FAIL_EVERY)
