@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "unifiedreward.cli.bench",
     "convert": "unifiedreward.cli.convert",
     "toy": "unifiedreward.cli.toy",
+    "serve": "unifiedreward.cli.serve",
     "serve-cmd": "unifiedreward.cli.serve_cmd",
     "report": "unifiedreward.cli.report",
 }
@@ -40,7 +41,7 @@ def build_parser(names: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser with the subcommands ``names`` (default: all of them)."""
     parser = CommandParser(
         prog="unifiedreward",
-        description="UnifiedReward judges: prompts, parsing, scoring, data, benchmarks, reports and toy models.",
+        description="UnifiedReward judges: prompts, parsing, scoring, a reward service, data, benchmarks, reports and toy models.",
         epilog="`unifiedreward COMMAND --help` describes each command, with an example.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
