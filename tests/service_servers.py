@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from PIL import Image
 
 from servers import LocalServer, StubServer, chat_response
@@ -98,8 +99,14 @@ def png_b64(seed: int, size: int = 32) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def clients_python() -> str | None:
+def require_clients_python() -> str:
     """An interpreter holding the real framework clients' packages (``openrlhf``, ``aiohttp``): the
-    ``UNIFIEDREWARD_CLIENTS_PYTHON`` environment variable, else ``.venv-clients`` when it exists."""
+    ``UNIFIEDREWARD_CLIENTS_PYTHON`` environment variable, else ``.venv-clients`` (docs/service.md has the recipe).
+    Skips without one, except when ``UNIFIEDREWARD_REQUIRE_CLIENTS=1`` (CI where that environment is built)."""
     python = os.environ.get("UNIFIEDREWARD_CLIENTS_PYTHON") or str(REPO / ".venv-clients" / "bin" / "python")
-    return python if Path(python).exists() else None
+    if not Path(python).exists():
+        message = f"no environment with openrlhf at {python}: see docs/service.md, 'Real clients'"
+        if os.environ.get("UNIFIEDREWARD_REQUIRE_CLIENTS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return python

@@ -1,7 +1,7 @@
 """Real framework clients against the real ``unifiedreward serve`` on the toy judge (issue 26, item 3).
 
 OpenRLHF's own remote-RM client (``openrlhf.utils.agent.SingleTurnAgentExecutor._fetch_rewards_via_http``,
-OpenRLHF 0.11.2 from PyPI) runs in a separate environment (`clients_python`): ``openrlhf`` pins
+OpenRLHF 0.11.2 from PyPI) runs in a separate environment (`require_clients_python`): ``openrlhf`` pins
 transformers 5.15 and needs aiohttp and pylatexenc, none of which belong in ``.venv``. Its rewards must equal
 a direct `UnifiedReward` call on the same items; a failed item must reach it as an HTTP error it retries and
 then raises on (its rollout then leaves the sample's reward ``None``), never as 0 or the worst value.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from reward_core.model import JudgeItem, UnifiedReward
-from service_servers import REPO, RewardService, clients_python
+from service_servers import REPO, RewardService, require_clients_python
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +46,7 @@ def service(toy_world):
 
 
 def run_openrlhf(url: str, samples: list[dict], tmp_path: Path) -> list[dict]:
-    python = clients_python()
-    if python is None:
-        pytest.skip("no environment with openrlhf: set UNIFIEDREWARD_CLIENTS_PYTHON (docs/service.md, 'Real clients')")
+    python = require_clients_python()
     requests_file = tmp_path / "samples.json"
     requests_file.write_text(json.dumps(samples))
     script = REPO / "tests" / "scripts" / "openrlhf_remote_rm.py"
