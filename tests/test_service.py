@@ -287,9 +287,16 @@ def test_bad_media_fail_alone(judge, images, tmp_path):
         assert body["scores"][0] > 0 and body["scores"][1:] == [None, None]
         assert [e["index"] for e in body["errors"]] == [1, 2] and "2 of 3 items failed" in body["error"]
 
-        reward = httpx.post(f"{url}/get_reward", json={"query": ["q"], "prompts": [""], "labels": [
-            json.dumps({"image": "../secret.png", "question": "?"})]}, timeout=120)
-        assert reward.status_code == 422 and reward.json()["rewards"] == [None]
+        labels = [json.dumps({"image": b64(images[0]), "question": "?"}), json.dumps({"image": "../secret.png"}),
+                  "{not json", json.dumps({"question": "no image"})]
+        reward = httpx.post(f"{url}/get_reward", json={"query": ["q"] * 4, "prompts": [""] * 4, "labels": labels},
+                            timeout=120)
+        assert reward.status_code == 422
+        assert reward.json()["rewards"][0] > 0 and reward.json()["rewards"][1:] == [None] * 3
+        assert [e["error"] for e in reward.json()["errors"]] == [
+            "../secret.png: refused: the path is outside --media-root",
+            "bad item: the label is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+            "bad item: the label has no 'image'"]
     with serving(judge) as url:  # no --media-root: every path is refused
         answer = httpx.post(f"{url}/v1/score", json={"items": [{"media": ["a.png"], "fields": {"prompt": "x"}}]}).json()
         assert "without --media-root" in answer["results"][0]["error"]

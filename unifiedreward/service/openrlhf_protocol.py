@@ -16,7 +16,6 @@ scale. A failed item never gets a float: the request is answered as /v1/scorer's
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any
 
@@ -33,6 +32,7 @@ from unifiedreward.service.state import (
     field_list,
     failure_answer,
     judge,
+    json_object,
     prepare_item,
     read_json,
     scaled_score,
@@ -51,26 +51,18 @@ def completion_of(query: str, prompt: str | None) -> str:
     return SPECIAL_TOKENS_AT_END.sub("", query).strip()
 
 
-def _label(label: Any) -> dict[str, Any]:
-    """A label as an object (400 when it is neither an object nor a JSON string of one)."""
-    if isinstance(label, str):
-        try:
-            label = json.loads(label)
-        except ValueError as error:
-            raise ServiceError(400, f"a label must be a JSON object string with 'image' ({error})") from None
-    if not isinstance(label, dict):
-        raise ServiceError(400, f"a label must be a JSON object with 'image', got {type(label).__name__}")
-    return dict(label)
-
-
-def _prepared(state: ServiceState, query: str, prompt: str | None, label: dict[str, Any]) -> tuple[str, JudgeItem | RewardResult]:
+def _prepared(state: ServiceState, query: str, prompt: str | None, label: Any) -> tuple[str, JudgeItem | RewardResult]:
+    """The item's template and judge item (or its failure: a label that is no JSON object, or has no image)."""
+    try:
+        label = json_object(label, "the label")
+    except ValueError as error:
+        return state.config.get_reward_template, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {error}")
     template = str(label.pop("template", None) or state.config.get_reward_template)
     if "image" not in label:
         return template, RewardResult.failure(Status.MEDIA_ERROR, "bad item: the label has no 'image'")
     image = label.pop("image")
-    fields = {name: value for name, value in label.items()}
-    fields.setdefault("response", completion_of(query, prompt))
-    return template, prepare_item(state, image, fields)
+    label.setdefault("response", completion_of(query, prompt))
+    return template, prepare_item(state, image, label)
 
 
 @router.post("/get_reward")
@@ -83,7 +75,7 @@ async def get_reward(request: Request) -> JSONResponse:
     if not isinstance(labels, list) or len(labels) != len(queries) or len(prompts) != len(queries):
         raise ServiceError(400, "'query', 'prompts' and 'labels' must be lists of the same length")
     check_media_count(state, len(queries))
-    parsed = [_prepared(state, q, p, _label(label)) for q, p, label in zip(queries, prompts, labels)]
+    parsed = [_prepared(state, q, p, label) for q, p, label in zip(queries, prompts, labels)]
     groups: dict[str, list[int]] = {}
     for index, (template, _) in enumerate(parsed):
         groups.setdefault(template, []).append(index)

@@ -16,7 +16,6 @@ deadline failed; retried by verl-omni). The scores that were computed are in tha
 
 from __future__ import annotations
 
-import json
 import pickle
 from typing import Any
 
@@ -34,6 +33,7 @@ from unifiedreward.service.state import (
     check_media_count,
     failure_answer,
     judge,
+    json_object,
     read_body,
     scaled_score,
     state_of,
@@ -56,12 +56,10 @@ def _load(state: ServiceState, request: Request, body: bytes) -> tuple[dict[str,
     if pickled and not state.config.allow_pickle:
         raise ServiceError(415, PICKLE_REFUSED)
     try:
-        data = pickle.loads(body) if pickled else json.loads(body)  # noqa: S301 (--allow-pickle, loopback only)
+        data = pickle.loads(body) if pickled else body  # noqa: S301 (--allow-pickle, loopback only)
+        return json_object(data, "the body"), pickled
     except Exception as error:  # anything a malformed pickle or JSON body raises
-        raise ServiceError(400, f"cannot read the body ({type(error).__name__}: {error})") from None
-    if not isinstance(data, dict):
-        raise ServiceError(400, f"the body must be an object with 'images' and 'prompts', got {type(data).__name__}")
-    return data, pickled
+        raise ServiceError(400, f"cannot read the body: {error}") from None
 
 
 def _items(state: ServiceState, data: dict[str, Any], pickled: bool) -> list[JudgeItem | RewardResult]:

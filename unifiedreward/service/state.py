@@ -54,16 +54,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def json_object(text: str | bytes | dict, what: str) -> dict[str, Any]:
+    """``text`` parsed as a JSON object (an object already parsed is copied); ``ValueError`` naming ``what``."""
+    if isinstance(text, (str, bytes)):
+        try:
+            text = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"{what} is not JSON ({error})") from None
+    if not isinstance(text, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(text).__name__}")
+    return dict(text)
+
+
 async def read_json(request: Request) -> dict[str, Any]:
     """The body as a JSON object (400 when it is not one; 413 above the size limit)."""
     body = await read_body(request, state_of(request).config.max_body_bytes)
     try:
-        data = json.loads(body)
+        return json_object(body, "the body")
     except ValueError as error:
-        raise ServiceError(400, f"the body is not JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise ServiceError(400, f"the body must be a JSON object, got {type(data).__name__}")
-    return data
+        raise ServiceError(400, str(error)) from None
 
 
 def check_media_count(state: ServiceState, count: int) -> None:
