@@ -133,3 +133,15 @@ def test_slow_backend_answers_429_or_deadline_errors_never_hangs():
     answered = [item for status, _, _, body in outcomes if status == 200 for item in body["results"]]
     assert answered and all(item["status"] != "ok" and "deadline" in item["error"] for item in answered)
     assert all(item["score"] is None for item in answered)
+
+
+def test_max_new_tokens_reaches_the_backend():
+    """``serve --max-new-tokens`` is the judge's generation budget (the benchmark runs both paths at one budget)."""
+    with StandInBackend() as backend:
+        service = RewardService(["--server", backend.base_url, "--max-new-tokens", "7"]).start()
+        try:
+            answer = httpx.post(f"{service.base_url}/v1/score", json=chunk_body(0, range(2)), timeout=30)
+        finally:
+            service.close()
+    assert answer.status_code == 200 and [r["status"] for r in answer.json()["results"]] == ["ok", "ok"]
+    assert [body["max_tokens"] for body in backend.received] == [7, 7]
