@@ -4,7 +4,9 @@
     chunks of ``--chunk`` pairs to ``POST /v1/compare`` (our JSON API); the service batches them into the judge,
     which calls vLLM through the project's client;
 (b) upstream's path (Pref-GRPO's, ``vllm_qwen/vllm_request.py``): a ThreadPoolExecutor of ``--concurrency``
-    workers, one request per item straight to vLLM (`http_throughput.run_upstream`, imported, not copied).
+    workers, one request per item straight to vLLM (`http_throughput.run_upstream`, imported, not copied);
+(c) for reference, the library's own HTTP client straight to vLLM (`http_throughput.run_ours`): what the service
+    adds on top of the client it uses.
 
 Both judge the same image pairs (`http_throughput.make_pairs`) with the pair-rank template and the same token
 budget (``--max-tokens``). vLLM is its CPU build in ``.venv-vllm`` (`servers.VLLMServer`, as in the tests) serving
@@ -39,7 +41,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from http_throughput import TEMPLATE, RunStats, make_pairs, make_requests, percentile, run_upstream  # noqa: E402
+from http_throughput import TEMPLATE, RunStats, make_pairs, make_requests, percentile, run_ours, run_upstream  # noqa: E402
 from servers import VLLMServer, require_vllm  # noqa: E402  (the test suite's launchers)
 from service_load import run_load  # noqa: E402
 from service_servers import RewardService, StandInBackend  # noqa: E402
@@ -123,8 +125,15 @@ def benchmark(args) -> dict:
             # warm-up of both paths (first requests compile code paths in vLLM)
             run_upstream(vllm.base_url, batch[:4], args.concurrency, args.max_tokens, "warm-up", extra)
             run_service(service.base_url, pairs[:4], 1, 4, "warm-up")
-            upstream = run_upstream(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean", extra)
-            ours = run_service(service.base_url, pairs, args.clients, args.chunk, "clean")
+            passes = {
+                "upstream": lambda: run_upstream(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean", extra),
+                "service": lambda: run_service(service.base_url, pairs, args.clients, args.chunk, "clean"),
+                "client-direct": lambda: run_ours(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean"),
+            }
+            runs = []
+            for round_ in range(args.rounds):  # the order alternates, so drifting machine load hits both sides
+                order = list(passes) if round_ % 2 == 0 else list(reversed(passes))
+                runs += [passes[name]() for name in order]
         finally:
             if service is not None:
                 service.close()
@@ -140,10 +149,23 @@ def benchmark(args) -> dict:
         "service_chunk": args.chunk,
         "service_args": args.serve_arg,
         "cpus": args.cpus_in_use,
-        "service_vs_upstream_ratio": round(ours.items_per_s / upstream.items_per_s, 3) if upstream.items_per_s else None,
-        "p95_ratio": round(ours.p95_s / upstream.p95_s, 3) if upstream.p95_s else None,
-        "runs": [asdict(upstream), asdict(ours)],
+        "rounds": args.rounds,
+        "service_vs_upstream_ratio": ratio(runs, "service", "upstream", "items_per_s"),
+        "p95_ratio": ratio(runs, "service", "upstream", "p95_s"),
+        "client_direct_vs_upstream_ratio": ratio(runs, "ours", "upstream", "items_per_s"),
+        "runs": [asdict(r) for r in runs],
     }
+
+
+def ratio(runs: list[RunStats], a: str, b: str, figure: str) -> float | None:
+    """``figure`` of client ``a`` over client ``b``: items/s over all rounds (items / seconds), p95 as a mean."""
+    def value(client: str) -> float:
+        mine = [r for r in runs if r.client == client]
+        if figure == "items_per_s":
+            return sum(r.ok for r in mine) / sum(r.seconds for r in mine)
+        return sum(getattr(r, figure) for r in mine) / len(mine)
+
+    return round(value(a) / value(b), 3) if value(b) else None
 
 
 def soak(args) -> dict:
@@ -192,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         help="upstream's max_tokens (default: the template's budget, which the service's judge sends)",
     )
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `unifiedreward serve` argument")
+    parser.add_argument("--rounds", type=int, default=1, help="passes of each client, the order alternating")
     parser.add_argument("--cpus", help="pin to these cores, e.g. 0,1")
     parser.add_argument("--soak", action="store_true", help="the 64 x 2,000 load over the stand-in backend")
     parser.add_argument("--soak-clients", type=int, default=64)
