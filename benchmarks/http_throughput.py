@@ -251,11 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         "failed_items": {f"{r.client}/{r.scenario}": r.failed for r in runs},
         "runs": [asdict(r) for r in runs],
     }
-    print(json.dumps(report, indent=2))
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2))
+    report_figures(report, args.json_out)
     return 0
+
+
+def report_figures(report: dict, json_out: str | None) -> None:
+    """Print the figures, and write them to ``json_out`` when given."""
+    print(json.dumps(report, indent=2))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import logging
 import os
 import sys
@@ -41,7 +40,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from http_throughput import TEMPLATE, RunStats, make_pairs, make_requests, percentile, run_ours, run_upstream  # noqa: E402
+from http_throughput import (  # noqa: E402
+    TEMPLATE, RunStats, make_pairs, make_requests, percentile, report_figures, run_ours, run_upstream,
+)  # fmt: skip
 from servers import VLLMServer, require_vllm  # noqa: E402  (the test suite's launchers)
 from service_load import run_load  # noqa: E402
 from service_servers import RewardService, StandInBackend  # noqa: E402
@@ -126,7 +127,9 @@ def benchmark(args) -> dict:
             run_upstream(vllm.base_url, batch[:4], args.concurrency, args.max_tokens, "warm-up", extra)
             run_service(service.base_url, pairs[:4], 1, 4, "warm-up")
             passes = {
-                "upstream": lambda: run_upstream(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean", extra),
+                "upstream": lambda: run_upstream(
+                    vllm.base_url, batch, args.concurrency, args.max_tokens, "clean", extra
+                ),
                 "service": lambda: run_service(service.base_url, pairs, args.clients, args.chunk, "clean"),
                 "client-direct": lambda: run_ours(vllm.base_url, batch, args.concurrency, args.max_tokens, "clean"),
             }
@@ -182,7 +185,9 @@ def soak(args) -> dict:
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
         try:
-            stats = run_load(service.base_url, args.soak_clients, args.soak_items, args.chunk, fail_every=50, timeout=300)
+            stats = run_load(
+                service.base_url, args.soak_clients, args.soak_items, args.chunk, fail_every=50, timeout=300
+            )
         finally:
             stop.set()
             sampler.join()
@@ -224,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ["OMP_NUM_THREADS"] = "1"  # the service and this process; vLLM's launcher sets its own (2)
     args.cpus_in_use = pin(args.cpus)
-    report = soak(args) if args.soak else benchmark(args)
-    print(json.dumps(report, indent=2))
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2))
+    report_figures(soak(args) if args.soak else benchmark(args), args.json_out)
     return 0
 
 

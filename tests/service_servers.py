@@ -40,7 +40,8 @@ class RewardService(LocalServer):
         self.args = list(args)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "unifiedreward.cli", "serve", *self.args, "--host", "127.0.0.1", "--port", str(self.port)]
+        address = ["--host", "127.0.0.1", "--port", str(self.port)]
+        return [sys.executable, "-m", "unifiedreward.cli", "serve", *self.args, *address]
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "PYTHONPATH": str(REPO)}

@@ -66,7 +66,8 @@ def test_64_clients_lose_nothing_duplicate_nothing_keep_order():
             service.close()
     total = CLIENTS * ITEMS_PER_CLIENT
     unscorable = total // FAIL_EVERY
-    print(f"load: {stats}; backend judged {len(backend.tags)}; RSS {memory.samples[0]:.0f} -> {memory.samples[-1]:.0f} MiB")
+    rss = f"RSS {memory.samples[0]:.0f} -> {memory.samples[-1]:.0f} MiB"
+    print(f"load: {stats}; backend judged {len(backend.tags)}; {rss}")
     assert (stats.lost_items, stats.duplicated_items, stats.misordered_items) == (0, 0, 0), stats
     assert stats.failed_requests == 0, stats.failure_reasons
     assert (stats.scored_items, stats.item_errors, stats.zero_or_nan_failures) == (total - unscorable, unscorable, 0)
@@ -115,7 +116,8 @@ def test_slow_backend_answers_429_or_deadline_errors_never_hangs():
                 began = time.monotonic()
                 response = httpx.post(f"{service.base_url}/v1/score", json=body, timeout=30)
                 with lock:
-                    outcomes.append((response.status_code, time.monotonic() - began, dict(response.headers), response.json()))
+                    seconds = time.monotonic() - began
+                    outcomes.append((response.status_code, seconds, dict(response.headers), response.json()))
 
             threads = [threading.Thread(target=one, args=(c,)) for c in range(12)]
             for thread in threads:
