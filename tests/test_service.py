@@ -149,6 +149,24 @@ def test_group_win_rate_over_all_pairs(judge, images):
     assert answer["rewards"] == pytest.approx([w / 2 for w in wins], abs=1e-12)
 
 
+def test_group_of_text_answers(judge, images):
+    """Understanding: one image, several answers -> pointwise scores and win rates, as direct calls."""
+    answers, question = ["A red circle.", "A blue square.", "Nothing."], "What is shown?"
+    point = judge.score_batch("image_understanding.point_score.v1", [
+        JudgeItem([images[0]], {"question": question, "response": a}) for a in answers], mode="logit")
+    pairs = judge.compare_batch("image_understanding.pair_rank.v1", [
+        JudgeItem([images[0]], {"question": question, "answer1": answers[a], "answer2": answers[b]})
+        for a, b in [(0, 1), (0, 2), (1, 2)]], mode="logit")
+    request = {"media": [b64(images[0])], "fields": {"question": question}, "answers": answers}
+    with serving(judge, mode="logit") as url:
+        pointwise = httpx.post(f"{url}/v1/group", json={**request, "method": "pointwise"}, timeout=120).json()
+        winrate = httpx.post(f"{url}/v1/group", json={**request, "method": "winrate"}, timeout=120).json()
+        broken = httpx.post(f"{url}/v1/group", json={**request, "media": ["@@"]}, timeout=120).json()
+    assert pointwise["rewards"] == [r.score / 100 for r in point]
+    assert [c["probs"] for c in winrate["comparisons"]] == [r.probs for r in pairs]
+    assert broken["rewards"] == [None] * 3 and broken["results"][0]["status"] == "media_error"
+
+
 def test_get_reward_scores_the_completion(judge, images):
     """OpenRLHF's request: the label carries the image and question; the completion is the query after its prompt."""
     prompt = "<|im_start|>user\nWhat is shown?<|im_end|>\n<|im_start|>assistant\n"
@@ -258,6 +276,9 @@ def test_body_and_media_limits_answer_413(judge, images):
         assert big.status_code == 413 and "--max-body-mb" in big.json()["error"]
         many = httpx.post(f"{url}/v1/scorer", json={"images": ["eA=="] * 3, "prompts": ["p"] * 3})
         assert many.status_code == 413 and "--max-media" in many.json()["error"]
+    with serving(judge, max_queue=1) as url:  # more items than could ever wait: 413, not a 429 to retry forever
+        over = httpx.post(f"{url}/v1/scorer", json={"images": [b64(images[0])] * 2, "prompts": ["p"] * 2})
+        assert over.status_code == 413 and "--max-queue" in over.json()["error"]
 
 
 # --- bad input: per-item errors, the rest judged --------------------------------------------------------------------
@@ -332,3 +353,19 @@ def test_template_of_the_wrong_kind_is_a_400(judge, images):
 
 def test_scorer_scale_is_the_adapters():
     assert get_template(POINT).max_scaled(5.0) == 1.0 and get_template("image_understanding.point_score.v1").max_scaled(50) == 0.5
+
+
+def test_service_over_http_replica_matches_the_client(toy_server, images):
+    """`--server`: the judge is a real `transformers serve` of the toy model behind the library's HTTP client; two
+    judge calls at once (`workers=2`, as `unifiedreward serve --server` runs); concurrent requests get the texts a
+    direct client call gets for the same items."""
+    remote = UnifiedReward.from_server(toy_server.base_url, image_format="png", timeout=60, max_new_tokens=6)
+    prompts = ["a red circle", "a blue square", "a green triangle"]
+    items = [JudgeItem([images[i], images[i + 1]], {"prompt": p}) for i, p in enumerate(prompts)]
+    direct = remote.compare_batch(PAIR, items)
+    with serving(remote, workers=2, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(lambda i: httpx.post(f"{url}/v1/compare", json={"items": [{"media": [
+            b64(images[i]), b64(images[i + 1])], "fields": {"prompt": prompts[i]}}]}, timeout=120).json(), range(3)))
+    for want, answer in zip(direct, answers):
+        (have,) = answer["results"]
+        assert want.text and (have["status"], have["text"]) == (want.status.value, want.text)

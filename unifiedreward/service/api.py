@@ -31,6 +31,7 @@ from unifiedreward.service.state import (
 
 router = APIRouter()
 GROUP_METHODS = ("pointwise", "winrate")
+UNDERSTANDING_TEMPLATES = {"score": "image_understanding.point_score.v1", "compare": "image_understanding.pair_rank.v1"}
 
 
 def group_pairs(count: int) -> list[tuple[int, int]]:
@@ -38,9 +39,12 @@ def group_pairs(count: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(count), 2))
 
 
-def pick_template(state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None) -> str:
+def pick_template(
+    state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None, defaults: dict[str, str] | None = None
+) -> str:
     """The request's ``template``; else the default template of its ``checkpoint`` for the first item's task
-    (template mode ``template_kind``, default point_score / the checkpoint's pairwise mode); else the service's."""
+    (template mode ``template_kind``, default point_score / the checkpoint's pairwise mode); else ``defaults[kind]``
+    or the service's."""
     if data.get("template"):
         return str(data["template"])
     if data.get("checkpoint"):
@@ -55,12 +59,16 @@ def pick_template(state: ServiceState, data: dict[str, Any], kind: str, first: J
             return checkpoint.default_template(task, str(data.get("template_kind") or default)).key
         except (KeyError, ValueError) as error:
             raise ServiceError(400, f"checkpoint {checkpoint.hub_id}: {error}") from None
+    if defaults:
+        return defaults[kind]
     return state.config.score_template if kind == "score" else state.config.compare_template
 
 
-def batch_key(state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None) -> BatchKey:
+def batch_key(
+    state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None, defaults: dict[str, str] | None = None
+) -> BatchKey:
     mode = str(data.get("mode") or state.config.mode)
-    return BatchKey(kind, pick_template(state, data, kind, first), mode, bool(data.get("swap", False)))
+    return BatchKey(kind, pick_template(state, data, kind, first, defaults), mode, bool(data.get("swap", False)))
 
 
 def _items(state: ServiceState, data: dict[str, Any]) -> list[JudgeItem | RewardResult]:
@@ -109,17 +117,43 @@ async def compare(request: Request) -> dict[str, Any]:
 @router.post("/v1/group")
 async def group(request: Request) -> dict[str, Any]:
     """One prompt's candidates -> a reward each: ``method="pointwise"`` (score / scale max) or ``"winrate"``
-    (each candidate's share of wins over the pairs of `group_pairs`; a tie counts half, P(win) in logit mode)."""
+    (each candidate's share of wins over the pairs of `group_pairs`; a tie counts half, P(win) in logit mode).
+    Candidates are media (``candidates``, after the shared ``context_media``) or text answers about shared
+    ``media`` (``answers``: the understanding templates' ``response`` / ``answer1`` and ``answer2``)."""
     state = state_of(request)
     data = await read_json(request)
     method = data.get("method", "pointwise")
-    if method not in GROUP_METHODS:
-        raise ServiceError(400, f"method must be one of {GROUP_METHODS}, got {method!r}")
+    fields = data.get("fields") or {}
+    if method not in GROUP_METHODS or not isinstance(fields, dict):
+        raise ServiceError(400, f"method must be one of {GROUP_METHODS} and 'fields' an object")
+    count, point, pair, defaults = (_answer_group if "answers" in data else _media_group)(state, data, fields)
+    if method == "pointwise":
+        prepared = [point(i) for i in range(count)]
+        key = batch_key(state, data, "score", _first(prepared), defaults)
+        results = await judge(state, key, prepared)
+        state.metrics.record_results(request.url.path, results)
+        rewards = [scaled_score(key.template, result) for result in results]
+        return {**_answer(key, [{} for _ in results], results), "method": method, "rewards": rewards}
+    pairs = group_pairs(count)
+    prepared = [pair(a, b) for a, b in pairs]
+    key = batch_key(state, data, "compare", _first(prepared), defaults)
+    results = await judge(state, key, prepared)
+    state.metrics.record_results(request.url.path, results)
+    rewards = win_rates(count, pairs, results, use_probs=key.mode == "logit")
+    answer = _answer(key, [{"pair": list(p)} for p in pairs], results)
+    return {**answer, "method": method, "rewards": rewards, "comparisons": answer.pop("results")}
+
+
+def _first(prepared: list[JudgeItem | RewardResult]) -> JudgeItem | None:
+    return next((item for item in prepared if isinstance(item, JudgeItem)), None)
+
+
+def _media_group(state: ServiceState, data: dict[str, Any], fields: dict[str, Any]):
+    """Media candidates: (count, item of one, item of a pair, no template defaults of its own)."""
     candidates = field_list(data, "candidates")
     context = data.get("context_media") or []  # e.g. an edit's source image, before each candidate
-    fields = data.get("fields") or {}
-    if not isinstance(context, list) or not isinstance(fields, dict):
-        raise ServiceError(400, "'context_media' must be a list and 'fields' an object")
+    if not isinstance(context, list):
+        raise ServiceError(400, "'context_media' must be a list")
     check_media_count(state, len(candidates) + len(context))
     decoded: list[list[Any] | RewardResult] = []
     for candidate in candidates:
@@ -127,30 +161,38 @@ async def group(request: Request) -> dict[str, Any]:
             decoded.append(decode_media(context, state.config.media_root) + decode_media(candidate, state.config.media_root))
         except MediaError as error:
             decoded.append(RewardResult.failure(Status.MEDIA_ERROR, str(error)))
-    if method == "pointwise":
-        prepared = [m if isinstance(m, RewardResult) else JudgeItem(media=m, fields=dict(fields)) for m in decoded]
-        first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
-        key = batch_key(state, data, "score", first)
-        results = await judge(state, key, prepared)
-        state.metrics.record_results(request.url.path, results)
-        rewards = [scaled_score(key.template, result) for result in results]
-        return {**_answer(key, [{} for _ in results], results), "method": method, "rewards": rewards}
-    pairs = group_pairs(len(candidates))
-    prepared = [_pair_item(decoded[a], decoded[b], len(context), fields) for a, b in pairs]
-    first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
-    key = batch_key(state, data, "compare", first)
-    results = await judge(state, key, prepared)
-    state.metrics.record_results(request.url.path, results)
-    rewards = win_rates(len(candidates), pairs, results, use_probs=key.mode == "logit")
-    answer = _answer(key, [{"pair": list(pair)} for pair in pairs], results)
-    return {**answer, "method": method, "rewards": rewards, "comparisons": answer.pop("results")}
+
+    def point(i: int) -> JudgeItem | RewardResult:
+        media = decoded[i]
+        return media if isinstance(media, RewardResult) else JudgeItem(media=media, fields=dict(fields))
+
+    def pair(a: int, b: int) -> JudgeItem | RewardResult:
+        failed = next((m for m in (decoded[a], decoded[b]) if isinstance(m, RewardResult)), None)
+        return failed or JudgeItem(media=decoded[a] + decoded[b][len(context):], fields=dict(fields))
+
+    return len(candidates), point, pair, None
 
 
-def _pair_item(a: list[Any] | RewardResult, b: list[Any] | RewardResult, context: int, fields: dict) -> JudgeItem | RewardResult:
-    for side in (a, b):
-        if isinstance(side, RewardResult):
-            return side
-    return JudgeItem(media=a + b[context:], fields=dict(fields))
+def _answer_group(state: ServiceState, data: dict[str, Any], fields: dict[str, Any]):
+    """Text answers about shared ``media``: (count, item of one, item of a pair, understanding templates)."""
+    answers = field_list(data, "answers", str)
+    media = data.get("media")
+    check_media_count(state, len(media) if isinstance(media, list) else 1)
+    try:
+        shared: list[Any] | RewardResult = decode_media(media, state.config.media_root)
+    except MediaError as error:
+        shared = RewardResult.failure(Status.MEDIA_ERROR, str(error))
+
+    def item(values: dict[str, str]) -> JudgeItem | RewardResult:
+        return shared if isinstance(shared, RewardResult) else JudgeItem(media=list(shared), fields={**fields, **values})
+
+    def point(i: int) -> JudgeItem | RewardResult:
+        return item({"response": answers[i]})
+
+    def pair(a: int, b: int) -> JudgeItem | RewardResult:
+        return item({"answer1": answers[a], "answer2": answers[b]})
+
+    return len(answers), point, pair, UNDERSTANDING_TEMPLATES
 
 
 def win_rates(count: int, pairs: list[tuple[int, int]], results: list[RewardResult], use_probs: bool) -> list[float | None]:

@@ -4,6 +4,7 @@ judging a request's items through the batcher with the items that already failed
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from unifiedreward.service.batcher import Batcher, BatchKey, QueueFull, check_ke
 from unifiedreward.service.config import ServiceConfig
 from unifiedreward.service.media_input import decode_media
 from unifiedreward.service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -101,13 +104,15 @@ def prepare_item(state: ServiceState, media: Any, fields: dict[str, Any]) -> Jud
 
 async def judge(state: ServiceState, key: BatchKey, prepared: list[JudgeItem | RewardResult]) -> list[RewardResult]:
     """Results for ``prepared`` in order: items judged through the batcher, failures already made kept as they are.
-    400 for a key no judge call could run (unknown template, wrong kind, other prompt format); 429 with
-    ``Retry-After`` when the queue is full."""
+    400 for a key no judge call could run (unknown template, wrong kind, other prompt format); 413 for more items
+    than the queue holds; 429 with ``Retry-After`` when the queue is full."""
     try:
         check_key(state.judge, key)
     except (KeyError, ValueError) as error:
         raise ServiceError(400, str(error).strip("'\"")) from None
     todo = [index for index, item in enumerate(prepared) if isinstance(item, JudgeItem)]
+    if len(todo) > state.config.max_queue:  # could never be queued: not a 429 to retry
+        raise ServiceError(413, f"{len(todo)} items in one request; the queue holds {state.config.max_queue} (--max-queue)")
     try:
         judged = await state.batcher.submit(key, [prepared[i] for i in todo], state.config.request_deadline_s)
     except QueueFull as full:
@@ -145,4 +150,5 @@ def failure_answer(results: list[RewardResult]) -> tuple[int, dict[str, Any], di
     ]
     status = failure_status(results)
     message = f"{len(errors)} of {len(results)} items failed; first: item {errors[0]['index']}: {errors[0]['error']}"
+    logger.warning("answered %d: %s", status, message)
     return status, {"error": message, "errors": errors}, {"Retry-After": "1"} if status == 503 else None
