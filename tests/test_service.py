@@ -54,8 +54,8 @@ def serving(judge, **settings):
     server = uvicorn.Server(uvicorn.Config(create_app(judge, config), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
-        time.sleep(0.02)
+    wait_for(lambda: server.started or not thread.is_alive())
+    assert server.started, "the server did not start"
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
@@ -201,6 +201,7 @@ def test_cli_batches_concurrent_requests_and_keeps_each_order(judge, images, toy
                 break
         assert url, "no startup line"
         wait_for(lambda: _healthy(url), timeout=60)
+        assert httpx.get(f"{url}/health").json()["workers"] == 1  # an in-process judge: one call at a time
         key = {"Authorization": "Bearer test-key"}
         assert httpx.post(f"{url}/v1/score", json={"items": []}).status_code == 401
         assert httpx.post(f"{url}/v1/score", json={"items": []}, headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -342,6 +343,14 @@ def test_pickle_needs_the_flag_and_loopback(judge, images):
     assert result.returncode == 2 and "--allow-pickle" in result.stderr
 
 
+def test_health_never_shows_server_credentials():
+    from unifiedreward.cli import build_parser
+    from unifiedreward.cli.serve import service_config
+
+    args = build_parser(["serve"]).parse_args(["serve", "--server", "http://u:secret@10.0.0.5:8080,http://10.0.0.6:8080"])
+    assert service_config(args).model_name == "http://***@10.0.0.5:8080,http://10.0.0.6:8080"
+
+
 def test_template_of_the_wrong_kind_is_a_400(judge, images):
     with serving(judge) as url:
         answer = httpx.post(f"{url}/v1/score", json={"template": PAIR, "items": [
@@ -357,15 +366,50 @@ def test_scorer_scale_is_the_adapters():
 
 def test_service_over_http_replica_matches_the_client(toy_server, images):
     """`--server`: the judge is a real `transformers serve` of the toy model behind the library's HTTP client; two
-    judge calls at once (`workers=2`, as `unifiedreward serve --server` runs); concurrent requests get the texts a
+    judge calls at once (the default for a backend that queues requests itself); concurrent requests get the texts a
     direct client call gets for the same items."""
     remote = UnifiedReward.from_server(toy_server.base_url, image_format="png", timeout=60, max_new_tokens=6)
     prompts = ["a red circle", "a blue square", "a green triangle"]
     items = [JudgeItem([images[i], images[i + 1]], {"prompt": p}) for i, p in enumerate(prompts)]
     direct = remote.compare_batch(PAIR, items)
-    with serving(remote, workers=2, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+    with serving(remote, max_wait_ms=50) as url, ThreadPoolExecutor(3) as pool:
+        assert httpx.get(f"{url}/health").json()["workers"] == 2
         answers = list(pool.map(lambda i: httpx.post(f"{url}/v1/compare", json={"items": [{"media": [
             b64(images[i]), b64(images[i + 1])], "fields": {"prompt": prompts[i]}}]}, timeout=120).json(), range(3)))
     for want, answer in zip(direct, answers):
         (have,) = answer["results"]
         assert want.text and (have["status"], have["text"]) == (want.status.value, want.text)
+
+
+def test_batcher_splits_merges_and_returns_every_item_once():
+    """Bookkeeping at a scale the toy judge is too slow for: a stand-in judge whose score is the item's number.
+    300 concurrent requests of 1-12 items (more than max_batch: split) each get exactly their own items back, in
+    their order, and no judge call holds more than max_batch items."""
+    import asyncio
+    import random
+
+    from reward_core.results import RewardResult, Status
+    from unifiedreward.service.batcher import Batcher, BatchKey
+
+    class NumberJudge:
+        checkpoint, sizes = None, []
+
+        def score_batch(self, template, items, mode):
+            self.sizes.append(len(items))
+            return [RewardResult(Status.OK, score=item.fields["n"]) for item in items]
+
+    async def scenario():
+        stand_in = NumberJudge()
+        batcher = Batcher(stand_in, max_batch=7, max_wait_s=0.005, max_queue=10_000)
+        await batcher.start()
+        rng = random.Random(0)
+        requests = [[rng.randrange(10**6) for _ in range(rng.randint(1, 12))] for _ in range(300)]
+        key = BatchKey("score", POINT, "logit")
+        answers = await asyncio.gather(*(batcher.submit(key, [JudgeItem([], {"n": n}) for n in numbers], 30)
+                                         for numbers in requests))
+        await batcher.stop()
+        return requests, answers, stand_in.sizes
+
+    requests, answers, sizes = asyncio.run(scenario())
+    assert [[r.score for r in answer] for answer in answers] == requests
+    assert sum(sizes) == sum(map(len, requests)) and max(sizes) == 7 and len(sizes) < len(requests)

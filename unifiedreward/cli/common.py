@@ -30,21 +30,24 @@ def load_judge(
     max_new_tokens: int | None = None,
     api_key: str | None = None,
     logprob_tokens: str = "auto",
+    family: str | None = None,
 ) -> UnifiedReward:
     """The judge served at ``server`` (OpenAI-compatible URL, or replicas "URL1,URL2") when given, else
     the local ``checkpoint``.
 
     ``device``, ``dtype`` and ``batch_size`` apply to a local checkpoint only; ``api_key`` (default
-    ``$UNIFIEDREWARD_API_KEY`` / ``$OPENAI_API_KEY``) and ``logprob_tokens`` to a server only.
+    ``$UNIFIEDREWARD_API_KEY`` / ``$OPENAI_API_KEY``) and ``logprob_tokens`` to a server only. ``family`` names the
+    released checkpoint the judge is (its default templates and chat-template options: thinking off on Qwen3.5).
     """
     from reward_core.model import UnifiedReward
 
     if server:
         return UnifiedReward.from_server(
-            server, model=served_model, max_new_tokens=max_new_tokens, api_key=api_key, logprob_tokens=logprob_tokens
+            server, model=served_model, max_new_tokens=max_new_tokens, api_key=api_key, logprob_tokens=logprob_tokens,
+            checkpoint=family,
         )
     if not checkpoint:
         raise ValueError("give a reward model checkpoint or a server URL")
     return UnifiedReward.from_pretrained(
-        checkpoint, device=device, dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens
+        checkpoint, device=device, dtype=dtype, batch_size=batch_size, max_new_tokens=max_new_tokens, checkpoint=family
     )

@@ -20,7 +20,7 @@ from unifiedreward.cli.help import CommandParser, examples
 
 logger = logging.getLogger("unifiedreward.serve")
 
-API_KEY_VARIABLE = "UNIFIEDREWARD_SERVICE_API_KEY"  # not UNIFIEDREWARD_API_KEY: that one is sent to the --server replicas
+API_KEY_VARIABLE = "UNIFIEDREWARD_SERVICE_API_KEY"  # not UNIFIEDREWARD_API_KEY: that one goes to --server replicas
 DEFAULT_PORT = 8000
 
 
@@ -42,7 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     source.add_argument("--model", help="checkpoint path (or hub id) loaded in-process with transformers")
     source.add_argument("--server", metavar="URL[,URL...]", help="OpenAI-compatible judge server(s) (vLLM replicas)")
     parser.add_argument("--server-model", help="model name to request from --server")
-    parser.add_argument("--server-api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)")
+    parser.add_argument(
+        "--checkpoint", metavar="HUB_ID",
+        help="the released checkpoint the judge is (a renamed copy, or --server): its templates and chat options",
+    )
+    parser.add_argument(
+        "--server-api-key", help="bearer key for --server (default $UNIFIEDREWARD_API_KEY, $OPENAI_API_KEY)"
+    )
     parser.add_argument("--device", default=None, help="--model: torch device (cpu, cuda, cuda:1; default: auto)")
     parser.add_argument("--dtype", default="auto", help="--model: weights dtype (auto, bf16, fp16, fp32)")
     parser.add_argument("--batch-size", type=int, default=8, help="--model: items per forward pass")
@@ -50,13 +56,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--mode", choices=("generate", "logit"), default=defaults.mode, help="judge mode")
     parser.add_argument("--host", default=defaults.host, help="address to bind (0.0.0.0 exposes it: set a key)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
-    parser.add_argument("--api-key", help=f"required bearer key (default ${API_KEY_VARIABLE}; the variable stays out of ps)")
+    parser.add_argument("--api-key", help=f"required bearer key (default ${API_KEY_VARIABLE}, which stays out of ps)")
     parser.add_argument("--allow-pickle", action="store_true", help="accept pickled /v1/scorer bodies (127.0.0.1 only)")
     parser.add_argument("--media-root", help="folder that request media paths are read from (none: paths refused)")
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch, help="items per judge call at most")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="wait for more items (ms)")
     parser.add_argument("--max-queue", type=int, default=defaults.max_queue, help="items waiting at most (more: 429)")
-    parser.add_argument("--workers", type=int, default=None, help="judge calls at once (default: 1 --model, 2 --server)")
+    parser.add_argument("--workers", type=int, help="judge calls at once (default: 1 --model, 2 --server)")
     parser.add_argument("--deadline", type=float, default=defaults.request_deadline_s, help="seconds per request")
     parser.add_argument("--max-body-mb", type=float, default=defaults.max_body_bytes / 2**20, help="request body limit")
     parser.add_argument("--max-media", type=int, default=defaults.max_media_per_request, help="media per request")
@@ -71,13 +77,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def service_config(args: argparse.Namespace):
     """The `ServiceConfig` of the command line (``ValueError`` for a refused combination)."""
+    from reward_core.backends.http_client import redact_url
     from unifiedreward.service.config import ServiceConfig
 
+    shown = args.model or ",".join(redact_url(url.strip()) for url in args.server.split(","))  # /health is open
     return ServiceConfig(
         host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_VARIABLE) or None,
-        allow_pickle=args.allow_pickle, media_root=args.media_root, model_name=args.model or args.server,
+        allow_pickle=args.allow_pickle, media_root=args.media_root, model_name=shown,
         mode=args.mode, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
-        workers=args.workers or (2 if args.server else 1), request_deadline_s=args.deadline,
+        workers=args.workers, request_deadline_s=args.deadline,
         max_body_bytes=int(args.max_body_mb * 2**20), max_media_per_request=args.max_media,
         score_template=args.score_template, compare_template=args.compare_template,
         scorer_template=args.scorer_template, get_reward_template=args.get_reward_template,
@@ -98,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from unifiedreward.service.app import create_app
+    from unifiedreward.service.config import LOOPBACK
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -105,12 +114,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"unifiedreward serve: {error}", file=sys.stderr)
         return 2
-    if config.host not in ("127.0.0.1", "localhost", "::1") and config.api_key is None:
+    if config.host not in LOOPBACK and config.api_key is None:
         logger.warning("bound to %s without an API key: anyone who can reach it can use the judge", config.host)
     judge = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        api_key=args.server_api_key,
+        max_new_tokens=args.max_new_tokens, api_key=args.server_api_key, family=args.checkpoint,
     )  # fmt: skip
     app = create_app(judge, config)
     try:

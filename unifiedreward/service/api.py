@@ -40,7 +40,11 @@ def group_pairs(count: int) -> list[tuple[int, int]]:
 
 
 def pick_template(
-    state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None, defaults: dict[str, str] | None = None
+    state: ServiceState,
+    data: dict[str, Any],
+    kind: str,
+    first: JudgeItem | None,
+    defaults: dict[str, str] | None = None,
 ) -> str:
     """The request's ``template``; else the default template of its ``checkpoint`` for the first item's task
     (template mode ``template_kind``, default point_score / the checkpoint's pairwise mode); else ``defaults[kind]``
@@ -65,10 +69,16 @@ def pick_template(
 
 
 def batch_key(
-    state: ServiceState, data: dict[str, Any], kind: str, first: JudgeItem | None, defaults: dict[str, str] | None = None
+    state: ServiceState,
+    data: dict[str, Any],
+    kind: str,
+    first: JudgeItem | None,
+    defaults: dict[str, str] | None = None,
 ) -> BatchKey:
-    mode = str(data.get("mode") or state.config.mode)
-    return BatchKey(kind, pick_template(state, data, kind, first, defaults), mode, bool(data.get("swap", False)))
+    mode, swap = str(data.get("mode") or state.config.mode), data.get("swap", False)
+    if not isinstance(swap, bool):
+        raise ServiceError(400, f"'swap' must be true or false, got {swap!r}")
+    return BatchKey(kind, pick_template(state, data, kind, first, defaults), mode, swap)
 
 
 def _items(state: ServiceState, data: dict[str, Any]) -> list[JudgeItem | RewardResult]:
@@ -95,8 +105,7 @@ async def _judge_items(request: Request, kind: str) -> dict[str, Any]:
     state = state_of(request)
     data = await read_json(request)
     prepared = _items(state, data)
-    first = next((item for item in prepared if isinstance(item, JudgeItem)), None)
-    key = batch_key(state, data, kind, first)
+    key = batch_key(state, data, kind, _first(prepared))
     results = await judge(state, key, prepared)
     state.metrics.record_results(request.url.path, results)
     return _answer(key, [{"id": row.get("id")} for row in data["items"]], results)
@@ -158,7 +167,8 @@ def _media_group(state: ServiceState, data: dict[str, Any], fields: dict[str, An
     decoded: list[list[Any] | RewardResult] = []
     for candidate in candidates:
         try:
-            decoded.append(decode_media(context, state.config.media_root) + decode_media(candidate, state.config.media_root))
+            root = state.config.media_root
+            decoded.append(decode_media(context, root) + decode_media(candidate, root))
         except MediaError as error:
             decoded.append(RewardResult.failure(Status.MEDIA_ERROR, str(error)))
 
@@ -184,7 +194,9 @@ def _answer_group(state: ServiceState, data: dict[str, Any], fields: dict[str, A
         shared = RewardResult.failure(Status.MEDIA_ERROR, str(error))
 
     def item(values: dict[str, str]) -> JudgeItem | RewardResult:
-        return shared if isinstance(shared, RewardResult) else JudgeItem(media=list(shared), fields={**fields, **values})
+        if isinstance(shared, RewardResult):
+            return shared
+        return JudgeItem(media=list(shared), fields={**fields, **values})
 
     def point(i: int) -> JudgeItem | RewardResult:
         return item({"response": answers[i]})
@@ -195,7 +207,9 @@ def _answer_group(state: ServiceState, data: dict[str, Any], fields: dict[str, A
     return len(answers), point, pair, UNDERSTANDING_TEMPLATES
 
 
-def win_rates(count: int, pairs: list[tuple[int, int]], results: list[RewardResult], use_probs: bool) -> list[float | None]:
+def win_rates(
+    count: int, pairs: list[tuple[int, int]], results: list[RewardResult], use_probs: bool
+) -> list[float | None]:
     """Each candidate's share of wins over its successful comparisons; ``None`` for one with none."""
     wins, games = [0.0] * count, [0] * count
     for (a, b), result in zip(pairs, results):

@@ -15,7 +15,7 @@ from reward_core.model import UnifiedReward
 from unifiedreward.service import api, openrlhf_protocol, scorer_protocol
 from unifiedreward.service.auth import require_key
 from unifiedreward.service.batcher import Batcher
-from unifiedreward.service.config import ServiceConfig
+from unifiedreward.service.config import ServiceConfig, judge_workers
 from unifiedreward.service.metrics import ServiceMetrics
 from unifiedreward.service.state import ServiceError, ServiceState, state_of
 
@@ -27,7 +27,7 @@ def create_app(judge: UnifiedReward, config: ServiceConfig) -> FastAPI:
     metrics = ServiceMetrics()
     batcher = Batcher(
         judge, max_batch=config.max_batch, max_wait_s=config.max_wait_ms / 1000, max_queue=config.max_queue,
-        workers=config.workers, metrics=metrics,
+        workers=judge_workers(config, judge.backend), metrics=metrics,
     )  # fmt: skip
 
     @contextlib.asynccontextmanager
@@ -66,6 +66,7 @@ def create_app(judge: UnifiedReward, config: ServiceConfig) -> FastAPI:
             "backend": type(state.judge.backend).__name__,
             "checkpoint": state.judge.checkpoint.hub_id if state.judge.checkpoint is not None else None,
             "mode": state.config.mode,
+            "workers": batcher.workers,
             "queue_depth": batcher.queued,
             "running": batcher.running,
         }

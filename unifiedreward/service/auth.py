@@ -16,4 +16,5 @@ def require_key(request: Request) -> None:
         return
     sent = request.headers.get("authorization", "")
     if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
-        raise ServiceError(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", {"WWW-Authenticate": "Bearer"})
+        message = "missing or wrong API key: send 'Authorization: Bearer KEY'"
+        raise ServiceError(401, message, {"WWW-Authenticate": "Bearer"})

@@ -81,7 +81,8 @@ class _Piece:
 
 
 def deadline_failure(deadline_s: float) -> RewardResult:
-    return RewardResult.failure(Status.BACKEND_ERROR, f"{DEADLINE_ERROR}: not judged within the request's {deadline_s:g} s")
+    reason = f"{DEADLINE_ERROR}: not judged within the request's {deadline_s:g} s"
+    return RewardResult.failure(Status.BACKEND_ERROR, reason)
 
 
 def check_key(judge: UnifiedReward, key: BatchKey) -> None:
@@ -117,7 +118,6 @@ class Batcher:
         self.metrics = metrics
         self.queued = 0  # items waiting
         self.running = 0  # items in judge calls now
-        self.calls = 0  # judge calls made
         self._pending: collections.deque[_Piece] = collections.deque()
         self._changed: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task] = []
@@ -168,7 +168,7 @@ class Batcher:
         try:
             await asyncio.wait_for(asyncio.shield(job.future), timeout=max(0.0, job.deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            logger.warning("request deadline (%g s) passed with %d of %d items unanswered", deadline_s, job.open, len(items))
+            logger.warning("deadline (%g s) passed, %d of %d items unanswered", deadline_s, job.open, len(items))
         finally:
             self._drop(job)
         return [deadline_failure(deadline_s) if result is None else result for result in job.results]
@@ -225,7 +225,6 @@ class Batcher:
     async def _run(self, key: BatchKey, batch: list[_Piece]) -> None:
         items = [item for piece in batch for item in piece.job.items[piece.start : piece.end]]
         self.running += len(items)
-        self.calls += 1
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(items))
         started = time.monotonic()

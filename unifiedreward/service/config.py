@@ -7,6 +7,7 @@ from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MODES = ("generate", "logit")
+HTTP_WORKERS = 2
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,8 @@ class ServiceConfig:
 
     Batching: concurrent requests' items are merged into one judge call of at most ``max_batch`` items, waiting
     at most ``max_wait_ms`` for company; at most ``max_queue`` items wait (more: 429). ``workers`` judge calls run
-    at once (1 for an in-process model; a few for HTTP replicas, which queue requests themselves).
+    at once; ``None``: 1 for an in-process model, `HTTP_WORKERS` for a backend that queues requests itself (HTTP
+    replicas: ``queues_requests``), so that the next batch is sent while one is in flight.
     """
 
     host: str = "127.0.0.1"
@@ -28,7 +30,7 @@ class ServiceConfig:
     max_batch: int = 32
     max_wait_ms: float = 20.0
     max_queue: int = 1024
-    workers: int = 1
+    workers: int | None = None
     request_deadline_s: float = 300.0
     max_body_bytes: int = 64 * 1024 * 1024
     max_media_per_request: int = 256
@@ -41,7 +43,7 @@ class ServiceConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         for name in ("max_batch", "max_queue", "workers", "max_body_bytes", "max_media_per_request"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_wait_ms < 0 or self.request_deadline_s <= 0:
             raise ValueError("max_wait_ms must be >= 0 and request_deadline_s > 0")
@@ -54,3 +56,8 @@ class ServiceConfig:
             raise ValueError(f"--media-root {self.media_root!r} is not a folder")
         if self.api_key is not None and not self.api_key:
             raise ValueError("the API key is empty")
+
+
+def judge_workers(config: ServiceConfig, backend: object) -> int:
+    """How many judge calls run at once (see `ServiceConfig`)."""
+    return config.workers or (HTTP_WORKERS if getattr(backend, "queues_requests", False) else 1)

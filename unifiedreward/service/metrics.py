@@ -19,7 +19,8 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "unifiedreward_requests", "HTTP requests by route and status code", ["route", "code"], registry=self.registry
+            "unifiedreward_requests", "HTTP requests by route and status code", ["route", "code"],
+            registry=self.registry,
         )
         self.items = Counter("unifiedreward_items", "items answered, by route", ["route"], registry=self.registry)
         self.failed_items = Counter(

@@ -80,7 +80,9 @@ async def get_reward(request: Request) -> JSONResponse:
     for index, (template, _) in enumerate(parsed):
         groups.setdefault(template, []).append(index)
     keys = {template: BatchKey("score", template, state.config.mode) for template in groups}
-    answers = await asyncio.gather(*(judge(state, keys[t], [parsed[i][1] for i in members]) for t, members in groups.items()))
+    answers = await asyncio.gather(
+        *(judge(state, keys[t], [parsed[i][1] for i in members]) for t, members in groups.items())
+    )
     results: list[RewardResult] = [None] * len(queries)  # type: ignore[list-item]
     for members, judged in zip(groups.values(), answers):
         for index, result in zip(members, judged):

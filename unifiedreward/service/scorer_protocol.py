@@ -74,7 +74,8 @@ def _items(state: ServiceState, data: dict[str, Any], pickled: bool) -> list[Jud
     for index, (image, prompt) in enumerate(zip(images, prompts)):
         fields = {} if prompt is None else {"prompt": str(prompt)}
         try:
-            media = bytes(image) if pickled and isinstance(image, (bytes, bytearray)) else decode_base64(image, f"images[{index}]")
+            raw = pickled and isinstance(image, (bytes, bytearray))
+            media = bytes(image) if raw else decode_base64(image, f"images[{index}]")
         except MediaError as error:
             prepared.append(RewardResult.failure(Status.MEDIA_ERROR, str(error)))
             continue

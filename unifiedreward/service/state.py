@@ -47,7 +47,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it is longer than ``limit`` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ServiceError(413, f"request body of {int(declared)} bytes is above the limit ({limit} bytes, --max-body-mb)")
+        raise ServiceError(413, f"request body of {declared} bytes is above the limit ({limit} bytes, --max-body-mb)")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -112,7 +112,8 @@ async def judge(state: ServiceState, key: BatchKey, prepared: list[JudgeItem | R
         raise ServiceError(400, str(error).strip("'\"")) from None
     todo = [index for index, item in enumerate(prepared) if isinstance(item, JudgeItem)]
     if len(todo) > state.config.max_queue:  # could never be queued: not a 429 to retry
-        raise ServiceError(413, f"{len(todo)} items in one request; the queue holds {state.config.max_queue} (--max-queue)")
+        limit = state.config.max_queue
+        raise ServiceError(413, f"{len(todo)} items in one request; the queue holds {limit} (--max-queue)")
     try:
         judged = await state.batcher.submit(key, [prepared[i] for i in todo], state.config.request_deadline_s)
     except QueueFull as full:
