@@ -6,7 +6,7 @@ items through the real judge would not fit CI. Everything between the client and
 batching, the judge's parsing, the queue, deadlines) is the real service. Clients are httpx with bounded
 retries, as a trainer's reward worker (tests/service_load.py).
 
-In the suite: 64 concurrent clients x 100 items (6,400 items, ~40 s); the full 64 x 2,000 runs as
+In the suite: 64 concurrent clients x 50 items (3,200 items, 25-45 s here); the full 64 x 2,000 runs as
 ``python benchmarks/reward_service.py --soak`` (figures in docs/service.md).
 """
 
