@@ -57,10 +57,9 @@ class RunStats:
     p95_s: float
 
 
-def make_requests(count: int, seed: int = 0) -> list[BackendRequest]:
-    """Image pairs of coloured shapes with a caption, rendered with the real pair-rank template."""
+def make_pairs(count: int, seed: int = 0) -> list[tuple[list[Image.Image], str]]:
+    """Image pairs of coloured shapes, each with its caption."""
     rng = random.Random(seed)
-    template = get_template(TEMPLATE)
     out = []
     for i in range(count):
         images = []
@@ -68,8 +67,14 @@ def make_requests(count: int, seed: int = 0) -> list[BackendRequest]:
             image = Image.new("RGB", (64, 64), tuple(rng.randrange(256) for _ in range(3)))
             ImageDraw.Draw(image).ellipse((10, 10, 50, 50), fill=tuple(rng.randrange(256) for _ in range(3)))
             images.append(image)
-        out.append(BackendRequest(media=images, text=template.render(prompt=f"a shape on a background, item {i}")))
+        out.append((images, f"a shape on a background, item {i}"))
     return out
+
+
+def make_requests(count: int, seed: int = 0) -> list[BackendRequest]:
+    """`make_pairs`, rendered with the real pair-rank template."""
+    template = get_template(TEMPLATE)
+    return [BackendRequest(media=images, text=template.render(prompt=prompt)) for images, prompt in make_pairs(count, seed)]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -246,11 +251,16 @@ def main(argv: list[str] | None = None) -> int:
         "failed_items": {f"{r.client}/{r.scenario}": r.failed for r in runs},
         "runs": [asdict(r) for r in runs],
     }
-    print(json.dumps(report, indent=2))
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(report, indent=2))
+    report_figures(report, args.json_out)
     return 0
+
+
+def report_figures(report: dict, json_out: str | None) -> None:
+    """Print the figures, and write them to ``json_out`` when given."""
+    print(json.dumps(report, indent=2))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

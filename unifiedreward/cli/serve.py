@@ -52,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", default=None, help="--model: torch device (cpu, cuda, cuda:1; default: auto)")
     parser.add_argument("--dtype", default="auto", help="--model: weights dtype (auto, bf16, fp16, fp32)")
     parser.add_argument("--batch-size", type=int, default=8, help="--model: items per forward pass")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the template's)")
     parser.add_argument("--mode", choices=("generate", "logit"), default=defaults.mode, help="judge mode")
     parser.add_argument("--host", default=defaults.host, help="address to bind (0.0.0.0 exposes it: set a key)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free port)")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         logger.warning("bound to %s without an API key: anyone who can reach it can use the judge", config.host)
     judge = load_judge(
         args.model, args.server, args.server_model, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        api_key=args.server_api_key, family=args.checkpoint,
+        max_new_tokens=args.max_new_tokens, api_key=args.server_api_key, family=args.checkpoint,
     )  # fmt: skip
     app = create_app(judge, config)
     try:
