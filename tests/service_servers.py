@@ -98,16 +98,3 @@ def png_b64(seed: int, size: int = 32) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode()
-
-
-def require_clients_python() -> str:
-    """An interpreter holding the real framework clients' packages (``openrlhf``, ``aiohttp``): the
-    ``UNIFIEDREWARD_CLIENTS_PYTHON`` environment variable, else ``.venv-clients`` (docs/service.md has the recipe).
-    Skips without one, except when ``UNIFIEDREWARD_REQUIRE_CLIENTS=1`` (CI where that environment is built)."""
-    python = os.environ.get("UNIFIEDREWARD_CLIENTS_PYTHON") or str(REPO / ".venv-clients" / "bin" / "python")
-    if not Path(python).exists():
-        message = f"no environment with openrlhf at {python}: see docs/service.md, 'Real clients'"
-        if os.environ.get("UNIFIEDREWARD_REQUIRE_CLIENTS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return python

@@ -1,8 +1,8 @@
 """Real framework clients against the real ``unifiedreward serve`` on the toy judge (issue 26, item 3).
 
 OpenRLHF's own remote-RM client (``openrlhf.utils.agent.SingleTurnAgentExecutor._fetch_rewards_via_http``,
-OpenRLHF 0.11.2 from PyPI) runs in a separate environment (`require_clients_python`): ``openrlhf`` pins
-transformers 5.15 and needs aiohttp and pylatexenc, none of which belong in ``.venv``. Its rewards must equal
+OpenRLHF 0.11.2 from PyPI, in the main environment: env/nodeps-main.txt installs it without its GPU-only pins) runs
+in a subprocess, as a trainer's reward worker would. Its rewards must equal
 a direct `UnifiedReward` call on the same items; a failed item must reach it as an HTTP error it retries and
 then raises on (its rollout then leaves the sample's reward ``None``), never as 0 or the worst value.
 
@@ -15,12 +15,13 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reward_core.model import JudgeItem, UnifiedReward
-from service_servers import REPO, RewardService, require_clients_python
+from service_servers import REPO, RewardService
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +47,11 @@ def service(toy_world):
 
 
 def run_openrlhf(url: str, samples: list[dict], tmp_path: Path) -> list[dict]:
-    python = require_clients_python()
     requests_file = tmp_path / "samples.json"
     requests_file.write_text(json.dumps(samples))
     script = REPO / "tests" / "scripts" / "openrlhf_remote_rm.py"
     done = subprocess.run(
-        [python, str(script), url, str(requests_file)], capture_output=True, text=True, timeout=300,
+        [sys.executable, str(script), url, str(requests_file)], capture_output=True, text=True, timeout=300,
         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,5 +1,5 @@
-"""OpenRLHF's own remote-RM client against a reward server, run in an environment holding ``openrlhf``
-(tests/test_service_clients.py starts it; see tests/service_servers.py `clients_python`).
+"""OpenRLHF's own remote-RM client against a reward server (tests/test_service_clients.py starts it with the main
+environment's interpreter, which holds ``openrlhf``: env/nodeps-main.txt).
 
     python openrlhf_remote_rm.py URL REQUESTS.json  ->  JSON list, one {"rewards_info", "error"} per sample
 
