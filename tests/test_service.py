@@ -136,24 +136,25 @@ def test_routes_equal_direct_judge_calls(judge, images, tmp_path):
 
 
 def test_group_win_rate_over_all_pairs(judge, images):
-    """``pairing="pref_grpo"``: every pair once, lower index first, win rate (P(win) in logit mode)."""
+    """``pairing="pref_grpo", aggregate="win_rate"``: every pair once, lower index first, P(win) averaged."""
     prompt = {"prompt": "a red circle"}
-    pairs = [(0, 1), (0, 2), (1, 2)]
+    with serving(judge, mode="logit") as url:
+        request = {"method": "winrate", "fields": prompt, "pairing": "pref_grpo", "aggregate": "win_rate",
+                   "candidates": [b64(i) for i in images[:3]]}
+        answer = httpx.post(f"{url}/v1/group", json=request, timeout=120).json()
+    pairs = [tuple(c["pair"]) for c in answer["comparisons"]]
+    assert sorted(pairs) == [(0, 1), (0, 2), (1, 2)]  # every pair once, the lower index first
     direct = judge.compare_batch(PAIR, [JudgeItem([images[a], images[b]], prompt) for a, b in pairs], mode="logit")
     wins = [0.0, 0.0, 0.0]
     for (a, b), result in zip(pairs, direct):
         wins[a] += result.probs["1"]
         wins[b] += result.probs["2"]
-    with serving(judge, mode="logit") as url:
-        answer = httpx.post(f"{url}/v1/group", json={"method": "winrate", "fields": prompt, "pairing": "pref_grpo",
-                                                     "candidates": [b64(i) for i in images[:3]]}, timeout=120).json()
-    assert [c["pair"] for c in answer["comparisons"]] == [list(p) for p in pairs]
     assert answer["rewards"] == pytest.approx([w / 2 for w in wins], abs=1e-12)
 
 
 def test_group_default_pairing_is_the_trainers_sparse_bradley_terry(judge, images):
     """Logit mode's default (as TRL / Flow-GRPO): sparse k=4 pairs, first slot balanced, a Bradley-Terry fit; the
-    rewards equal the fit of direct judge calls on the same ordered pairs, and a repeated request gets the same pairs."""
+    rewards equal the fit of direct judge calls on the same ordered pairs; a repeated request gets the same pairs."""
     prompt = {"prompt": "a red circle"}
     candidates = [b64(image) for image in images[:4]] * 2  # a group of 8
     media = images[:4] * 2
@@ -177,14 +178,14 @@ def test_group_of_text_answers(judge, images):
     answers, question = ["A red circle.", "A blue square.", "Nothing."], "What is shown?"
     point = judge.score_batch("image_understanding.point_score.v1", [
         JudgeItem([images[0]], {"question": question, "response": a}) for a in answers], mode="logit")
-    pairs = judge.compare_batch("image_understanding.pair_rank.v1", [
-        JudgeItem([images[0]], {"question": question, "answer1": answers[a], "answer2": answers[b]})
-        for a, b in [(0, 1), (0, 2), (1, 2)]], mode="logit")
     request = {"media": [b64(images[0])], "fields": {"question": question}, "answers": answers}
     with serving(judge, mode="logit") as url:
         pointwise = httpx.post(f"{url}/v1/group", json={**request, "method": "pointwise"}, timeout=120).json()
         winrate = httpx.post(f"{url}/v1/group", json={**request, "method": "winrate"}, timeout=120).json()
         broken = httpx.post(f"{url}/v1/group", json={**request, "media": ["@@"]}, timeout=120).json()
+    pairs = judge.compare_batch("image_understanding.pair_rank.v1", [
+        JudgeItem([images[0]], {"question": question, "answer1": answers[a], "answer2": answers[b]})
+        for a, b in (c["pair"] for c in winrate["comparisons"])], mode="logit")
     assert pointwise["rewards"] == [r.score / 100 for r in point]
     assert [c["probs"] for c in winrate["comparisons"]] == [r.probs for r in pairs]
     assert broken["rewards"] == [None] * 3 and broken["results"][0]["status"] == "media_error"
