@@ -5,15 +5,15 @@ export TOKENIZERS_PARALLELISM ?= false
 # The cached environments are shared by every checkout on a machine: this checkout's code comes first.
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test venv venv-llamafactory venv-vllm chromium netlab toy clean
+.PHONY: demo test venv venv-llamafactory venv-vllm venv-swift venv-verl chromium netlab toy clean
 
 ## Set up both environments, then run the paper's three stages on the offline toy world.
 demo: venv venv-llamafactory
 	$(PY) examples/demo.py --work-dir demo-work --report-dir demo-report
 
-## Set up the three environments, then run the whole test suite (real vLLM tests included, never skipped).
-test: venv venv-llamafactory venv-vllm chromium netlab
-	UNIFIEDREWARD_REQUIRE_VLLM=1 $(PY) -m pytest -q
+## Set up the environments, then run the whole test suite (real vLLM and framework tests included, never skipped).
+test: venv venv-llamafactory venv-vllm venv-swift venv-verl chromium netlab
+	UNIFIEDREWARD_REQUIRE_VLLM=1 UNIFIEDREWARD_REQUIRE_FRAMEWORKS=1 $(PY) -m pytest -q
 
 venv:
 	bash env/make_venv.sh main
@@ -34,6 +34,13 @@ venv-llamafactory:
 ## vLLM's CPU build in its own environment, for the real-server tests (GPU users: pip install vllm).
 venv-vllm:
 	bash env/make_venv.sh vllm
+
+## ms-swift and verl in environments of their own (their pins clash with ours): their loaders run our adapters.
+venv-swift:
+	bash env/make_venv.sh swift
+
+venv-verl:
+	bash env/make_venv.sh verl
 
 ## Build the toy world into toy-world/ (checkpoints + synthetic data).
 toy: venv
