@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from demo_stages import ground_truth  # noqa: E402
 from demo_stages import report as report_writer  # noqa: E402
 from demo_stages import results  # noqa: E402
 from demo_stages.runner import REPO_ROOT, CommandFailed, Runner  # noqa: E402
@@ -174,7 +175,21 @@ class Demo:
                 "--seed", str(self.args.seed), "--output", str(output), "--no-progress",
             ])
             out[when] = results.bench_metrics(output / "metrics.json")
+        out["points"] = self.judge_points()
         return out
+
+    def judge_points(self) -> dict:
+        """The trained judge's point scores of the held-out quality images against their gold quality."""
+        gold = self.work / "reward-data" / "toy_quality_points.raw.jsonl"
+        items = self.work / "bench" / "points.jsonl"
+        ground_truth.judge_point_items(gold, items)
+        scores = self.work / "bench" / "points_scores.jsonl"
+        self.runner.run("02-score-points", [
+            self.unifiedreward, "score", "--model", self.reward_model, "--device", self.args.device,
+            "--template", GEN_POINT_TEMPLATE, "--mode", "logit", "--input", str(items),
+            "--media-root", str(gold.parent), "--output", str(scores),
+        ])
+        return ground_truth.judge_points(gold, scores)
 
     # ------------------------------------------------------------------ stage 3
     def sift_pairs(self) -> dict:
@@ -222,7 +237,7 @@ class Demo:
         output_dir = self.work / "sd-pretrained"
         self.runner.run("03-toy-sd-pretrain", [
             self.runner.python, "-m", "unifiedreward.toy.sd_pretrain", self.world["sd_model"], str(output_dir),
-            "--resolution", str(self.args.resolution), "--seed", str(self.args.seed),
+            "--resolution", str(self.args.resolution), "--seed", str(self.args.seed), "--lighting_flaws", "1",
         ])
         return str(output_dir)
 
@@ -247,33 +262,43 @@ class Demo:
 
     # ------------------------------------------------------------------ stage 4
     def align(self) -> dict:
+        policy_report = self.train_policy("04-trl-dpo", self.work / "sift-und" / "pairs.jsonl", self.work / "policy-dpo")
+        self.aligned_policy = self.work / "policy-dpo" / "dpo"
+        self.aligned_lora = self.work / "sd-dpo"
+        return {"policy": policy_report,
+                "diffusion": self.train_diffusion("04-diffusion-dpo", self.work / "sift-gen", self.aligned_lora)}
+
+    def train_policy(self, name: str, pairs: Path, policy_run: Path) -> dict:
+        """TRL DPO of the (warmed-up) policy on ``pairs``; the aligned policy lands in ``policy_run/dpo``."""
         args = self.args
-        policy_run = self.work / "policy-dpo"
-        self.runner.run("04-trl-dpo", [
+        self.runner.run(name, [
             self.runner.python, "examples/trl/sift_then_dpo.py", "--policy", self.policy,
-            "--pairs", str(self.work / "sift-und" / "pairs.jsonl"), "--output-dir", str(policy_run),
+            "--pairs", str(pairs), "--output-dir", str(policy_run),
             "--num-train-epochs", str(args.policy_epochs), "--batch-size", "4", "--learning-rate", str(args.policy_lr),
             "--beta", str(args.policy_beta), "--sft-weight", str(args.policy_sft_weight), "--seed", str(args.seed),
             *(["--use-cpu"] if args.device == "cpu" else []),
         ])
-        self.aligned_policy = policy_run / "dpo"
-        self.aligned_lora = self.work / "sd-dpo"
+        report = results.read_json_if(policy_run / "dpo_report.json") or {}
+        report.pop("log_history", None)
+        return report
+
+    def train_diffusion(self, name: str, dataset: Path, lora_dir: Path) -> dict:
+        """Diffusion-DPO of a LoRA on the base pipeline, on the Pick-a-Pic pairs in ``dataset``."""
+        args = self.args
         latent_sampling = args.latent_sampling or ("sample" if args.diffusion_model else "mode")
-        self.runner.run("04-diffusion-dpo", [
+        self.runner.run(name, [
             self.runner.script("accelerate"), "launch",
             *(["--config_file", str(ACCELERATE_CPU)] if args.device == "cpu" else []),
             "-m", "integrations.diffusers.train_diffusion_dpo",
-            "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(self.work / "sift-gen"),
-            "--output_dir", str(self.aligned_lora), "--rank", str(args.diffusion_rank),
+            "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(dataset),
+            "--output_dir", str(lora_dir), "--rank", str(args.diffusion_rank),
             "--resolution", str(args.resolution), "--latent_sampling", latent_sampling,
             "--train_batch_size", "8", "--max_train_steps", str(args.diffusion_steps),
             "--learning_rate", str(args.diffusion_lr), "--beta_dpo", str(args.diffusion_beta),
             "--mixed_precision", "no" if args.device == "cpu" else "bf16", "--report_to", "none", "--seed", str(args.seed),
             "--checkpointing_steps", "1000000",
         ])
-        policy_report = results.read_json_if(policy_run / "dpo_report.json") or {}
-        policy_report.pop("log_history", None)
-        return {"policy": policy_report, "diffusion": results.diffusion_dpo_metrics(self.aligned_lora / "metrics.jsonl")}
+        return results.diffusion_dpo_metrics(lora_dir / "metrics.jsonl")
 
     # ------------------------------------------------------------------ stage 5
     def rescore(self) -> dict:
@@ -310,6 +335,41 @@ class Demo:
         return {"understanding": results.compare(understanding), "generation": results.compare(generation),
                 "generation_head_to_head": results.head_to_head(pair_output)}
 
+    # ------------------------------------------------------------------ stage 6
+    def control(self) -> dict:
+        """The same DPO runs on pairs whose chosen/rejected were swapped for a random half (the judge's preference
+        taken out, everything else kept), and the same held-out prompts: the ground-truth gain should vanish."""
+        seed, control_dir = self.args.seed, self.work / "control"
+        und_pairs = self.work / "sift-und" / "pairs.control.jsonl"  # beside pairs.jsonl: same relative image paths
+        swapped = {"understanding": ground_truth.write_control_pairs(self.work / "sift-und" / "pairs.jsonl",
+                                                                     und_pairs, seed),
+                   "generation": ground_truth.write_control_image_pairs(self.work / "sift-gen",
+                                                                        control_dir / "sift-gen", seed)}
+        policy = self.train_policy("06-trl-dpo-control", und_pairs, control_dir / "policy-dpo")
+        diffusion = self.train_diffusion("06-diffusion-dpo-control", control_dir / "sift-gen", control_dir / "sd-dpo")
+        self.sift_understanding("06-answers-control", str(control_dir / "policy-dpo" / "dpo"),
+                                self.prompts["und"]["test"], self.work / "heldout-und" / "control")
+        self.generate_images("06-images-control", self.prompts["gen"]["test"], self.work / "heldout-gen" / "control",
+                             control_dir / "sd-dpo")
+        return {"swapped_pairs": swapped, "policy": policy, "diffusion": diffusion}
+
+    def ground_truth(self, summary: dict) -> dict:
+        """The oracles' verdicts (``demo_stages.ground_truth``) on the held-out answers and images."""
+        und_prompts = self.prompts["und"]["test"]
+        answers = {when: ground_truth.answer_scores(und_prompts, self.work / "heldout-und" / when)
+                   for when in ("before", "after", "control")}
+        images = {when: ground_truth.image_scores(self.work / "heldout-gen" / when)
+                  for when in ("before", "after", "control")}
+        bench = summary["bench"]
+        judge = {"accuracy": bench["after"]["diff"], "accuracy_before": bench["before"]["diff"],
+                 "pairs": bench["rows"], **(bench.get("points") or {})}
+        return ground_truth.section(
+            judge, ground_truth.paired(answers["before"], answers["after"]),
+            ground_truth.paired(images["before"], images["after"]),
+            {"understanding": ground_truth.paired(answers["before"], answers["control"]),
+             "generation": ground_truth.paired(images["before"], images["control"]),
+             "swapped_pairs": summary["control"]["swapped_pairs"]})
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -322,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sift", "3. sift policy answers and generated images into pairs", demo.sift_pairs),
         ("dpo", "4. DPO the policy (TRL) and the diffusion model (Diffusion-DPO)", demo.align),
         ("rescore", "5. re-score the aligned models on held-out prompts", demo.rescore),
+        ("control", "6. control: DPO on pairs with chosen/rejected swapped for a random half", demo.control),
     ]
     started = time.perf_counter()
     status = 0
@@ -335,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["failed"] = {"stage": name, "error": str(error), "log": str(error.log)}
             status = 1
             break
+    if status == 0 and not args.policy_model and not args.diffusion_model:  # the oracles know the toy world only
+        summary["ground_truth"] = demo.ground_truth(summary)
     summary["stages"] = [vars(stage) for stage in demo.runner.stages]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["total_cpu_seconds"] = round(sum(stage.cpu_seconds for stage in demo.runner.stages), 1)
