@@ -74,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=64, help="generation prompts sifted for Diffusion-DPO")
     sizes.add_argument("--heldout-prompts", type=int, default=40, help="held-out prompts re-scored per model")
-    sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
+    sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per sifted prompt")
+    sizes.add_argument("--heldout-candidates", type=int, default=8,
+                       help="answers / images per held-out prompt (stages 5-6: more of them, less noise per prompt)")
     sizes.add_argument("--answer-tokens", type=int, default=12, help="policy answer length")
     sizes.add_argument("--warmstart-steps", type=int, default=None,
                        help="warm-start SFT steps of the policy before sifting (default: 150 for the toy policy, "
@@ -202,8 +204,9 @@ class Demo:
         self.policy = args.policy_model or self.world["policy_model"]
         self.diffusion = args.diffusion_model or self.pretrain_toy_diffusion()
         warmstart = self.warm_start_policy()
-        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und")
-        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates")
+        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und",
+                                args.num_candidates)
+        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates", args.num_candidates)
         self.runner.run("03-sift-images", [
             self.runner.python, "-m", "integrations.diffusers.sift_images",
             "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
@@ -241,21 +244,22 @@ class Demo:
         ])
         return str(output_dir)
 
-    def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path) -> None:
+    def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path, candidates: int) -> None:
         media_dir = Path(self.world["data"]["und_prompts"]).parent
         self.runner.run(name, [
             self.unifiedreward, "sift", "--input", str(prompts), "--media-dir", str(media_dir),
             "--output-dir", str(output_dir), *self.judge_flags("sift"), "--policy", policy,
-            "--num-candidates", str(self.args.num_candidates), "--max-new-tokens", str(self.args.answer_tokens),
+            "--num-candidates", str(candidates), "--max-new-tokens", str(self.args.answer_tokens),
             "--temperature", "1.0", "--mode", "logit", "--seed", str(self.args.seed), "--no-progress",
         ])
 
-    def generate_images(self, name: str, prompts: Path, output_dir: Path, lora: Path | None = None) -> None:
+    def generate_images(self, name: str, prompts: Path, output_dir: Path, candidates: int,
+                        lora: Path | None = None) -> None:
         args = self.args
         self.runner.run(name, [
             self.runner.python, "-m", "integrations.diffusers.generate_candidates",
             "--pretrained_model_name_or_path", self.diffusion, "--prompts", str(prompts), "--output_dir",
-            str(output_dir), "--num_images_per_prompt", str(args.num_candidates), "--num_inference_steps",
+            str(output_dir), "--num_images_per_prompt", str(candidates), "--num_inference_steps",
             str(args.inference_steps), "--height", str(args.resolution), "--width", str(args.resolution),
             "--seed", str(args.seed), "--device", args.device, *(["--lora_weights", str(lora)] if lora else []),
         ])
@@ -306,14 +310,14 @@ class Demo:
         understanding = {}
         for when, policy in (("before", self.policy), ("after", str(self.aligned_policy))):
             output_dir = self.work / "heldout-und" / when
-            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir)
+            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir, self.args.heldout_candidates)
             understanding[when] = results.sift_scores(output_dir)
 
         gen_test = self.prompts["gen"]["test"]
         items = []
         for when, lora in (("before", None), ("after", self.aligned_lora)):
             output_dir = self.work / "heldout-gen" / when
-            self.generate_images(f"05-images-{when}", gen_test, output_dir, lora)
+            self.generate_images(f"05-images-{when}", gen_test, output_dir, self.args.heldout_candidates, lora)
             items.append((when, output_dir))
         score_input = self.work / "heldout-gen" / "items.jsonl"
         image_score_items(items, score_input)
@@ -348,9 +352,10 @@ class Demo:
         policy = self.train_policy("06-trl-dpo-control", und_pairs, control_dir / "policy-dpo")
         diffusion = self.train_diffusion("06-diffusion-dpo-control", control_dir / "sift-gen", control_dir / "sd-dpo")
         self.sift_understanding("06-answers-control", str(control_dir / "policy-dpo" / "dpo"),
-                                self.prompts["und"]["test"], self.work / "heldout-und" / "control")
+                                self.prompts["und"]["test"], self.work / "heldout-und" / "control",
+                                self.args.heldout_candidates)
         self.generate_images("06-images-control", self.prompts["gen"]["test"], self.work / "heldout-gen" / "control",
-                             control_dir / "sd-dpo")
+                             self.args.heldout_candidates, control_dir / "sd-dpo")
         return {"swapped_pairs": swapped, "policy": policy, "diffusion": diffusion}
 
     def ground_truth(self, summary: dict) -> dict:

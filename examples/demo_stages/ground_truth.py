@@ -127,11 +127,12 @@ def write_control_pairs(pairs_file: Path, out_file: Path, seed: int) -> int:
 
 def write_control_image_pairs(dataset_dir: Path, out_dir: Path, seed: int) -> int:
     """The sifted Pick-a-Pic pairs with ``label_0`` set to 0 (``jpg_1`` preferred) for a random half."""
-    from datasets import load_from_disk
+    from datasets import disable_progress_bars, load_from_disk
 
+    disable_progress_bars()  # the demo's terminal shows its own progress
     dataset = load_from_disk(str(dataset_dir))
     swap = swapped_half(list(dataset["train"]["id"]), seed)
-    flipped = dataset.map(lambda row: {"label_0": 0 if row["id"] in swap else row["label_0"]})
+    flipped = dataset.map(lambda row: {"label_0": 0 if row["id"] in swap else row["label_0"]}, keep_in_memory=True)
     flipped.save_to_disk(str(out_dir))
     return len(swap)
 
