@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--policy-epochs", type=float, default=5.0)
     sizes.add_argument("--policy-sft-weight", type=float, default=0.2,
                        help="weight of TRL's 'sft' loss on the chosen answers added to DPO (RPO); 0 = plain DPO")
-    sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
+    sizes.add_argument("--diffusion-steps", type=int, default=80, help="Diffusion-DPO optimisation steps")
     sizes.add_argument("--diffusion-lr", type=float, default=1e-3)
     sizes.add_argument("--diffusion-beta", type=float, default=5000.0)
     sizes.add_argument("--diffusion-rank", type=int, default=8, help="LoRA rank of the Diffusion-DPO UNet")
