@@ -99,6 +99,10 @@ def reward_histograms(rescore: dict) -> str | None:
     return _png(fig)
 
 
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
 GROUND_TRUTH_UNITS = {"understanding": "answer correctness (share of asked attributes right)",
                       "generation": "exposure (share of well-lit quadrants)"}
 
@@ -114,7 +118,7 @@ def ground_truth_figure(truth: dict) -> str | None:
                 "control (half swapped)": control["per_prompt_after"]}
         ax.boxplot(list(runs.values()), showmeans=True)
         ax.set_xticks(range(1, len(runs) + 1), list(runs), fontsize=8)
-        ax.set_title(f"{name}: p={_fmt(main['p'], 4)} (DPO), p={_fmt(control['p'], 4)} (control)", fontsize=10)
+        ax.set_title(f"{name}: p={_p(main['p'])} (DPO), p={_p(control['p'])} (control)", fontsize=10)
         ax.set_ylabel(GROUND_TRUTH_UNITS[name], fontsize=8)
     return _png(fig)
 
@@ -131,7 +135,7 @@ def ground_truth_lines(truth: dict) -> list[tuple[str, str]]:
         for label, result in ((name, truth[name]), (f"{name} CONTROL", truth["control"][name])):
             verdict = "yes" if result["better"] else "no"
             lines.append((f"{label}: better by ground truth",
-                          f"{verdict} (p={_fmt(result['p'], 4)}): {GROUND_TRUTH_UNITS[name]} "
+                          f"{verdict} (p={_p(result['p'])}): {GROUND_TRUTH_UNITS[name]} "
                           f"{_fmt(result['before'])} -> {_fmt(result['after'])}, "
                           f"{result['prompts_up']} up / {result['prompts_down']} down of {result['prompts']} prompts"))
     return lines
