@@ -373,6 +373,9 @@ class Demo:
             ground_truth.paired(images["before"], images["after"]),
             {"understanding": ground_truth.paired(answers["before"], answers["control"]),
              "generation": ground_truth.paired(images["before"], images["control"]),
+             # the judge's pairs against the control's: how much of the gain the judge's preference explains
+             "dpo_vs_control": {"understanding": ground_truth.paired(answers["control"], answers["after"]),
+                                "generation": ground_truth.paired(images["control"], images["after"])},
              "swapped_pairs": summary["control"]["swapped_pairs"]})
 
 

@@ -289,7 +289,9 @@ def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path
         {"accuracy": 0.9, "accuracy_before": 0.4, "pairs": 60, "spearman": 0.8},
         ground_truth.paired(und["before"], und["after"]), ground_truth.paired(gen["before"], gen["after"]),
         {"understanding": ground_truth.paired(und["before"], und["control"]),
-         "generation": ground_truth.paired(gen["before"], gen["control"])})
+         "generation": ground_truth.paired(gen["before"], gen["control"]),
+         "dpo_vs_control": {"understanding": ground_truth.paired(und["control"], und["after"]),
+                            "generation": ground_truth.paired(gen["control"], gen["after"])}})
     assert truth["judge_accuracy"] == 0.9
     for part in (truth["understanding"], truth["generation"], truth["control"]["understanding"],
                  truth["control"]["generation"]):
@@ -306,6 +308,7 @@ def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path
     text = report.text_summary({"ground_truth": truth})
     assert "understanding: better by ground truth" in text and "yes (p=" in text
     assert "understanding CONTROL: better by ground truth  no (p=1.0000)" in text
+    assert "generation: DPO better than the control" in text and "yes (p=0.0002): 0.375 (control) vs 0.875 (DPO)" in text
 
 
 def test_paired_p_is_one_sided_and_reproducible():

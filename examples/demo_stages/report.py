@@ -138,6 +138,11 @@ def ground_truth_lines(truth: dict) -> list[tuple[str, str]]:
                           f"{verdict} (p={_p(result['p'])}): {GROUND_TRUTH_UNITS[name]} "
                           f"{_fmt(result['before'])} -> {_fmt(result['after'])}, "
                           f"{result['prompts_up']} up / {result['prompts_down']} down of {result['prompts']} prompts"))
+        versus = truth["control"].get("dpo_vs_control", {}).get(name)
+        if versus:
+            lines.append((f"{name}: DPO better than the control",
+                          f"{'yes' if versus['better'] else 'no'} (p={_p(versus['p'])}): "
+                          f"{_fmt(versus['before'])} (control) vs {_fmt(versus['after'])} (DPO)"))
     return lines
 
 
