@@ -266,7 +266,8 @@ class Demo:
 
     # ------------------------------------------------------------------ stage 4
     def align(self) -> dict:
-        policy_report = self.train_policy("04-trl-dpo", self.work / "sift-und" / "pairs.jsonl", self.work / "policy-dpo")
+        pairs = self.work / "sift-und" / "pairs.jsonl"
+        policy_report = self.train_policy("04-trl-dpo", pairs, self.work / "policy-dpo")
         self.aligned_policy = self.work / "policy-dpo" / "dpo"
         self.aligned_lora = self.work / "sd-dpo"
         return {"policy": policy_report,

@@ -298,7 +298,8 @@ def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path
         assert {"before", "after", "p"} <= set(part)
     assert truth["understanding"]["better"] and truth["understanding"]["p"] < 0.001  # 12 prompts all up
     assert truth["generation"]["better"]
-    assert not truth["control"]["understanding"]["better"] and truth["control"]["understanding"]["p"] == 1.0  # no change
+    control = truth["control"]["understanding"]
+    assert not control["better"] and control["p"] == 1.0  # no change
     assert truth["control"]["generation"]["after"] == truth["control"]["generation"]["before"]
 
     paths = report.write_report({"ground_truth": truth}, tmp_path / "report")
@@ -308,7 +309,8 @@ def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path
     text = report.text_summary({"ground_truth": truth})
     assert "understanding: better by ground truth" in text and "yes (p=" in text
     assert "understanding CONTROL: better by ground truth  no (p=1.0000)" in text
-    assert "generation: DPO better than the control" in text and "yes (p=0.0002): 0.375 (control) vs 0.875 (DPO)" in text
+    assert "generation: DPO better than the control" in text
+    assert "yes (p=0.0002): 0.375 (control) vs 0.875 (DPO)" in text
 
 
 def test_paired_p_is_one_sided_and_reproducible():

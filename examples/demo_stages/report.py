@@ -128,9 +128,9 @@ def ground_truth_lines(truth: dict) -> list[tuple[str, str]]:
     if not truth:
         return []
     judge = truth["judge"]
-    lines = [("judge vs gold (held-out)", f"pair accuracy {_fmt(judge.get('accuracy'))} "
-                                          f"(before training {_fmt(judge.get('accuracy_before'))}, {judge.get('pairs')} "
-                                          f"pairs); point-score Spearman vs gold quality {_fmt(judge.get('spearman'))}")]
+    lines = [("judge vs gold (held-out)",
+              f"pair accuracy {_fmt(judge.get('accuracy'))} (before training {_fmt(judge.get('accuracy_before'))}, "
+              f"{judge.get('pairs')} pairs); point-score Spearman vs gold quality {_fmt(judge.get('spearman'))}")]
     for name in ("understanding", "generation"):
         for label, result in ((name, truth[name]), (f"{name} CONTROL", truth["control"][name])):
             verdict = "yes" if result["better"] else "no"
