@@ -42,7 +42,6 @@ logger = logging.getLogger("demo")
 
 RECIPE = REPO_ROOT / "integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml"
 ACCELERATE_CPU = REPO_ROOT / "examples/diffusers/accelerate_cpu.yaml"
-TOY_WORLD_ITEMS = 200  # prompts per toy file: 160 train / 40 held-out
 GEN_POINT_TEMPLATE = "image_generation.point_score.v1"
 GEN_PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 
@@ -53,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report-dir", type=Path, default=Path("demo-report"), help="index.html + summary.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per command")
+    parser.add_argument("--world-items", type=int, default=200,
+                        help="records per toy world file (80%% train, 20%% held-out: the held-out prompts' pool)")
     parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
                         help="virtual env with llamafactory-cli")
     models = parser.add_argument_group("models (default: the toy world's)")
@@ -130,7 +131,7 @@ class Demo:
         args, run = self.args, self.runner
         world_dir = self.work / "world"
         run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed),
-                                  "--num-items", str(TOY_WORLD_ITEMS)])
+                                  "--num-items", str(args.world_items)])
         self.world = read_json(world_dir / "manifest.json")
         self.initial_reward = args.reward_model or self.world["reward_model"]
 
