@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from demo_stages import ground_truth  # noqa: E402
 from demo_stages import report as report_writer  # noqa: E402
 from demo_stages import results  # noqa: E402
 from demo_stages.runner import REPO_ROOT, CommandFailed, Runner  # noqa: E402
@@ -41,7 +42,6 @@ logger = logging.getLogger("demo")
 
 RECIPE = REPO_ROOT / "integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml"
 ACCELERATE_CPU = REPO_ROOT / "examples/diffusers/accelerate_cpu.yaml"
-TOY_WORLD_ITEMS = 200  # prompts per toy file: 160 train / 40 held-out
 GEN_POINT_TEMPLATE = "image_generation.point_score.v1"
 GEN_PAIR_TEMPLATE = "image_generation.pair_rank.v1"
 
@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report-dir", type=Path, default=Path("demo-report"), help="index.html + summary.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads per command")
+    parser.add_argument("--world-items", type=int, default=200,
+                        help="records per toy world file (80%% train, 20%% held-out: the held-out prompts' pool)")
     parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
                         help="virtual env with llamafactory-cli")
     models = parser.add_argument_group("models (default: the toy world's)")
@@ -73,7 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=64, help="generation prompts sifted for Diffusion-DPO")
     sizes.add_argument("--heldout-prompts", type=int, default=40, help="held-out prompts re-scored per model")
-    sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per prompt")
+    sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per sifted prompt")
+    sizes.add_argument("--heldout-candidates", type=int, default=8,
+                       help="answers / images per held-out prompt (stages 5-6: more of them, less noise per prompt)")
     sizes.add_argument("--answer-tokens", type=int, default=12, help="policy answer length")
     sizes.add_argument("--warmstart-steps", type=int, default=None,
                        help="warm-start SFT steps of the policy before sifting (default: 150 for the toy policy, "
@@ -84,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--policy-epochs", type=float, default=5.0)
     sizes.add_argument("--policy-sft-weight", type=float, default=0.2,
                        help="weight of TRL's 'sft' loss on the chosen answers added to DPO (RPO); 0 = plain DPO")
-    sizes.add_argument("--diffusion-steps", type=int, default=40, help="Diffusion-DPO optimisation steps")
+    sizes.add_argument("--diffusion-steps", type=int, default=80, help="Diffusion-DPO optimisation steps")
     sizes.add_argument("--diffusion-lr", type=float, default=1e-3)
     sizes.add_argument("--diffusion-beta", type=float, default=5000.0)
     sizes.add_argument("--diffusion-rank", type=int, default=8, help="LoRA rank of the Diffusion-DPO UNet")
@@ -127,7 +131,7 @@ class Demo:
         args, run = self.args, self.runner
         world_dir = self.work / "world"
         run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed),
-                                  "--num-items", str(TOY_WORLD_ITEMS)])
+                                  "--num-items", str(args.world_items)])
         self.world = read_json(world_dir / "manifest.json")
         self.initial_reward = args.reward_model or self.world["reward_model"]
 
@@ -174,7 +178,21 @@ class Demo:
                 "--seed", str(self.args.seed), "--output", str(output), "--no-progress",
             ])
             out[when] = results.bench_metrics(output / "metrics.json")
+        out["points"] = self.judge_points()
         return out
+
+    def judge_points(self) -> dict:
+        """The trained judge's point scores of the held-out quality images against their gold quality."""
+        gold = self.work / "reward-data" / "toy_quality_points.raw.jsonl"
+        items = self.work / "bench" / "points.jsonl"
+        ground_truth.judge_point_items(gold, items)
+        scores = self.work / "bench" / "points_scores.jsonl"
+        self.runner.run("02-score-points", [
+            self.unifiedreward, "score", "--model", self.reward_model, "--device", self.args.device,
+            "--template", GEN_POINT_TEMPLATE, "--mode", "logit", "--input", str(items),
+            "--media-root", str(gold.parent), "--output", str(scores),
+        ])
+        return ground_truth.judge_points(gold, scores)
 
     # ------------------------------------------------------------------ stage 3
     def sift_pairs(self) -> dict:
@@ -187,8 +205,9 @@ class Demo:
         self.policy = args.policy_model or self.world["policy_model"]
         self.diffusion = args.diffusion_model or self.pretrain_toy_diffusion()
         warmstart = self.warm_start_policy()
-        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und")
-        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates")
+        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und",
+                                args.num_candidates)
+        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates", args.num_candidates)
         self.runner.run("03-sift-images", [
             self.runner.python, "-m", "integrations.diffusers.sift_images",
             "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
@@ -222,58 +241,70 @@ class Demo:
         output_dir = self.work / "sd-pretrained"
         self.runner.run("03-toy-sd-pretrain", [
             self.runner.python, "-m", "unifiedreward.toy.sd_pretrain", self.world["sd_model"], str(output_dir),
-            "--resolution", str(self.args.resolution), "--seed", str(self.args.seed),
+            "--resolution", str(self.args.resolution), "--seed", str(self.args.seed), "--lighting_flaws", "1",
         ])
         return str(output_dir)
 
-    def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path) -> None:
+    def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path, candidates: int) -> None:
         media_dir = Path(self.world["data"]["und_prompts"]).parent
         self.runner.run(name, [
             self.unifiedreward, "sift", "--input", str(prompts), "--media-dir", str(media_dir),
             "--output-dir", str(output_dir), *self.judge_flags("sift"), "--policy", policy,
-            "--num-candidates", str(self.args.num_candidates), "--max-new-tokens", str(self.args.answer_tokens),
+            "--num-candidates", str(candidates), "--max-new-tokens", str(self.args.answer_tokens),
             "--temperature", "1.0", "--mode", "logit", "--seed", str(self.args.seed), "--no-progress",
         ])
 
-    def generate_images(self, name: str, prompts: Path, output_dir: Path, lora: Path | None = None) -> None:
+    def generate_images(self, name: str, prompts: Path, output_dir: Path, candidates: int,
+                        lora: Path | None = None) -> None:
         args = self.args
         self.runner.run(name, [
             self.runner.python, "-m", "integrations.diffusers.generate_candidates",
             "--pretrained_model_name_or_path", self.diffusion, "--prompts", str(prompts), "--output_dir",
-            str(output_dir), "--num_images_per_prompt", str(args.num_candidates), "--num_inference_steps",
+            str(output_dir), "--num_images_per_prompt", str(candidates), "--num_inference_steps",
             str(args.inference_steps), "--height", str(args.resolution), "--width", str(args.resolution),
             "--seed", str(args.seed), "--device", args.device, *(["--lora_weights", str(lora)] if lora else []),
         ])
 
     # ------------------------------------------------------------------ stage 4
     def align(self) -> dict:
+        pairs = self.work / "sift-und" / "pairs.jsonl"
+        policy_report = self.train_policy("04-trl-dpo", pairs, self.work / "policy-dpo")
+        self.aligned_policy = self.work / "policy-dpo" / "dpo"
+        self.aligned_lora = self.work / "sd-dpo"
+        return {"policy": policy_report,
+                "diffusion": self.train_diffusion("04-diffusion-dpo", self.work / "sift-gen", self.aligned_lora)}
+
+    def train_policy(self, name: str, pairs: Path, policy_run: Path) -> dict:
+        """TRL DPO of the (warmed-up) policy on ``pairs``; the aligned policy lands in ``policy_run/dpo``."""
         args = self.args
-        policy_run = self.work / "policy-dpo"
-        self.runner.run("04-trl-dpo", [
+        self.runner.run(name, [
             self.runner.python, "examples/trl/sift_then_dpo.py", "--policy", self.policy,
-            "--pairs", str(self.work / "sift-und" / "pairs.jsonl"), "--output-dir", str(policy_run),
+            "--pairs", str(pairs), "--output-dir", str(policy_run),
             "--num-train-epochs", str(args.policy_epochs), "--batch-size", "4", "--learning-rate", str(args.policy_lr),
             "--beta", str(args.policy_beta), "--sft-weight", str(args.policy_sft_weight), "--seed", str(args.seed),
             *(["--use-cpu"] if args.device == "cpu" else []),
         ])
-        self.aligned_policy = policy_run / "dpo"
-        self.aligned_lora = self.work / "sd-dpo"
+        report = results.read_json_if(policy_run / "dpo_report.json") or {}
+        report.pop("log_history", None)
+        return report
+
+    def train_diffusion(self, name: str, dataset: Path, lora_dir: Path) -> dict:
+        """Diffusion-DPO of a LoRA on the base pipeline, on the Pick-a-Pic pairs in ``dataset``."""
+        args = self.args
         latent_sampling = args.latent_sampling or ("sample" if args.diffusion_model else "mode")
-        self.runner.run("04-diffusion-dpo", [
+        self.runner.run(name, [
             self.runner.script("accelerate"), "launch",
             *(["--config_file", str(ACCELERATE_CPU)] if args.device == "cpu" else []),
             "-m", "integrations.diffusers.train_diffusion_dpo",
-            "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(self.work / "sift-gen"),
-            "--output_dir", str(self.aligned_lora), "--rank", str(args.diffusion_rank),
+            "--pretrained_model_name_or_path", self.diffusion, "--dataset_name", str(dataset),
+            "--output_dir", str(lora_dir), "--rank", str(args.diffusion_rank),
             "--resolution", str(args.resolution), "--latent_sampling", latent_sampling,
             "--train_batch_size", "8", "--max_train_steps", str(args.diffusion_steps),
             "--learning_rate", str(args.diffusion_lr), "--beta_dpo", str(args.diffusion_beta),
             "--mixed_precision", "no" if args.device == "cpu" else "bf16", "--report_to", "none", "--seed", str(args.seed),
             "--checkpointing_steps", "1000000",
         ])
-        policy_report = results.read_json_if(policy_run / "dpo_report.json") or {}
-        policy_report.pop("log_history", None)
-        return {"policy": policy_report, "diffusion": results.diffusion_dpo_metrics(self.aligned_lora / "metrics.jsonl")}
+        return results.diffusion_dpo_metrics(lora_dir / "metrics.jsonl")
 
     # ------------------------------------------------------------------ stage 5
     def rescore(self) -> dict:
@@ -281,14 +312,14 @@ class Demo:
         understanding = {}
         for when, policy in (("before", self.policy), ("after", str(self.aligned_policy))):
             output_dir = self.work / "heldout-und" / when
-            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir)
+            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir, self.args.heldout_candidates)
             understanding[when] = results.sift_scores(output_dir)
 
         gen_test = self.prompts["gen"]["test"]
         items = []
         for when, lora in (("before", None), ("after", self.aligned_lora)):
             output_dir = self.work / "heldout-gen" / when
-            self.generate_images(f"05-images-{when}", gen_test, output_dir, lora)
+            self.generate_images(f"05-images-{when}", gen_test, output_dir, self.args.heldout_candidates, lora)
             items.append((when, output_dir))
         score_input = self.work / "heldout-gen" / "items.jsonl"
         image_score_items(items, score_input)
@@ -310,6 +341,45 @@ class Demo:
         return {"understanding": results.compare(understanding), "generation": results.compare(generation),
                 "generation_head_to_head": results.head_to_head(pair_output)}
 
+    # ------------------------------------------------------------------ stage 6
+    def control(self) -> dict:
+        """The same DPO runs on pairs whose chosen/rejected were swapped for a random half (the judge's preference
+        taken out, everything else kept), and the same held-out prompts: the ground-truth gain should vanish."""
+        seed, control_dir = self.args.seed, self.work / "control"
+        und_pairs = self.work / "sift-und" / "pairs.control.jsonl"  # beside pairs.jsonl: same relative image paths
+        swapped = {"understanding": ground_truth.write_control_pairs(self.work / "sift-und" / "pairs.jsonl",
+                                                                     und_pairs, seed),
+                   "generation": ground_truth.write_control_image_pairs(self.work / "sift-gen",
+                                                                        control_dir / "sift-gen", seed)}
+        policy = self.train_policy("06-trl-dpo-control", und_pairs, control_dir / "policy-dpo")
+        diffusion = self.train_diffusion("06-diffusion-dpo-control", control_dir / "sift-gen", control_dir / "sd-dpo")
+        self.sift_understanding("06-answers-control", str(control_dir / "policy-dpo" / "dpo"),
+                                self.prompts["und"]["test"], self.work / "heldout-und" / "control",
+                                self.args.heldout_candidates)
+        self.generate_images("06-images-control", self.prompts["gen"]["test"], self.work / "heldout-gen" / "control",
+                             self.args.heldout_candidates, control_dir / "sd-dpo")
+        return {"swapped_pairs": swapped, "policy": policy, "diffusion": diffusion}
+
+    def ground_truth(self, summary: dict) -> dict:
+        """The oracles' verdicts (``demo_stages.ground_truth``) on the held-out answers and images."""
+        und_prompts = self.prompts["und"]["test"]
+        answers = {when: ground_truth.answer_scores(und_prompts, self.work / "heldout-und" / when)
+                   for when in ("before", "after", "control")}
+        images = {when: ground_truth.image_scores(self.work / "heldout-gen" / when)
+                  for when in ("before", "after", "control")}
+        bench = summary["bench"]
+        judge = {"accuracy": bench["after"]["diff"], "accuracy_before": bench["before"]["diff"],
+                 "pairs": bench["rows"], **(bench.get("points") or {})}
+        return ground_truth.section(
+            judge, ground_truth.paired(answers["before"], answers["after"]),
+            ground_truth.paired(images["before"], images["after"]),
+            {"understanding": ground_truth.paired(answers["before"], answers["control"]),
+             "generation": ground_truth.paired(images["before"], images["control"]),
+             # the judge's pairs against the control's: how much of the gain the judge's preference explains
+             "dpo_vs_control": {"understanding": ground_truth.paired(answers["control"], answers["after"]),
+                                "generation": ground_truth.paired(images["control"], images["after"])},
+             "swapped_pairs": summary["control"]["swapped_pairs"]})
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -322,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sift", "3. sift policy answers and generated images into pairs", demo.sift_pairs),
         ("dpo", "4. DPO the policy (TRL) and the diffusion model (Diffusion-DPO)", demo.align),
         ("rescore", "5. re-score the aligned models on held-out prompts", demo.rescore),
+        ("control", "6. control: DPO on pairs with chosen/rejected swapped for a random half", demo.control),
     ]
     started = time.perf_counter()
     status = 0
@@ -335,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             summary["failed"] = {"stage": name, "error": str(error), "log": str(error.log)}
             status = 1
             break
+    if status == 0 and not args.policy_model and not args.diffusion_model:  # the oracles know the toy world only
+        summary["ground_truth"] = demo.ground_truth(summary)
     summary["stages"] = [vars(stage) for stage in demo.runner.stages]
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["total_cpu_seconds"] = round(sum(stage.cpu_seconds for stage in demo.runner.stages), 1)

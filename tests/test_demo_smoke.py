@@ -198,3 +198,151 @@ def test_bench_figure_leaves_a_missing_metric_out_instead_of_drawing_zero(monkey
     assert base64.b64decode(report.bench_figure(bench)).startswith(b"\x89PNG")
     assert drawn[0][0] == 0.5 and math.isnan(drawn[0][1])  # no bar, not a bar at 0
     assert drawn[1] == [0.75, 0.7]
+
+
+# ---------------------------------------------------------------- ground truth (issue 28)
+
+
+def test_oracle_counts_the_shadowed_quadrants_of_rendered_scenes():
+    """The pixel oracle reads the flaw the toy preference data is made of: quality q has 5 - q shadowed quadrants,
+    so 4 - (5 - q) = q - 1 lit ones, at the judge's data size (soft) and at the toy world's default 56 px."""
+    import random
+
+    from unifiedreward.toy.oracle import lit_quadrants
+    from unifiedreward.toy.scenes import random_scene
+    from unifiedreward.toy.tasks import LIT_BACKGROUNDS, render_quality_image
+
+    rng = random.Random(7)
+    for index in range(40):
+        scene, quality = random_scene(rng, LIT_BACKGROUNDS), 1 + index % 5
+        for size, blur in ((32, 1.0), (56, 0.0)):
+            assert lit_quadrants(render_quality_image(scene, quality, rng, size, "shadow", blur)) == quality - 1
+
+
+def test_oracle_checks_answers_against_the_scene_record():
+    from unifiedreward.toy.oracle import answer_correctness
+
+    scene = {"colour": "red", "shape": "circle", "position": "left"}
+    everything = ("colour", "shape", "position")
+    assert answer_correctness("It is a red circle on the left.", scene, everything) == 1.0
+    assert answer_correctness("It is a blue circle on the left.", scene, everything) == pytest.approx(2 / 3)
+    assert answer_correctness("The shape is red.", scene, ("colour",)) == 1.0
+    assert answer_correctness("The shape is red or blue.", scene, ("colour",)) == 0.0  # hedging is not right
+    assert answer_correctness("It is a", scene, ("shape",)) == 0.0  # a fragment names nothing
+    assert answer_correctness("The shape is in the center.", scene, ("position",)) == 0.0
+    with pytest.raises(ValueError):
+        answer_correctness("red", scene, ())
+
+
+def test_oracle_shares_no_code_with_the_judge():
+    """The oracle module loads neither the judge (reward_core) nor any model library, nor the task renderer."""
+    import subprocess
+
+    probe = ("import sys, unifiedreward.toy.oracle; print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'reward_core', 'torch', 'transformers', 'diffusers'}), 'unifiedreward.toy.tasks' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["[]", "False"]
+
+
+def _ground_truth_fixture(tmp_path: Path) -> tuple[Path, dict]:
+    """Held-out prompts with scene records, sampled answers and images drawn with known shadows, per run."""
+    import random
+
+    from unifiedreward.toy.scenes import Scene
+    from unifiedreward.toy.tasks import render_quality_image
+
+    scene = {"colour": "red", "shape": "circle", "position": "left"}
+    prompts = _write_jsonl(tmp_path / "prompts.jsonl", [
+        {"id": f"q{i}", "question": "Describe the image.", "scene": scene, "asks": ["colour", "shape", "position"]}
+        for i in range(12)])
+    answers = {"before": ["It is a", "It is a blue circle on the left."],
+               "after": ["It is a red circle on the left.", "It is a blue circle on the left."],
+               "control": ["It is a", "It is a blue circle on the left."]}
+    qualities = {"before": (2, 3), "after": (4, 5), "control": (3, 2)}
+    rng = random.Random(0)
+    for run in answers:
+        _write_jsonl(tmp_path / "und" / run / "sift.jsonl",
+                     [{"id": f"q{i}", "candidates": answers[run]} for i in range(12)])
+        records = []
+        for i in range(12):
+            images = []
+            for j, quality in enumerate(qualities[run]):
+                path = tmp_path / "gen" / run / f"images/g{i}/{j}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                render_quality_image(Scene("blue", "square", background="white"), quality, rng, 32, "shadow").save(path)
+                images.append(f"images/g{i}/{j}.png")
+            records.append({"id": f"g{i}", "prompt": "a blue square", "images": images})
+        _write_jsonl(tmp_path / "gen" / run / "candidates.jsonl", records)
+    return prompts, answers
+
+
+def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path):
+    from demo_stages import ground_truth
+
+    prompts, _ = _ground_truth_fixture(tmp_path)
+    und = {run: ground_truth.answer_scores(prompts, tmp_path / "und" / run) for run in ("before", "after", "control")}
+    gen = {run: ground_truth.image_scores(tmp_path / "gen" / run) for run in ("before", "after", "control")}
+    assert und["before"]["q0"] == pytest.approx((0 + 2 / 3) / 2) and und["after"]["q0"] == pytest.approx(5 / 6)
+    assert gen["before"]["g0"] == pytest.approx((1 + 2) / 8) and gen["after"]["g0"] == pytest.approx((3 + 4) / 8)
+    truth = ground_truth.section(
+        {"accuracy": 0.9, "accuracy_before": 0.4, "pairs": 60, "spearman": 0.8},
+        ground_truth.paired(und["before"], und["after"]), ground_truth.paired(gen["before"], gen["after"]),
+        {"understanding": ground_truth.paired(und["before"], und["control"]),
+         "generation": ground_truth.paired(gen["before"], gen["control"]),
+         "dpo_vs_control": {"understanding": ground_truth.paired(und["control"], und["after"]),
+                            "generation": ground_truth.paired(gen["control"], gen["after"])}})
+    assert truth["judge_accuracy"] == 0.9
+    for part in (truth["understanding"], truth["generation"], truth["control"]["understanding"],
+                 truth["control"]["generation"]):
+        assert {"before", "after", "p"} <= set(part)
+    assert truth["understanding"]["better"] and truth["understanding"]["p"] < 0.001  # 12 prompts all up
+    assert truth["generation"]["better"]
+    control = truth["control"]["understanding"]
+    assert not control["better"] and control["p"] == 1.0  # no change
+    assert truth["control"]["generation"]["after"] == truth["control"]["generation"]["before"]
+
+    paths = report.write_report({"ground_truth": truth}, tmp_path / "report")
+    assert json.loads(paths["json"].read_text())["ground_truth"]["generation"]["p"] == truth["generation"]["p"]
+    page = paths["html"].read_text()
+    assert page.index("judge vs gold") < page.index("Ground truth") < page.index("data:image/png")
+    text = report.text_summary({"ground_truth": truth})
+    assert "understanding: better by ground truth" in text and "yes (p=" in text
+    assert "understanding CONTROL: better by ground truth  no (p=1.0000)" in text
+    assert "generation: DPO better than the control" in text
+    assert "yes (p=0.0002): 0.375 (control) vs 0.875 (DPO)" in text
+
+
+def test_paired_p_is_one_sided_and_reproducible():
+    from demo_stages.ground_truth import paired_p, spearman
+
+    assert paired_p([0.2] * 12) < 0.001 and paired_p([-0.2] * 12) == 1.0
+    assert paired_p([0.1, -0.1] * 10) == paired_p([0.1, -0.1] * 10) > 0.3
+    assert paired_p([]) is None
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 2, 3], [3, 2, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1], [1, 2]) is None
+
+
+def test_control_swaps_chosen_and_rejected_for_a_random_half(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from demo_stages.ground_truth import write_control_image_pairs, write_control_pairs
+
+    rows = [{"id": f"p{i}", "chosen": [{"content": "good"}], "rejected": [{"content": "bad"}],
+             "chosen_score": 2.0, "rejected_score": 1.0} for i in range(10)]
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", rows)
+    assert write_control_pairs(pairs, tmp_path / "control.jsonl", seed=3) == 5
+    control = [json.loads(line) for line in (tmp_path / "control.jsonl").read_text().splitlines()]
+    swapped = {row["id"] for row in control if row["chosen"][0]["content"] == "bad"}
+    assert len(swapped) == 5 and all(row["chosen_score"] == 1.0 for row in control if row["id"] in swapped)
+    write_control_pairs(pairs, tmp_path / "again.jsonl", seed=3)
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "control.jsonl").read_text()  # seeded
+
+    DatasetDict({"train": Dataset.from_list([{"id": r["id"], "caption": "c", "jpg_0": b"0", "jpg_1": b"1",
+                                              "label_0": 1} for r in rows])}).save_to_disk(str(tmp_path / "gen"))
+    assert write_control_image_pairs(tmp_path / "gen", tmp_path / "gen-control", seed=3) == 5
+    from datasets import load_from_disk
+
+    labels = dict(zip(*(load_from_disk(str(tmp_path / "gen-control"))["train"][c] for c in ("id", "label_0"))))
+    assert sorted(labels.values()) == [0] * 5 + [1] * 5 and {i for i, v in labels.items() if v == 0} == swapped

@@ -99,6 +99,53 @@ def reward_histograms(rescore: dict) -> str | None:
     return _png(fig)
 
 
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+GROUND_TRUTH_UNITS = {"understanding": "answer correctness (share of asked attributes right)",
+                      "generation": "exposure (share of well-lit quadrants)"}
+
+
+def ground_truth_figure(truth: dict) -> str | None:
+    """Per held-out prompt, the oracle's score: base model, DPO on the judge's pairs, and the control."""
+    if not truth:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), squeeze=False)
+    for ax, name in zip(axes[0], ("understanding", "generation")):
+        main, control = truth[name], truth["control"][name]
+        runs = {"base": main["per_prompt_before"], "DPO (judge's pairs)": main["per_prompt_after"],
+                "control (half swapped)": control["per_prompt_after"]}
+        ax.boxplot(list(runs.values()), showmeans=True)
+        ax.set_xticks(range(1, len(runs) + 1), list(runs), fontsize=8)
+        ax.set_title(f"{name}: p={_p(main['p'])} (DPO), p={_p(control['p'])} (control)", fontsize=10)
+        ax.set_ylabel(GROUND_TRUTH_UNITS[name], fontsize=8)
+    return _png(fig)
+
+
+def ground_truth_lines(truth: dict) -> list[tuple[str, str]]:
+    """The oracles' verdicts: judge against gold, then per stage 'better by ground truth' and the control."""
+    if not truth:
+        return []
+    judge = truth["judge"]
+    lines = [("judge vs gold (held-out)",
+              f"pair accuracy {_fmt(judge.get('accuracy'))} (before training {_fmt(judge.get('accuracy_before'))}, "
+              f"{judge.get('pairs')} pairs); point-score Spearman vs gold quality {_fmt(judge.get('spearman'))}")]
+    for name in ("understanding", "generation"):
+        for label, result in ((name, truth[name]), (f"{name} CONTROL", truth["control"][name])):
+            verdict = "yes" if result["better"] else "no"
+            lines.append((f"{label}: better by ground truth",
+                          f"{verdict} (p={_p(result['p'])}): {GROUND_TRUTH_UNITS[name]} "
+                          f"{_fmt(result['before'])} -> {_fmt(result['after'])}, "
+                          f"{result['prompts_up']} up / {result['prompts_down']} down of {result['prompts']} prompts"))
+        versus = truth["control"].get("dpo_vs_control", {}).get(name)
+        if versus:
+            lines.append((f"{name}: DPO better than the control",
+                          f"{'yes' if versus['better'] else 'no'} (p={_p(versus['p'])}): "
+                          f"{_fmt(versus['before'])} (control) vs {_fmt(versus['after'])} (DPO)"))
+    return lines
+
+
 def sift_figure(sift: dict) -> str | None:
     parts = {name: sift[name] for name in ("understanding", "generation") if sift.get(name, {}).get("chosen_scores")}
     if not parts:
@@ -115,7 +162,7 @@ def sift_figure(sift: dict) -> str | None:
 
 def headline(summary: dict) -> list[tuple[str, str]]:
     """(label, value) lines shared by the terminal summary and the HTML table."""
-    lines = []
+    lines = ground_truth_lines(summary.get("ground_truth"))
     bench = summary.get("bench", {})
     if "before" in bench and "after" in bench:
         lines.append(("reward model accuracy (GenAI-Bench schema, diff)",
@@ -172,6 +219,8 @@ def write_report(summary: dict, report_dir: Path, work_dir: Path | None = None) 
     json_path = report_dir / "summary.json"
     json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     figures = [
+        ("Ground truth: held-out prompts scored by the toy world's oracles (not the judge)",
+         ground_truth_figure(summary.get("ground_truth"))),
         ("Training losses", loss_figure(summary)),
         ("Reward-model benchmark accuracy, before and after training", bench_figure(summary.get("bench", {}))),
         ("Sifted preference pairs: chosen vs rejected scores", sift_figure(summary.get("sift", {}))),
@@ -193,7 +242,9 @@ code{{font-size:85%;}}img{{max-width:100%;}}</style></head><body>
 <h1>UnifiedReward: the paper's three stages in miniature</h1>
 <p>Reward-model training (LLaMA-Factory), benchmarking (<code>unifiedreward bench</code>), pair sifting
 (<code>unifiedreward sift</code>, <code>sift_images</code>), DPO (TRL, Diffusion-DPO) and held-out re-scoring.
-All numbers below were measured in this run; see <code>summary.json</code> for every value.</p>
+All numbers below were measured in this run; see <code>summary.json</code> for every value. The first lines and
+the first plot are the ground truth (answers checked against the scene records, images measured from their pixels,
+and a control run on pairs with chosen/rejected swapped for a random half); the judge's own view follows.</p>
 <table>{rows}</table>{plots}{media}
 <h2>Commands</h2><ol>{commands}</ol><script>{SCRIPT}</script></body></html>
 """

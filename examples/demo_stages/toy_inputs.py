@@ -9,20 +9,25 @@ from pathlib import Path
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
 from unifiedreward.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
 from unifiedreward.toy.scenes import COLOURS, SHAPES
-from unifiedreward.toy.tasks import make_quality_pairs, make_quality_points
+from unifiedreward.toy.tasks import LIT_BACKGROUNDS, make_quality_pairs, make_quality_points
 
+QUALITY_IMAGE_SIZE = 32  # the toy generator's resolution (the judge's processor resizes to its 56 x 56)
+QUALITY_IMAGE_BLUR = 1.0  # Gaussian radius: the toy generator's images are soft
 FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
 
 
 def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: int) -> dict[str, Path]:
-    """The toy *quality* judge task, raw records with train/test splits: quality 5 - k has k of its four
-    quadrants flawed, by the stripe artifact or by a shadow (underexposure), one flaw per image or pair."""
-    flaws = ("stripes", "shadow")
+    """The toy *lighting* judge task, raw records with train/test splits: quality 5 - k has k of its four
+    quadrants in shadow (a quarter of the light), on a lit background, drawn at the toy generator's resolution
+    and softened as it draws (the base generator is pre-trained on the same kind of scenes, see
+    ``unifiedreward.toy.sd_pretrain --lighting_flaws``)."""
+    options = {"flaws": ("shadow",), "backgrounds": LIT_BACKGROUNDS, "size": QUALITY_IMAGE_SIZE,
+               "blur": QUALITY_IMAGE_BLUR}
     return {
         "toy_quality_pairs": write_jsonl(data_dir / "toy_quality_pairs.raw.jsonl",
-                                         make_quality_pairs(data_dir, num_pairs, seed=seed, flaws=flaws)),
+                                         make_quality_pairs(data_dir, num_pairs, seed=seed, **options)),
         "toy_quality_points": write_jsonl(data_dir / "toy_quality_points.raw.jsonl",
-                                          make_quality_points(data_dir, num_points, seed=seed, flaws=flaws)),
+                                          make_quality_points(data_dir, num_points, seed=seed, **options)),
     }
 
 

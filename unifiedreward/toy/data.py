@@ -229,13 +229,16 @@ def make_und_prompts(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
     name: str = "und_prompts",
 ) -> list[dict]:
-    """Image + question for a policy VLM; ``answer`` is the reference answer."""
+    """Image + question for a policy VLM; ``answer`` is the reference answer; ``scene`` (colour, shape, position)
+    and ``asks`` (the attributes the question is about) are the ground truth an answer is checked against."""
 
     def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
         question = rng.choice(QUESTIONS)
         image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
-        return {"image": image, "question": question.text, "answer": question.answer(scene)}
+        return {"image": image, "question": question.text, "answer": question.answer(scene),
+                "scene": {name: getattr(scene, name) for name in IMAGE_ATTRIBUTES},
+                "asks": list(question.attributes)}
 
     return _records(name, seed, num_items, held_out, item)
 

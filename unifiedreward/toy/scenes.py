@@ -55,13 +55,14 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def random_scene(rng: random.Random) -> Scene:
+def random_scene(rng: random.Random, backgrounds: tuple[str, ...] | None = None) -> Scene:
+    """A random scene; ``backgrounds`` restricts the background (default: any of ``BACKGROUNDS``)."""
     return Scene(
         colour=rng.choice(tuple(COLOURS)),
         shape=rng.choice(SHAPES),
         position=rng.choice(POSITIONS),
         direction=rng.choice(DIRECTIONS),
-        background=rng.choice(tuple(BACKGROUNDS)),
+        background=rng.choice(backgrounds or tuple(BACKGROUNDS)),
     )
 
 

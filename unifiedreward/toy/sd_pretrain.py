@@ -11,7 +11,9 @@ module writes a copy of that pipeline, trained for about half a minute on CPU on
   classifier-free guidance works); ``sample_size`` is set to the training resolution.
 
 Captions never name the background, so the pre-trained model draws white, beige, grey or black ones at random: a
-brightness judge then has a clear preference to express, and DPO a clear one to learn.
+brightness judge then has a clear preference to express, and DPO a clear one to learn. With ``--lighting_flaws 1``
+(what ``make demo`` uses) the training scenes also have 0-4 of their quadrants in shadow, the flaw the demo's judge
+is trained to penalise, so the base model draws badly lit quadrants about half the time.
 
     python -m unifiedreward.toy.sd_pretrain WORLD/sd OUT_DIR [--steps 120] [--seed 0]
 
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .scenes import random_scene, render_image
+from .tasks import LIT_BACKGROUNDS, QUALITIES, render_quality_image
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class PretrainSettings:
     batch_size: int = 32
     learning_rate: float = 1e-3
     caption_dropout: float = 0.1
+    # 1: each scene has 0-4 of its quadrants shadowed (``tasks.render_quality_image``, lit backgrounds only), at
+    # random and never named in the caption, so the model draws badly lit images as often as well-lit ones
+    lighting_flaws: int = 0
     seed: int = 0
 
 
@@ -71,8 +77,12 @@ def render_scenes(settings: PretrainSettings) -> tuple[torch.Tensor, list[str]]:
     rng = random.Random(f"sd_pretrain:{settings.seed}")
     pixels, captions = [], []
     for _ in range(settings.num_scenes):
-        scene = random_scene(rng)
-        image = render_image(scene, rng, size=settings.resolution)
+        if settings.lighting_flaws:
+            scene = random_scene(rng, LIT_BACKGROUNDS)
+            image = render_quality_image(scene, rng.choice(QUALITIES), rng, settings.resolution, flaw="shadow")
+        else:
+            scene = random_scene(rng)
+            image = render_image(scene, rng, size=settings.resolution)
         pixels.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1))
         captions.append(scene.caption())
     return torch.stack(pixels), captions

@@ -28,7 +28,7 @@ import random
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from .data import _save_image, _split
 from .scenes import random_scene, render_image
@@ -37,6 +37,8 @@ QUALITIES = (1, 2, 3, 4, 5)
 FLAWS = ("stripes", "shadow")
 ARTIFACT_STRENGTH = 0.85  # a striped quadrant keeps a faint view of the scene
 SHADOW_LIGHT = 0.25  # a shadowed quadrant keeps a quarter of its light
+# backgrounds on which a shadow shows (a black background is as dark lit as shadowed)
+LIT_BACKGROUNDS = ("white", "gray", "beige")
 
 
 def stripe_artifact(size: int) -> np.ndarray:
@@ -59,10 +61,11 @@ def artifact_mask(quality: int, rng: random.Random, size: int) -> np.ndarray:
 
 
 def render_quality_image(
-    scene, quality: int, rng: random.Random, size: int = 56, flaw: str = "stripes"
+    scene, quality: int, rng: random.Random, size: int = 56, flaw: str = "stripes", blur: float = 0.0
 ) -> Image.Image:
     """The scene drawn cleanly, with ``flaw`` over ``5 - quality`` of its quadrants: the stripe artifact, or a
-    shadow (the quadrant darkened to ``SHADOW_LIGHT`` of its light, i.e. underexposed)."""
+    shadow (the quadrant darkened to ``SHADOW_LIGHT`` of its light, i.e. underexposed); ``blur`` (a Gaussian
+    radius in pixels) softens the result, as a small text-to-image model draws."""
     if flaw not in FLAWS:
         raise ValueError(f"flaw must be one of {FLAWS}, got {flaw!r}")
     clean = np.asarray(render_image(scene, rng, size, noise=0.02), dtype=np.float32)
@@ -72,7 +75,8 @@ def render_quality_image(
         pixels = (1 - strength) * clean + strength * stripe_artifact(size)
     else:
         pixels = clean * (1 - (1 - SHADOW_LIGHT) * mask)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else image
 
 
 def pick_flaw(flaws: tuple[str, ...], rng: random.Random) -> str:
@@ -82,15 +86,17 @@ def pick_flaw(flaws: tuple[str, ...], rng: random.Random) -> str:
 
 def make_quality_points(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56,
-    name: str = "quality_points", flaws: tuple[str, ...] = ("stripes",),
+    name: str = "quality_points", flaws: tuple[str, ...] = ("stripes",), backgrounds: tuple[str, ...] | None = None,
+    blur: float = 0.0,
 ) -> list[dict]:
-    """Caption + one image scored 1-5 by its quality (qualities are balanced); each image has one of ``flaws``."""
+    """Caption + one image scored 1-5 by its quality (qualities are balanced); each image has one of ``flaws``;
+    ``backgrounds`` restricts the scenes' backgrounds (e.g. ``LIT_BACKGROUNDS`` for shadows)."""
     rng = random.Random(f"{name}:{seed}")
     records = []
     for index in range(num_items):
-        scene = random_scene(rng)
+        scene = random_scene(rng, backgrounds)
         quality = QUALITIES[index % len(QUALITIES)]
-        image = render_quality_image(scene, quality, rng, size, pick_flaw(flaws, rng))
+        image = render_quality_image(scene, quality, rng, size, pick_flaw(flaws, rng), blur)
         image = _save_image(image, data_dir, f"{name}/{index:05d}.png")
         records.append(
             {"id": f"{name}-{index:05d}", "prompt": scene.caption(), "image": image, "score": quality,
@@ -101,7 +107,8 @@ def make_quality_points(
 
 def make_quality_pairs(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, size: int = 56, min_gap: int = 2,
-    name: str = "quality_pairs", flaws: tuple[str, ...] = ("stripes",),
+    name: str = "quality_pairs", flaws: tuple[str, ...] = ("stripes",), backgrounds: tuple[str, ...] | None = None,
+    blur: float = 0.0,
 ) -> list[dict]:
     """Caption + two renderings of its scene with the same one of ``flaws``; the higher quality wins.
 
@@ -111,11 +118,11 @@ def make_quality_pairs(
     options = [(a, b) for a in QUALITIES for b in QUALITIES if a - b >= min_gap]
     records = []
     for index in range(num_items):
-        scene = random_scene(rng)
+        scene = random_scene(rng, backgrounds)
         better, worse = rng.choice(options)
         split = _split(index, num_items, held_out)
         flaw = pick_flaw(flaws, rng)
-        images = [render_quality_image(scene, quality, rng, size, flaw) for quality in (better, worse)]
+        images = [render_quality_image(scene, quality, rng, size, flaw, blur) for quality in (better, worse)]
         paths = [_save_image(image, data_dir, f"{name}/{index:05d}_{slot}.png") for slot, image in zip("ab", images)]
         orders = [(paths, 1), (paths[::-1], 2)] if split == "train" else [rng.choice([(paths, 1), (paths[::-1], 2)])]
         for images, winner in orders:
