@@ -197,10 +197,14 @@ def test_openrlhf_reward_func_matches_a_direct_call_and_fails_neutral(toy_world,
 def test_ms_swift_loads_the_plugin_and_its_grpo_reward_path_matches(toy_world, judge, und_rows, tmp_path):
     """ms-swift's ``import_external_file`` (``--external_plugins``), ``resolve_reward_funcs`` (``--reward_funcs
     unifiedreward unifiedreward_winrate``) and ``compute_rewards_per_func`` on ``GRPOSample`` rows, in ms-swift's
-    environment: point scores and win rates (each row's two answers, judged in both orders) equal direct calls."""
+    environment: point scores and win rates (each row's two answers, every pair in both orders, as configured through
+    ``UNIFIEDREWARD_CONFIG``'s ``pairwise`` section) equal direct calls."""
     python = framework_python("swift")
+    config = tmp_path / "unifiedreward.json"
+    config.write_text(json.dumps({"pairwise": {"pairing": "round_robin", "aggregate": "win_rate"}}))
     out = run_script(python, "ms_swift_rewards.py", str(REPO / "integrations/ms_swift/plugin.py"),
-                     write_rows(tmp_path, und_rows), "unifiedreward", "unifiedreward_winrate", env=toy_env(toy_world))
+                     write_rows(tmp_path, und_rows), "unifiedreward", "unifiedreward_winrate",
+                     env={**toy_env(toy_world), "UNIFIEDREWARD_CONFIG": str(config)})
     assert out["names"] == ["UnifiedRewardORM", "UnifiedRewardWinRateORM"]
     points, winrates = out["rewards"]
     assert points == pytest.approx(direct_und(judge, und_rows), abs=TOLERANCE)

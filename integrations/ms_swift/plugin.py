@@ -69,8 +69,9 @@ class UnifiedRewardORM(ORM):
 
 
 class UnifiedRewardWinRateORM(UnifiedRewardORM):
-    """``orms["unifiedreward_winrate"]``: each completion's win rate against the other completions of its row
-    (Pref-GRPO style; pairs judged in both orders; ``UNIFIEDREWARD_PAIRWISE_TEMPLATE``, ``pairwise`` config section)."""
+    """``orms["unifiedreward_winrate"]``: each completion's standing against the other completions of its row
+    (Pref-GRPO style; pairs and aggregation as TRL's win-rate reward, :mod:`reward_core.pairing`:
+    ``UNIFIEDREWARD_PAIRWISE_TEMPLATE`` and the ``pairwise`` config section: ``pairing``, ``k``, ``aggregate``)."""
 
     reward_class, section, name = PairwiseWinRateReward, "pairwise", "unifiedreward_winrate"
 
