@@ -106,9 +106,11 @@ def test_labels_carry_base64_data_urls_and_paths(tmp_path):
     label = decode_label({"images": [f"data:image/png;base64,{data}", str(image)], "template": UND, "question": "q"})
     assert label.media == [image.read_bytes(), str(image)] and label.template == UND and label.fields == {"question": "q"}
     assert decode_label(json.dumps({"image": "a.png"}), media_root=tmp_path).media == [str(image.resolve())]
+    with pytest.raises(ValueError, match="without --media-root"):  # the service's rule: no root, no paths
+        decode_label(json.dumps({"image": str(image)}), root_required=True)
     assert decode_label('{"image": "x.png", "q": 1}').key == decode_label('{"image": "x.png", "q": 1}').key
     for bad, reason in [("nope", "not JSON"), ("[1]", "JSON object"), ('{"question": "q"}', "no media"),
-                        ('{"image": 3}', "base64 string or a path"), ('{"video": ["v.mp4"]}', "expected a path")]:
+                        ('{"image": 3}', "a base64 string, a path"), ('{"video": ["v.mp4"]}', "expected a path")]:
         with pytest.raises(ValueError, match=reason):
             decode_label(bad)
     with pytest.raises(ValueError, match="outside the media root"):

@@ -324,7 +324,7 @@ def test_bad_media_fail_alone(judge, images, tmp_path):
         assert first["status"] == "ok" and answer["failed"] == len(bad)
         assert [r["status"] for r in failed] == ["media_error"] * len(bad)
         assert "invalid base64" in failed[0]["error"] and "cannot decode image" in failed[1]["error"]
-        assert all("outside --media-root" in r["error"] for r in failed[2:])
+        assert all("outside the media root" in r["error"] for r in failed[2:])
 
         scorer = httpx.post(f"{url}/v1/scorer", json={"images": [b64(images[0]), "@@", b64(b"junk")],
                                                       "prompts": ["a", "b", "c"]}, timeout=120)
@@ -340,9 +340,9 @@ def test_bad_media_fail_alone(judge, images, tmp_path):
         assert reward.status_code == 422
         assert reward.json()["rewards"][0] > 0 and reward.json()["rewards"][1:] == [None] * 3
         assert [e["error"] for e in reward.json()["errors"]] == [
-            "../secret.png: refused: the path is outside --media-root",
-            "bad item: the label is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
-            "bad item: the label has no 'image'"]
+            "bad item: label media: ../secret.png: refused: the path is outside the media root",
+            "bad item: label is not JSON (Expecting property name enclosed in double quotes at 1)",
+            "bad item: label has no media: give 'image', 'images' or 'video'"]
     with serving(judge) as url:  # no --media-root: every path is refused
         answer = httpx.post(f"{url}/v1/score", json={"items": [{"media": ["a.png"], "fields": {"prompt": "x"}}]}).json()
         assert "without --media-root" in answer["results"][0]["error"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 import torch
@@ -31,19 +30,12 @@ from integrations.neutral_fill import RunningGroupMeans
 from integrations.trl.config import RewardConfig, load_reward_model
 from integrations.trl.rewards import group_members, impute_group_mean
 from reward_core import JudgeItem, get_template
-from unifiedreward.reward_labels import decode_label
+from unifiedreward.reward_labels import completion_of, decode_label
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TEMPLATE = "image_understanding.point_score.v1"
-END_MARKERS = re.compile(r"(?:\s*(?:<\|[^|<>\s]+\|>|</s>))+\s*$")  # <|im_end|>, <|endoftext|>, </s> ...
 _FILLS = RunningGroupMeans(midpoint=0.5)
-
-
-def response_of(query: str, prompt: str) -> str:
-    """The policy's answer: ``query`` past its ``prompt``, without trailing end-of-turn tokens."""
-    response = query[len(prompt):] if query.startswith(prompt) else query
-    return END_MARKERS.sub("", response).strip()
 
 
 def _judge_item(query: str, prompt: str, label: Any, default_template: str, media_root: str | None):
@@ -51,7 +43,7 @@ def _judge_item(query: str, prompt: str, label: Any, default_template: str, medi
     decoded = decode_label(label, media_root)
     key = decoded.template or default_template
     template = get_template(key)
-    response = response_of(query, prompt)
+    response = completion_of(query, prompt)
     values = {"question": prompt, "prompt": response, **decoded.fields, "response": response}
     fields = {name: values[name] for name in template.fields if name in values}
     return key, JudgeItem(media=decoded.media, fields=fields), decoded.key

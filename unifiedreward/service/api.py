@@ -18,7 +18,7 @@ from reward_core.model import JudgeItem, infer_task
 from reward_core.pairing import Pairing, score_pairs, seed_from
 from reward_core.results import RewardResult, Status
 from unifiedreward.service.batcher import BatchKey
-from unifiedreward.service.media_input import decode_media
+from unifiedreward.media_entries import decode_media
 from unifiedreward.service.state import (
     ServiceError,
     ServiceState,

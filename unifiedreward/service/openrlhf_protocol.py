@@ -16,7 +16,6 @@ scale. A failed item never gets a float: the request is answered as /v1/scorer's
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -24,6 +23,7 @@ from fastapi.responses import JSONResponse
 
 from reward_core.model import JudgeItem
 from reward_core.results import RewardResult, Status
+from unifiedreward.reward_labels import completion_of, decode_label
 from unifiedreward.service.batcher import BatchKey
 from unifiedreward.service.state import (
     ServiceError,
@@ -32,37 +32,22 @@ from unifiedreward.service.state import (
     field_list,
     failure_answer,
     judge,
-    json_object,
-    prepare_item,
     read_json,
     scaled_score,
     state_of,
 )
 
 router = APIRouter()
-SPECIAL_TOKENS_AT_END = re.compile(r"(?:\s*<\|[^|<>\s]+\|>)+\s*$")  # <|im_end|>, <|endoftext|> ...
-
-
-def completion_of(query: str, prompt: str | None) -> str:
-    """The policy's completion: ``query`` after ``prompt`` (the whole query when the prompt is not in it), without
-    trailing chat special tokens."""
-    if prompt and prompt in query:
-        query = query[query.index(prompt) + len(prompt) :]
-    return SPECIAL_TOKENS_AT_END.sub("", query).strip()
 
 
 def _prepared(state: ServiceState, query: str, prompt: str | None, label: Any) -> tuple[str, JudgeItem | RewardResult]:
-    """The item's template and judge item (or its failure: a label that is no JSON object, or has no image)."""
+    """The item's template and judge item (or its failure: a bad label, :func:`unifiedreward.reward_labels.decode_label`)."""
     try:
-        label = json_object(label, "the label")
+        decoded = decode_label(label, state.config.media_root, root_required=True)
     except ValueError as error:
         return state.config.get_reward_template, RewardResult.failure(Status.MEDIA_ERROR, f"bad item: {error}")
-    template = str(label.pop("template", None) or state.config.get_reward_template)
-    if "image" not in label:
-        return template, RewardResult.failure(Status.MEDIA_ERROR, "bad item: the label has no 'image'")
-    image = label.pop("image")
-    label.setdefault("response", completion_of(query, prompt))
-    return template, prepare_item(state, image, label)
+    fields = {"response": completion_of(query, prompt), **decoded.fields}
+    return decoded.template or state.config.get_reward_template, JudgeItem(media=decoded.media, fields=fields)
 
 
 @router.post("/get_reward")

@@ -26,7 +26,7 @@ from reward_core.media import MediaError
 from reward_core.model import JudgeItem
 from reward_core.results import RewardResult, Status
 from unifiedreward.service.batcher import BatchKey
-from unifiedreward.service.media_input import decode_base64
+from unifiedreward.media_entries import decode_base64
 from unifiedreward.service.state import (
     ServiceError,
     ServiceState,

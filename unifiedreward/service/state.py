@@ -17,7 +17,7 @@ from reward_core.prompts import get_template
 from reward_core.results import RewardResult, Status
 from unifiedreward.service.batcher import Batcher, BatchKey, QueueFull, check_key
 from unifiedreward.service.config import ServiceConfig
-from unifiedreward.service.media_input import decode_media
+from unifiedreward.media_entries import decode_media
 from unifiedreward.service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)

@@ -1,13 +1,14 @@
-"""Media in service requests: base64 file bytes, or paths under ``--media-root``.
+"""Media sent as text (the reward service's requests, OpenRLHF labels): base64 file bytes, or paths.
 
-Decoding here only turns a request's entry into what `reward_core` takes (``bytes`` or a path); every media rule
+Decoding here only turns an entry into what `reward_core` takes (``bytes`` or a path); every media rule
 (formats, corrupt files, decompression bombs, sizes, frame counts) is `reward_core.media`'s, applied by the judge,
 and each failure is that item's ``media_error``. An entry is
 
 - ``{"base64": "..."}``, a ``data:...;base64,...`` URL, or any other string: base64 of the file's bytes;
 - ``{"path": "..."}``, or a string ending in an image / video suffix (``.png``, ``.mp4`` ...; base64 never
-  contains a dot): a file under ``--media-root``. A path that leaves the root (``..``, an absolute path elsewhere,
-  a symlink out) is refused, and without ``--media-root`` every path is.
+  contains a dot) or starting with ``file://``: a file under the media root (``unifiedreward serve --media-root``).
+  A path that leaves the root (``..``, an absolute path elsewhere, a symlink out) is refused; without a root every
+  path is refused, unless the caller reads its own files (``root_required=False``: an in-process reward function).
 """
 
 from __future__ import annotations
@@ -40,34 +41,36 @@ def decode_base64(text: Any, source: str = "<base64>") -> bytes:
     return data
 
 
-def path_under_root(path: Any, media_root: str | None) -> str:
+def path_under_root(path: Any, media_root: str | os.PathLike | None, root_required: bool = True) -> str:
     """The absolute path of ``path`` (relative to ``media_root``, or absolute inside it); :class:`MediaError` when
-    there is no root or the path, symlinks resolved, is outside it."""
+    the path, symlinks resolved, is outside the root, or there is no root and ``root_required``."""
     if not isinstance(path, str) or not path:
         raise MediaError(repr(path), "a media path must be a non-empty string")
-    if media_root is None:
-        raise MediaError(path, "media paths are refused: the service was started without --media-root")
     if "\x00" in path:
         raise MediaError(repr(path), "path contains a NUL byte")
-    root = Path(media_root).resolve()
     relative = path[len("file://"):] if path.startswith("file://") else path
+    if media_root is None:
+        if root_required:
+            raise MediaError(path, "media paths are refused: the service was started without --media-root")
+        return relative
+    root = Path(media_root).resolve()
     resolved = (root / relative).resolve()
     if not resolved.is_relative_to(root):
-        raise MediaError(path, "refused: the path is outside --media-root")
+        raise MediaError(path, "refused: the path is outside the media root")
     return os.fspath(resolved)
 
 
-def decode_entry(entry: Any, media_root: str | None) -> bytes | str:
-    """One media entry of a request -> bytes or a checked path (see the module doc)."""
+def decode_entry(entry: Any, media_root: str | os.PathLike | None, root_required: bool = True) -> bytes | str:
+    """One media entry -> bytes or a checked path (see the module doc)."""
     if isinstance(entry, dict):
         if set(entry) == {"base64"}:
             return decode_base64(entry["base64"])
         if set(entry) == {"path"}:
-            return path_under_root(entry["path"], media_root)
+            return path_under_root(entry["path"], media_root, root_required)
         raise MediaError(f"<object with keys {sorted(entry)}>", "a media object is {'base64': ...} or {'path': ...}")
     if isinstance(entry, str):
         if entry.startswith("file://") or entry.lower().endswith(MEDIA_SUFFIXES):
-            return path_under_root(entry, media_root)
+            return path_under_root(entry, media_root, root_required)
         return decode_base64(entry)
     raise MediaError(f"<{type(entry).__name__}>", "a media entry is a base64 string, a path or {'base64'|'path': ...}")
 
