@@ -17,6 +17,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+
 from reward_core.model import JudgeItem, UnifiedReward
 from reward_core.prompts import get_template
 from reward_core.results import RewardResult, Status
