@@ -5,6 +5,7 @@ The network-namespace lab (partitions, loss, SIGSTOP) is not here."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -15,6 +16,7 @@ import time
 from PIL import Image
 
 from reward_core.backends.base import BackendRequest
+from reward_core.backends.http_client import Replicas, probing
 from reward_core.backends.openai_backend import OpenAIBackend
 from reward_core.model import UnifiedReward
 from servers import StubServer, chat_response, vllm_logprobs_response
@@ -345,3 +347,22 @@ def test_a_call_that_starts_with_every_replica_out_tries_them_again():
         [up] = backend.generate(requests(1), 4)
     assert down.error and "timed out" in down.error
     assert up.text == "item 0", up.error
+
+
+def test_probing_ends_even_when_a_probe_swallows_its_cancellation():
+    """A CI run hung here forever: Python 3.11's ``asyncio.wait_for`` (inside each health probe) can swallow a
+    cancellation that lands as its answer arrives, and the probe loop, cancelled once at the end of the call, then
+    probed on and the call never returned. The probe below swallows every cancellation, as that race does."""
+
+    async def swallowing_probe(replica):
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.02)
+
+    async def call():
+        async with probing(Replicas(["http://a", "http://b"]), swallowing_probe, interval=0.001):
+            await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=lambda: asyncio.run(call()), daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive(), "the call did not return: the probes outlived it"

@@ -443,11 +443,16 @@ async def _post_json(client, replicas, path, payload, policy, deadline, headers,
 async def probing(replicas: Replicas, probe: Callable[[Replica], Awaitable[None]], interval: float):
     """While the block runs, ``await probe(replica)`` every `interval` seconds for each replica, each on its own
     (a silent replica delays no other probe) and in the background (no request waits for a probe). The schedule
-    (`Replica.next_probe`) carries over to the next block: a probe that fell due between two calls runs at once."""
+    (`Replica.next_probe`) carries over to the next block: a probe that fell due between two calls runs at once.
+    The probes stop on a flag as well as on cancellation: Python 3.11's ``asyncio.wait_for`` (in a probe) can
+    swallow a cancellation that lands as its answer arrives, and the block must still end."""
+    stopped = asyncio.Event()
 
     async def watch(replica: Replica) -> None:
-        while True:
+        while not stopped.is_set():
             await asyncio.sleep(max(0.0, replica.next_probe - time.monotonic()))
+            if stopped.is_set():
+                return
             replica.next_probe = time.monotonic() + interval
             try:
                 await probe(replica)
@@ -460,6 +465,7 @@ async def probing(replicas: Replicas, probe: Callable[[Replica], Awaitable[None]
     try:
         yield
     finally:
+        stopped.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
