@@ -124,6 +124,7 @@ class Batcher:
         self._tasks: list[asyncio.Task] = []
         self._executor: ThreadPoolExecutor | None = None
         self._seconds_per_item = 0.0  # moving average, for Retry-After
+        self._stopping = False
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -133,6 +134,7 @@ class Batcher:
         self._tasks = [asyncio.create_task(self._worker(), name=f"batcher-{i}") for i in range(self.workers)]
 
     async def stop(self) -> None:
+        self._stopping = True  # a flag as well as cancellation: Python 3.11's wait_for can swallow a cancellation
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -183,7 +185,7 @@ class Batcher:
 
     async def _worker(self) -> None:
         assert self._changed is not None
-        while True:
+        while not self._stopping:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
                 first = self._pending[0]
