@@ -162,16 +162,18 @@ def kill_once_answered(server, answers: int, timeout: float = 300.0) -> threadin
                     break
             time.sleep(0.1)
         server.kill()
+        thread.killed_at = time.monotonic()
 
     thread = threading.Thread(target=watch, daemon=True)
+    thread.killed_at = None  # when the kill landed (monotonic)
     thread.start()
     return thread
 
 
 def test_replicas_share_the_load_and_survive_one_killed(toy_world, vllm_server, caplog):
     """Two real vLLM replicas; the second is SIGKILLed mid-batch, once it has answered a few: every item
-    still scores, in input order, with the same text as one server alone; the dead replica is taken out."""
-    items = items_for(toy_world, POINT_5, 24)
+    still scores, in input order, with the same text as one server alone, the rest served by the first."""
+    items = items_for(toy_world, POINT_5, 64)  # long enough that the kill (metrics polled) lands mid-batch
     alone = judge(UnifiedReward.from_server(vllm_server.base_url, image_format="png"), POINT_5, items, "generate",
                   max_new_tokens=16)  # fmt: skip
     second = VLLMServer(toy_world["reward_model"])
@@ -186,6 +188,7 @@ def test_replicas_share_the_load_and_survive_one_killed(toy_world, vllm_server, 
         with caplog.at_level(logging.INFO, logger="reward_core.backends.http_client"), \
                 caplog.at_level(logging.INFO, logger="httpx"):  # fmt: skip
             got = judge(pool, POINT_5, items, "generate", max_new_tokens=16)
+        finished = time.monotonic()
         killer.join()
     finally:
         second.close()
@@ -196,7 +199,9 @@ def test_replicas_share_the_load_and_survive_one_killed(toy_world, vllm_server, 
     assert all(g.error is None or g.status == Status.PARSE_ERROR for g in got)
     assert received[0] > 0 and received[1] > 0, received
     assert sum(received) >= len(items), received  # every item answered by one of them (a body cut off is re-run)
-    assert any("taken out" in record.message for record in caplog.records), "the kill landed after the batch"
+    # Not "taken out": a replica whose attempt failed gets one request at a time and retries go elsewhere, so the
+    # dead one may fail fewer requests than the breaker's threshold before the batch ends (CI saw that).
+    assert killer.killed_at is not None and killer.killed_at < finished, "the kill landed after the batch"
     logging.getLogger(__name__).warning(
         "replicas: %d items, %d answers received from the first replica, %d from the second before its kill",
         len(items), *received,
