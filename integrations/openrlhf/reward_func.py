@@ -72,7 +72,7 @@ def reward_func(queries: list[str], prompts: list[str], labels: list[Any]) -> di
         results = judge.score_batch(template, [item for _, item in entries], mode=mode)
         for (i, _), result in zip(entries, results):
             if result.ok and result.score is not None:
-                values[i] = result.score / template.scale[1]
+                values[i] = template.max_scaled(result.score)
                 _FILLS.record(keys[i], values[i])
             else:
                 errors.append(f"sample {i}: {result.status.value}: {result.error}")
