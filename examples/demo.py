@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=Path("demo-work"), help="checkpoints, data and logs")
     parser.add_argument("--report-dir", type=Path, default=Path("demo-report"), help="index.html + summary.json")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads per command")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads per command (the figures depend on it: another count, another reduction order)")
     parser.add_argument("--world-items", type=int, default=200,
                         help="records per toy world file (80%% train, 20%% held-out: the held-out prompts' pool)")
     parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
@@ -64,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "stages 3 and 5 (stage 2 benchmarks the checkpoints in-process)")
     models.add_argument("--served-model-name", help="model name on --server (default: the server's first)")
     models.add_argument("--device", default="cpu", help="torch device for in-process judges and generation")
+    parser.add_argument("--lanes", type=int, default=2,
+                        help="stages 3-6: run the understanding and the generation commands side by side (2) or one "
+                        "after the other (1); the figures do not depend on it")
+    parser.add_argument("--control", choices=sorted(ground_truth.CONTROLS), default="reversed",
+                        help="stage 6: DPO again on the sifted pairs with chosen/rejected swapped in every pair "
+                        "('reversed') or for a random half ('half')")
     sizes = parser.add_argument_group("schedule (toy defaults fit 2 CPU cores in under 10 minutes)")
     sizes.add_argument("--reward-pairs", type=int, default=300, help="toy quality pairs (80%% train, both orders)")
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
@@ -105,8 +112,8 @@ class Demo:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.work = args.work_dir.resolve()
-        self.runner = Runner(self.work / "logs", threads=args.threads, device_env={"CUDA_VISIBLE_DEVICES": ""}
-                             if args.device == "cpu" else {})
+        self.runner = Runner(self.work / "logs", threads=args.threads, lanes=args.lanes,
+                             device_env={"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {})
         self.unifiedreward = self.runner.script("unifiedreward")
         # filled in by the stages, in order
         self.world: dict = {}
@@ -203,18 +210,25 @@ class Demo:
                             {"train": args.gen_prompts, "test": args.heldout_prompts})
         self.prompts = {"und": und, "gen": gen}
         self.policy = args.policy_model or self.world["policy_model"]
-        self.diffusion = args.diffusion_model or self.pretrain_toy_diffusion()
+        warmstart, _ = self.runner.side_by_side(self.sift_understanding_lane, self.sift_generation_lane)
+        return {"policy_warmstart": warmstart, "understanding": results.sift_summary(self.work / "sift-und"),
+                "generation": results.sift_summary(self.work / "sift-gen")}
+
+    def sift_understanding_lane(self) -> dict | None:
         warmstart = self.warm_start_policy()
-        self.sift_understanding("03-sift-policy-answers", self.policy, und["train"], self.work / "sift-und",
-                                args.num_candidates)
-        self.generate_images("03-generate-candidates", gen["train"], self.work / "candidates", args.num_candidates)
+        self.sift_understanding("03-sift-policy-answers", self.policy, self.prompts["und"]["train"],
+                                self.work / "sift-und", self.args.num_candidates)
+        return warmstart
+
+    def sift_generation_lane(self) -> None:
+        self.diffusion = self.args.diffusion_model or self.pretrain_toy_diffusion()
+        self.generate_images("03-generate-candidates", self.prompts["gen"]["train"], self.work / "candidates",
+                             self.args.num_candidates)
         self.runner.run("03-sift-images", [
             self.runner.python, "-m", "integrations.diffusers.sift_images",
             "--candidates_dir", str(self.work / "candidates"), "--output_dir", str(self.work / "sift-gen"),
             *self.judge_flags("underscore"), "--mode", "logit",
         ])
-        return {"policy_warmstart": warmstart, "understanding": results.sift_summary(self.work / "sift-und"),
-                "generation": results.sift_summary(self.work / "sift-gen")}
 
     def warm_start_policy(self) -> dict | None:
         """A few SFT steps on correct, wrong and badly formed answers, so the toy policy's samples vary.
@@ -267,12 +281,12 @@ class Demo:
 
     # ------------------------------------------------------------------ stage 4
     def align(self) -> dict:
-        pairs = self.work / "sift-und" / "pairs.jsonl"
-        policy_report = self.train_policy("04-trl-dpo", pairs, self.work / "policy-dpo")
         self.aligned_policy = self.work / "policy-dpo" / "dpo"
         self.aligned_lora = self.work / "sd-dpo"
-        return {"policy": policy_report,
-                "diffusion": self.train_diffusion("04-diffusion-dpo", self.work / "sift-gen", self.aligned_lora)}
+        policy, diffusion = self.runner.side_by_side(
+            lambda: self.train_policy("04-trl-dpo", self.work / "sift-und" / "pairs.jsonl", self.work / "policy-dpo"),
+            lambda: self.train_diffusion("04-diffusion-dpo", self.work / "sift-gen", self.aligned_lora))
+        return {"policy": policy, "diffusion": diffusion}
 
     def train_policy(self, name: str, pairs: Path, policy_run: Path) -> dict:
         """TRL DPO of the (warmed-up) policy on ``pairs``; the aligned policy lands in ``policy_run/dpo``."""
@@ -308,13 +322,19 @@ class Demo:
 
     # ------------------------------------------------------------------ stage 5
     def rescore(self) -> dict:
-        und_test = self.prompts["und"]["test"]
-        understanding = {}
+        understanding, generation = self.runner.side_by_side(self.rescore_understanding, self.rescore_generation)
+        return {"understanding": understanding, **generation}
+
+    def rescore_understanding(self) -> dict:
+        scores = {}
         for when, policy in (("before", self.policy), ("after", str(self.aligned_policy))):
             output_dir = self.work / "heldout-und" / when
-            self.sift_understanding(f"05-answers-{when}", policy, und_test, output_dir, self.args.heldout_candidates)
-            understanding[when] = results.sift_scores(output_dir)
+            self.sift_understanding(f"05-answers-{when}", policy, self.prompts["und"]["test"], output_dir,
+                                    self.args.heldout_candidates)
+            scores[when] = results.sift_scores(output_dir)
+        return results.compare(scores)
 
+    def rescore_generation(self) -> dict:
         gen_test = self.prompts["gen"]["test"]
         items = []
         for when, lora in (("before", None), ("after", self.aligned_lora)):
@@ -329,8 +349,6 @@ class Demo:
             "--mode", "logit", "--input", str(score_input), "--media-root", str(self.work / "heldout-gen"),
             "--output", str(score_output),
         ])
-        generation = results.image_scores(score_output)
-
         pair_input = self.work / "heldout-gen" / "pairs.jsonl"
         image_pair_items(items[0][1], items[1][1], pair_input)
         pair_output = self.work / "heldout-gen" / "head_to_head.jsonl"
@@ -338,27 +356,37 @@ class Demo:
             self.unifiedreward, "compare", *self.judge_flags("dash"), "--template", GEN_PAIR_TEMPLATE, "--swap",
             "--mode", "logit", "--input", str(pair_input), "--output", str(pair_output),
         ])
-        return {"understanding": results.compare(understanding), "generation": results.compare(generation),
+        return {"generation": results.compare(results.image_scores(score_output)),
                 "generation_head_to_head": results.head_to_head(pair_output)}
 
     # ------------------------------------------------------------------ stage 6
     def control(self) -> dict:
-        """The same DPO runs on pairs whose chosen/rejected were swapped for a random half (the judge's preference
-        taken out, everything else kept), and the same held-out prompts: the ground-truth gain should vanish."""
-        seed, control_dir = self.args.seed, self.work / "control"
-        und_pairs = self.work / "sift-und" / "pairs.control.jsonl"  # beside pairs.jsonl: same relative image paths
-        swapped = {"understanding": ground_truth.write_control_pairs(self.work / "sift-und" / "pairs.jsonl",
-                                                                     und_pairs, seed),
-                   "generation": ground_truth.write_control_image_pairs(self.work / "sift-gen",
-                                                                        control_dir / "sift-gen", seed)}
-        policy = self.train_policy("06-trl-dpo-control", und_pairs, control_dir / "policy-dpo")
-        diffusion = self.train_diffusion("06-diffusion-dpo-control", control_dir / "sift-gen", control_dir / "sd-dpo")
-        self.sift_understanding("06-answers-control", str(control_dir / "policy-dpo" / "dpo"),
-                                self.prompts["und"]["test"], self.work / "heldout-und" / "control",
-                                self.args.heldout_candidates)
+        """The same DPO runs on the same pairs with chosen/rejected swapped (``--control``: in every pair, or for a
+        random half), and the same held-out prompts: if the gain comes from the judge's preferences, the control
+        must not show it."""
+        understanding, generation = self.runner.side_by_side(self.control_understanding, self.control_generation)
+        return {"control": self.args.control, "swapped_pairs": {"understanding": understanding["swapped"],
+                                                                "generation": generation["swapped"]},
+                "policy": understanding["training"], "diffusion": generation["training"]}
+
+    def control_understanding(self) -> dict:
+        pairs = self.work / "sift-und" / "pairs.control.jsonl"  # beside pairs.jsonl: same relative image paths
+        swapped = ground_truth.write_control_pairs(self.work / "sift-und" / "pairs.jsonl", pairs, self.args.seed,
+                                                   self.args.control)
+        run_dir = self.work / "control" / "policy-dpo"
+        training = self.train_policy("06-trl-dpo-control", pairs, run_dir)
+        self.sift_understanding("06-answers-control", str(run_dir / "dpo"), self.prompts["und"]["test"],
+                                self.work / "heldout-und" / "control", self.args.heldout_candidates)
+        return {"swapped": swapped, "training": training}
+
+    def control_generation(self) -> dict:
+        control_dir = self.work / "control"
+        swapped = ground_truth.write_control_image_pairs(self.work / "sift-gen", control_dir / "sift-gen",
+                                                         self.args.seed, self.args.control)
+        training = self.train_diffusion("06-diffusion-dpo-control", control_dir / "sift-gen", control_dir / "sd-dpo")
         self.generate_images("06-images-control", self.prompts["gen"]["test"], self.work / "heldout-gen" / "control",
                              self.args.heldout_candidates, control_dir / "sd-dpo")
-        return {"swapped_pairs": swapped, "policy": policy, "diffusion": diffusion}
+        return {"swapped": swapped, "training": training}
 
     def ground_truth(self, summary: dict) -> dict:
         """The oracles' verdicts (``demo_stages.ground_truth``) on the held-out answers and images."""
@@ -378,7 +406,7 @@ class Demo:
              # the judge's pairs against the control's: how much of the gain the judge's preference explains
              "dpo_vs_control": {"understanding": ground_truth.paired(answers["control"], answers["after"]),
                                 "generation": ground_truth.paired(images["control"], images["after"])},
-             "swapped_pairs": summary["control"]["swapped_pairs"]})
+             "kind": summary["control"]["control"], "swapped_pairs": summary["control"]["swapped_pairs"]})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sift", "3. sift policy answers and generated images into pairs", demo.sift_pairs),
         ("dpo", "4. DPO the policy (TRL) and the diffusion model (Diffusion-DPO)", demo.align),
         ("rescore", "5. re-score the aligned models on held-out prompts", demo.rescore),
-        ("control", "6. control: DPO on pairs with chosen/rejected swapped for a random half", demo.control),
+        ("control", f"6. control: DPO on the same pairs, {ground_truth.CONTROLS[args.control]}", demo.control),
     ]
     started = time.perf_counter()
     status = 0

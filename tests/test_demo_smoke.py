@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -154,6 +155,21 @@ def test_answer_quality_rows_convert_with_the_sift_point_template(tmp_path):
     assert record["messages"][1]["content"] == "Final Score: 0"
 
 
+def test_answer_quality_scores_agree_with_the_oracle_including_off_topic_answers(tmp_path):
+    """Every answer-quality row's gold score is the oracle's correctness of its response (0-100); a third of the rows
+    answer another question than the one asked (the warmed-up policy's commonest mistake), and score by the oracle."""
+    from unifiedreward.toy.oracle import ATTRIBUTE_WORDS, answer_correctness
+
+    path = write_answer_quality(tmp_path, 60, seed=1)["toy_answer_quality"]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if "-bad" not in line]
+    for row in rows:
+        assert row["score"] == round(100 * answer_correctness(row["response"], row["scene"], row["asks"]))
+    # off topic: some asked attribute is not named at all (an on-topic answer names every asked attribute)
+    off_topic = [row for row in rows if any(not set(re.findall("[a-z]+", row["response"].lower())) & set(ATTRIBUTE_WORDS[a])
+                                            for a in row["asks"])]
+    assert len(rows) == 60 and 5 <= len(off_topic) <= 30 and any(row["score"] == 0 for row in off_topic)
+
+
 def test_policy_warmstart_mixes_correct_wrong_and_malformed_answers(tmp_path):
     rows = [json.loads(line) for line in write_policy_warmstart(tmp_path, 80, seed=0).read_text().splitlines()]
     assert len(rows) == 80 and all((tmp_path / row["image"]).is_file() for row in rows)
@@ -291,7 +307,8 @@ def test_ground_truth_section_has_the_issue_schema_and_reports_it_first(tmp_path
         {"understanding": ground_truth.paired(und["before"], und["control"]),
          "generation": ground_truth.paired(gen["before"], gen["control"]),
          "dpo_vs_control": {"understanding": ground_truth.paired(und["control"], und["after"]),
-                            "generation": ground_truth.paired(gen["control"], gen["after"])}})
+                            "generation": ground_truth.paired(gen["control"], gen["after"])},
+         "kind": "reversed"})
     assert truth["judge_accuracy"] == 0.9
     for part in (truth["understanding"], truth["generation"], truth["control"]["understanding"],
                  truth["control"]["generation"]):
@@ -324,25 +341,46 @@ def test_paired_p_is_one_sided_and_reproducible():
     assert spearman([1, 1], [1, 2]) is None
 
 
-def test_control_swaps_chosen_and_rejected_for_a_random_half(tmp_path):
-    from datasets import Dataset, DatasetDict
+@pytest.mark.parametrize("control, swapped_count", [("half", 5), ("reversed", 10)])
+def test_control_swaps_chosen_and_rejected(tmp_path, control, swapped_count):
+    from datasets import Dataset, DatasetDict, load_from_disk
 
     from demo_stages.ground_truth import write_control_image_pairs, write_control_pairs
 
     rows = [{"id": f"p{i}", "chosen": [{"content": "good"}], "rejected": [{"content": "bad"}],
              "chosen_score": 2.0, "rejected_score": 1.0} for i in range(10)]
     pairs = _write_jsonl(tmp_path / "pairs.jsonl", rows)
-    assert write_control_pairs(pairs, tmp_path / "control.jsonl", seed=3) == 5
-    control = [json.loads(line) for line in (tmp_path / "control.jsonl").read_text().splitlines()]
-    swapped = {row["id"] for row in control if row["chosen"][0]["content"] == "bad"}
-    assert len(swapped) == 5 and all(row["chosen_score"] == 1.0 for row in control if row["id"] in swapped)
-    write_control_pairs(pairs, tmp_path / "again.jsonl", seed=3)
+    assert write_control_pairs(pairs, tmp_path / "control.jsonl", seed=3, control=control) == swapped_count
+    result = [json.loads(line) for line in (tmp_path / "control.jsonl").read_text().splitlines()]
+    swapped = {row["id"] for row in result if row["chosen"][0]["content"] == "bad"}
+    assert len(swapped) == swapped_count and all(row["chosen_score"] == 1.0 for row in result if row["id"] in swapped)
+    write_control_pairs(pairs, tmp_path / "again.jsonl", seed=3, control=control)
     assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "control.jsonl").read_text()  # seeded
 
     DatasetDict({"train": Dataset.from_list([{"id": r["id"], "caption": "c", "jpg_0": b"0", "jpg_1": b"1",
                                               "label_0": 1} for r in rows])}).save_to_disk(str(tmp_path / "gen"))
-    assert write_control_image_pairs(tmp_path / "gen", tmp_path / "gen-control", seed=3) == 5
-    from datasets import load_from_disk
-
+    assert write_control_image_pairs(tmp_path / "gen", tmp_path / "gen-control", seed=3, control=control) == swapped_count
     labels = dict(zip(*(load_from_disk(str(tmp_path / "gen-control"))["train"][c] for c in ("id", "label_0"))))
-    assert sorted(labels.values()) == [0] * 5 + [1] * 5 and {i for i, v in labels.items() if v == 0} == swapped
+    assert {i for i, v in labels.items() if v == 0} == swapped and sum(labels.values()) == 10 - swapped_count
+    with pytest.raises(ValueError, match="unknown control"):
+        write_control_pairs(pairs, tmp_path / "x.jsonl", seed=3, control="none")
+
+def test_side_by_side_runs_every_chain_and_raises_a_failure_after_the_others_end(tmp_path):
+    """Stages 3-6 run the understanding and the generation commands as two chains; one failing must not cut the
+    other short (its log stays complete), and the failure is raised once both have ended."""
+    from demo_stages.runner import CommandFailed, Runner
+
+    runner = Runner(tmp_path / "logs", lanes=2)
+
+    def slow(marker: str) -> list[str]:
+        return [sys.executable, "-c", f"import time, pathlib; time.sleep(1); pathlib.Path({marker!r}).write_text('ok')"]
+
+    with runner.stage("both", "two chains"):
+        assert runner.side_by_side(lambda: runner.run("fast", [sys.executable, "-c", "print(1)"]).name,
+                                   lambda: runner.run("slow", slow(str(tmp_path / "1"))).name) == ["fast.log",
+                                                                                                     "slow.log"]
+        with pytest.raises(CommandFailed, match="broken failed"):
+            runner.side_by_side(lambda: runner.run("broken", [sys.executable, "-c", "raise SystemExit(3)"]),
+                                lambda: runner.run("slow-again", slow(str(tmp_path / "2"))))
+    assert (tmp_path / "2").read_text() == "ok"  # the other chain ran to its end before the failure was raised
+    assert sorted(c["name"] for c in runner.stages[0].commands) == ["broken", "fast", "slow", "slow-again"]

@@ -3,8 +3,8 @@
 Per held-out prompt: the share of asked-about attributes the policy's sampled answers get right (against the scene
 record), and the share of well-lit quadrants in the generator's images (from their pixels); before vs after DPO,
 paired per prompt, with a one-sided paired permutation test. The judge is checked against the gold labels
-(held-out pair accuracy) and the gold quality levels (Spearman of its point scores). Also the control: pairs whose
-chosen/rejected were swapped for a random half (see :func:`write_control_pairs`).
+(held-out pair accuracy) and the gold quality levels (Spearman of its point scores). Also the control: the same pairs
+with chosen/rejected swapped for every pair or for a random half (see :func:`write_control_pairs`).
 """
 
 from __future__ import annotations
@@ -106,17 +106,24 @@ def judge_point_items(gold_file: Path, out_path: Path) -> int:
     return len(items)
 
 
-def swapped_half(ids: list[str], seed: int) -> set[str]:
-    """A random half of ``ids`` (seeded): the pairs whose chosen/rejected the control swaps."""
+CONTROLS = {"reversed": "chosen/rejected swapped in every pair", "half": "chosen/rejected swapped for a random half"}
+
+
+def swapped_ids(ids: list[str], seed: int, control: str) -> set[str]:
+    """The pairs whose chosen/rejected the control swaps: all of them (``reversed``) or a seeded random half."""
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; expected one of {sorted(CONTROLS)}")
     shuffled = sorted(ids)
+    if control == "reversed":
+        return set(shuffled)
     random.Random(f"control:{seed}").shuffle(shuffled)
     return set(shuffled[: len(shuffled) // 2])
 
 
-def write_control_pairs(pairs_file: Path, out_file: Path, seed: int) -> int:
-    """TRL pairs with chosen and rejected swapped for a random half; returns how many were swapped."""
+def write_control_pairs(pairs_file: Path, out_file: Path, seed: int, control: str) -> int:
+    """TRL pairs with chosen and rejected swapped as ``control`` says; returns how many were swapped."""
     rows = read_jsonl(pairs_file)
-    swap = swapped_half([row["id"] for row in rows], seed)
+    swap = swapped_ids([row["id"] for row in rows], seed, control)
     for row in rows:
         if row["id"] in swap:
             row["chosen"], row["rejected"] = row["rejected"], row["chosen"]
@@ -125,14 +132,15 @@ def write_control_pairs(pairs_file: Path, out_file: Path, seed: int) -> int:
     return len(swap)
 
 
-def write_control_image_pairs(dataset_dir: Path, out_dir: Path, seed: int) -> int:
-    """The sifted Pick-a-Pic pairs with ``label_0`` set to 0 (``jpg_1`` preferred) for a random half."""
+def write_control_image_pairs(dataset_dir: Path, out_dir: Path, seed: int, control: str) -> int:
+    """The sifted Pick-a-Pic pairs with the preference (``label_0``) flipped as ``control`` says."""
     from datasets import disable_progress_bars, load_from_disk
 
     disable_progress_bars()  # the demo's terminal shows its own progress
     dataset = load_from_disk(str(dataset_dir))
-    swap = swapped_half(list(dataset["train"]["id"]), seed)
-    flipped = dataset.map(lambda row: {"label_0": 0 if row["id"] in swap else row["label_0"]}, keep_in_memory=True)
+    swap = swapped_ids(list(dataset["train"]["id"]), seed, control)
+    flipped = dataset.map(lambda row: {"label_0": 1 - row["label_0"] if row["id"] in swap else row["label_0"]},
+                          keep_in_memory=True)
     flipped.save_to_disk(str(out_dir))
     return len(swap)
 

@@ -115,7 +115,7 @@ def ground_truth_figure(truth: dict) -> str | None:
     for ax, name in zip(axes[0], ("understanding", "generation")):
         main, control = truth[name], truth["control"][name]
         runs = {"base": main["per_prompt_before"], "DPO (judge's pairs)": main["per_prompt_after"],
-                "control (half swapped)": control["per_prompt_after"]}
+                f"control ({truth['control']['kind']})": control["per_prompt_after"]}
         ax.boxplot(list(runs.values()), showmeans=True)
         ax.set_xticks(range(1, len(runs) + 1), list(runs), fontsize=8)
         ax.set_title(f"{name}: p={_p(main['p'])} (DPO), p={_p(control['p'])} (control)", fontsize=10)
@@ -244,7 +244,7 @@ code{{font-size:85%;}}img{{max-width:100%;}}</style></head><body>
 (<code>unifiedreward sift</code>, <code>sift_images</code>), DPO (TRL, Diffusion-DPO) and held-out re-scoring.
 All numbers below were measured in this run; see <code>summary.json</code> for every value. The first lines and
 the first plot are the ground truth (answers checked against the scene records, images measured from their pixels,
-and a control run on pairs with chosen/rejected swapped for a random half); the judge's own view follows.</p>
+and a control run on the same pairs with chosen/rejected swapped); the judge's own view follows.</p>
 <table>{rows}</table>{plots}{media}
 <h2>Commands</h2><ol>{commands}</ol><script>{SCRIPT}</script></body></html>
 """

@@ -1,4 +1,5 @@
-"""Run the demo's commands as subprocesses: one log file per command, wall time per stage."""
+"""Run the demo's commands as subprocesses: one log file per command, wall time per stage, independent chains of
+commands side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +63,13 @@ class Runner:
     """Runs commands with the demo's environment (offline, ``threads`` CPU threads) and logs them.
 
     ``python`` is the main env's interpreter; console scripts (``unifiedreward``, ``accelerate``) are
-    taken from its ``bin/`` folder so the demo runs the same entry points a user types.
+    taken from its ``bin/`` folder so the demo runs the same entry points a user types. ``lanes`` chains of
+    commands may run at once (:meth:`side_by_side`), each command with ``threads`` threads.
     """
 
     log_dir: Path
-    threads: int = 2
+    threads: int = 1
+    lanes: int = 1
     device_env: dict[str, str] = field(default_factory=dict)
     stages: list[Stage] = field(default_factory=list)
 
@@ -95,6 +100,13 @@ class Runner:
             stage.seconds = round(time.perf_counter() - started, 1)
             stage.cpu_seconds = round(_children_cpu_seconds() - cpu_started, 1)
             logger.info("== %s done in %.0f s (%.0f CPU s)", name, stage.seconds, stage.cpu_seconds)
+
+    def side_by_side(self, *chains: Callable[[], object]) -> list:
+        """Run independent chains of commands, ``lanes`` at a time; their results in order. A failing chain's
+        error is raised once every chain has ended (the others' logs are complete)."""
+        with ThreadPoolExecutor(max_workers=max(1, self.lanes)) as pool:
+            futures = [pool.submit(chain) for chain in chains]
+        return [future.result() for future in futures]
 
     def run(self, name: str, command: list[str]) -> Path:
         """Run ``command`` from the repository root; its output goes to ``log_dir/<name>.log``."""

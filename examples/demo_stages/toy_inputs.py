@@ -14,6 +14,8 @@ from unifiedreward.toy.tasks import LIT_BACKGROUNDS, make_quality_pairs, make_qu
 QUALITY_IMAGE_SIZE = 32  # the toy generator's resolution (the judge's processor resizes to its 56 x 56)
 QUALITY_IMAGE_BLUR = 1.0  # Gaussian radius: the toy generator's images are soft
 FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
+ANSWER_OFF_TOPIC = 1 / 3  # share of the answer-quality rows that answer another question (a third of the warmed-up
+# policy's samples do)
 
 
 def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: int) -> dict[str, Path]:
@@ -41,11 +43,12 @@ def gibberish(answer: str, rng: random.Random) -> str:
 def write_answer_quality(data_dir: Path, num_points: int, seed: int) -> dict[str, Path]:
     """The toy *answer quality* judge task (0-100, the sift's understanding point template).
 
-    ``make_und_points`` rows (correct, partly and fully wrong answers scored by the share of asked-about
-    attributes they get right) plus, on the same images and questions, badly formed answers scored 0.
+    ``make_und_points`` rows (correct, partly and fully wrong answers, a third of them answering another question,
+    scored by the share of asked-about attributes they get right) plus, on the same images and questions, badly
+    formed answers scored 0.
     """
     rng = random.Random(f"answer_quality:{seed}")
-    rows = make_und_points(data_dir, num_points, seed=seed + 1000, name="answer_quality")
+    rows = make_und_points(data_dir, num_points, seed=seed + 1000, name="answer_quality", off_topic=ANSWER_OFF_TOPIC)
     bad = [{**row, "id": f"{row['id']}-bad", "response": gibberish(row["response"], rng), "score": 0}
            for row in rows[: num_points // 2]]
     return {"toy_answer_quality": write_jsonl(data_dir / "toy_answer_quality.raw.jsonl", rows + bad)}

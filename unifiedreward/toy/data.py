@@ -205,17 +205,28 @@ def make_und_pairs(
 
 def make_und_points(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
-    name: str = "und_points",
+    name: str = "und_points", off_topic: float = 0.0,
 ) -> list[dict]:
-    """Image + question + response scored 0-100 by the share of asked-about attributes it gets right."""
+    """Image + question + response scored 0-100 by the share of asked-about attributes it gets right.
+
+    The response answers the question about a partly wrong scene or, for an ``off_topic`` share of the rows, answers
+    another question (about the same partly wrong scene): an attribute it does not name counts as wrong. ``scene`` and
+    ``asks`` are the ground truth the score was computed from.
+    """
 
     def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
         question = rng.choice(QUESTIONS)
-        claimed, matches = _partly_wrong(scene, question.attributes, rng)
+        claimed, _ = _partly_wrong(scene, question.attributes, rng)
         image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
-        return {"image": image, "question": question.text, "response": question.answer(claimed),
-                "score": _point_score(matches, len(question.attributes), 0, 100)}
+        answered = question
+        if off_topic and rng.random() < off_topic:
+            answered = rng.choice([other for other in QUESTIONS if other is not question])
+        right = sum(getattr(claimed, name) == getattr(scene, name)
+                    for name in question.attributes if name in answered.attributes)
+        return {"image": image, "question": question.text, "response": answered.answer(claimed),
+                "score": _point_score(right, len(question.attributes), 0, 100),
+                "scene": {name: getattr(scene, name) for name in IMAGE_ATTRIBUTES}, "asks": list(question.attributes)}
 
     return _records(name, seed, num_items, held_out, item)
 
