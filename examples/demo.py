@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads per command (the figures depend on it: another count, another reduction order)")
-    parser.add_argument("--world-items", type=int, default=200,
+    parser.add_argument("--world-items", type=int, default=400,
                         help="records per toy world file (80%% train, 20%% held-out: the held-out prompts' pool)")
     parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
                         help="virtual env with llamafactory-cli")
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--control", choices=sorted(ground_truth.CONTROLS), default="reversed",
                         help="stage 6: DPO again on the sifted pairs with chosen/rejected swapped in every pair "
                         "('reversed') or for a random half ('half')")
-    sizes = parser.add_argument_group("schedule (toy defaults fit 2 CPU cores in under 10 minutes)")
+    sizes = parser.add_argument_group("schedule (toy defaults fit 2 CPU cores in about 5 minutes)")
     sizes.add_argument("--reward-pairs", type=int, default=300, help="toy quality pairs (80%% train, both orders)")
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
     sizes.add_argument("--answer-points", type=int, default=240,
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-batch-size", type=int, default=4)
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=64, help="generation prompts sifted for Diffusion-DPO")
-    sizes.add_argument("--heldout-prompts", type=int, default=40, help="held-out prompts re-scored per model")
+    sizes.add_argument("--heldout-prompts", type=int, default=80, help="held-out prompts re-scored per model")
     sizes.add_argument("--num-candidates", type=int, default=4, help="answers / images per sifted prompt")
     sizes.add_argument("--heldout-candidates", type=int, default=8,
                        help="answers / images per held-out prompt (stages 5-6: more of them, less noise per prompt)")
