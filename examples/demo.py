@@ -65,9 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "stages 3 and 5 (stage 2 benchmarks the checkpoints in-process)")
     models.add_argument("--served-model-name", help="model name on --server (default: the server's first)")
     models.add_argument("--device", default="cpu", help="torch device for in-process judges and generation")
-    parser.add_argument("--lanes", type=int, default=2,
+    parser.add_argument("--lanes", type=int, default=None,
                         help="stages 3-6: run the understanding and the generation commands side by side (2) or one "
-                        "after the other (1); the figures do not depend on it")
+                        "after the other (1); the figures do not depend on it (default: 2 on CPU, 1 on a GPU, which "
+                        "one 7B DPO fills)")
     parser.add_argument("--control", choices=sorted(ground_truth.CONTROLS), default="reversed",
                         help="stage 6: DPO again on the sifted pairs with chosen/rejected swapped in every pair "
                         "('reversed') or for a random half ('half')")
@@ -112,7 +113,8 @@ class Demo:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.work = args.work_dir.resolve()
-        self.runner = Runner(self.work / "logs", threads=args.threads, lanes=args.lanes,
+        lanes = args.lanes or (2 if args.device == "cpu" else 1)
+        self.runner = Runner(self.work / "logs", threads=args.threads, lanes=lanes,
                              device_env={"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {})
         self.unifiedreward = self.runner.script("unifiedreward")
         # filled in by the stages, in order
