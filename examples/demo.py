@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
     sizes.add_argument("--answer-points", type=int, default=240,
                        help="toy answer-quality points (80%% train, plus half as many badly formed answers)")
-    sizes.add_argument("--reward-steps", type=int, default=600, help="LLaMA-Factory optimisation steps")
+    sizes.add_argument("--reward-steps", type=int, default=400, help="LLaMA-Factory optimisation steps")
     sizes.add_argument("--reward-lr", type=float, default=3e-3)
     sizes.add_argument("--reward-batch-size", type=int, default=4)
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
