@@ -86,3 +86,21 @@ def test_gpu_suite_runs_its_code_path_at_toy_size_on_cpu(toy_world, tmp_path):
     assert (tmp_path / "sift.status").read_text().strip() == "ok"
     table = (tmp_path / "table.md").read_text()
     assert "overhead_fraction" in table and "sift_speedup_generate" in table and "skipped: set REFERENCE_SCRIPT" in table
+
+
+@pytest.mark.parametrize("task", ["name", "verify"])
+def test_toy_vlm_binding_benchmark_reports_a_top1_curve(tmp_path, task):
+    """benchmarks/toy_vlm_binding.py at smoke size: trains a fresh toy checkpoint a few steps and reports held-out
+    top-1 over the six colours; the verify task scores answers with the sift's point template."""
+    import toy_vlm_binding
+
+    out = tmp_path / "binding.json"
+    argv = ["--task", task, "--steps", "2", "--evals", "2", "--eval-images", "2", "--batch-size", "2",
+            "--hidden-size", "64", "--num-layers", "2", "--vision-hidden-size", "32", "--image-size", "56",
+            "--json", str(out)]
+    assert toy_vlm_binding.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [point["step"] for point in report["curve"]] == [1, 2]
+    assert all(0.0 <= point["top1"] <= 1.0 for point in report["curve"]) and report["chance"] == pytest.approx(1 / 6)
+    verdict = toy_vlm_binding.row("verify", "x.png", "red", right=False)
+    assert "Response: [The shape is red.]" in verdict["question"] and verdict["answer"] == "Final Score: 0"

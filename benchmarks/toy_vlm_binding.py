@@ -1,0 +1,173 @@
+"""Can a toy Qwen2.5-VL trained from random weights *name* the shape's colour, and *verify* a claimed one?
+
+    python benchmarks/toy_vlm_binding.py --task name --steps 1000 --json bench-out/name.json
+    python benchmarks/toy_vlm_binding.py --task verify --steps 2000 --json bench-out/verify.json
+
+Why it exists: ``make demo``'s understanding stage can only make answers more *correct* if the judge scores a
+right colour above a wrong one for the same image, i.e. binds the answer's words to the pixels (issue 28).
+This trains a fresh toy checkpoint (``unifiedreward.toy.qwen``, sizes from the flags) on rendered toy scenes
+and prints held-out top-1 accuracy over the six colours (chance 1/6) as training goes:
+
+* ``name``: SFT on "What colour is the shape?" -> "The shape is red." (what a policy has to learn);
+  top-1 = the right colour's answer is the likeliest of the six.
+* ``verify``: SFT on the sift's answer-quality prompt (``image_understanding.point_score.v1``) with a right
+  (``Final Score: 100``) or a wrong (``Final Score: 0``) colour, half each (what the judge has to learn);
+  top-1 = the right colour's response gets the likeliest ``Final Score: 100``.
+
+``--image solid`` fills the whole image with the shape's colour (the easiest possible scene);
+``--solid-steps N`` trains the first N steps on solid images and the rest on scenes (a curriculum), evaluating
+on scenes throughout. Prompts and
+loss masking are the demo's (``reward_core.media.build_messages``, the chat template, answer tokens only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "examples"))
+
+from demo_stages.policy_warmstart import encode  # noqa: E402
+from reward_core.prompts import get_template  # noqa: E402
+from unifiedreward.toy.data import QUESTIONS  # noqa: E402
+from unifiedreward.toy.qwen import QwenSize, build_qwen2_5_vl  # noqa: E402
+from unifiedreward.toy.scenes import COLOURS, Scene, random_scene, render_image  # noqa: E402
+from unifiedreward.toy.tokenization import train_qwen_tokenizer  # noqa: E402
+
+logger = logging.getLogger("toy_vlm_binding")
+COLOUR_QUESTION = QUESTIONS[0]  # "What colour is the shape?" -> "The shape is {colour}."
+VERIFY_TEMPLATE = "image_understanding.point_score.v1"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=("name", "verify"), required=True)
+    parser.add_argument("--image", choices=("scene", "solid"), default="scene")
+    parser.add_argument("--image-size", type=int, default=112, help="pixels a side (the processor makes 28 px tokens)")
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--vision-hidden-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--solid-steps", type=int, default=0, help="train the first N steps on solid images")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--evals", type=int, default=5, help="evaluations spread over the run")
+    parser.add_argument("--eval-images", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the settings and the accuracy curve here")
+    return parser.parse_args(argv)
+
+
+class SceneImages:
+    """Rendered scenes saved as PNGs (``encode`` reads rows' images from a folder)."""
+
+    def __init__(self, folder: Path, size: int):
+        self.folder, self.size, self.count = folder, size, 0
+
+    def draw(self, rng: random.Random, kind: str) -> tuple[Scene, str]:
+        from PIL import Image
+
+        scene = random_scene(rng)
+        image = (Image.new("RGB", (self.size, self.size), COLOURS[scene.colour]) if kind == "solid"
+                 else render_image(scene, rng, size=self.size))
+        name = f"{self.count:06d}.png"
+        image.save(self.folder / name)
+        self.count += 1
+        return scene, name
+
+
+def row(task: str, image: str, claimed: str, right: bool) -> dict:
+    """One training / scoring row: the policy's answer, or the judge's verdict on a claimed colour."""
+    answer = COLOUR_QUESTION.answer(Scene(colour=claimed, shape="circle"))
+    if task == "name":
+        return {"image": image, "question": COLOUR_QUESTION.text, "answer": answer}
+    prompt = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
+    return {"image": image, "question": prompt, "answer": f"Final Score: {100 if right else 0}"}
+
+
+def answer_log_likelihood(model, batch):
+    import torch
+
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1]
+    targets = labels[:, 1:]
+    mask = targets != -100
+    token_lp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
+    return (token_lp * mask).sum(1)
+
+
+def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]], task: str) -> float:
+    """Share of held-out images whose right colour is the likeliest answer (name) or "100" verdict (verify)."""
+    import torch
+
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for scene, image in eval_set:
+            rows = [row(task, image, colour, right=True) for colour in COLOURS]
+            scores = answer_log_likelihood(model, encode(processor, rows, images.folder))
+            hits += list(COLOURS)[int(scores.argmax())] == scene.colour
+    model.train()
+    return hits / len(eval_set)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    with tempfile.TemporaryDirectory(prefix="toy-binding-") as tmp:
+        size = QwenSize(hidden_size=args.hidden_size, num_layers=args.num_layers, intermediate_size=2 * args.hidden_size,
+                        vision_hidden_size=args.vision_hidden_size, vision_intermediate_size=2 * args.vision_hidden_size)
+        checkpoint = build_qwen2_5_vl(Path(tmp) / "model", train_qwen_tokenizer(), seed=args.seed, size=size)
+        processor = AutoProcessor.from_pretrained(checkpoint)
+        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).train()
+        (Path(tmp) / "images").mkdir()
+        images = SceneImages(Path(tmp) / "images", args.image_size)
+        eval_rng, rng = random.Random(f"eval:{args.seed}"), random.Random(f"train:{args.seed}")
+        eval_set = [images.draw(eval_rng, args.image) for _ in range(args.eval_images)]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
+        curve, start, every = [], time.perf_counter(), max(1, args.steps // args.evals)
+        for step in range(1, args.steps + 1):
+            rows = []
+            for _ in range(args.batch_size):
+                scene, image = images.draw(rng, "solid" if step <= args.solid_steps else args.image)
+                right = args.task == "name" or rng.random() < 0.5
+                claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
+                rows.append(row(args.task, image, claimed, right))
+            loss = model(**encode(processor, rows, images.folder)).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % every == 0 or step == args.steps:
+                accuracy = top1(model, processor, images, eval_set, args.task)
+                curve.append({"step": step, "loss": round(loss.item(), 4), "top1": accuracy,
+                              "seconds": round(time.perf_counter() - start, 1)})
+                logger.info("step %d/%d loss %.4f top-1 %.2f (chance %.2f)", step, args.steps, loss.item(), accuracy,
+                            1 / len(COLOURS))
+    result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "chance": 1 / len(COLOURS), "curve": curve}
+    curriculum = f"{args.solid_steps} solid steps, then " if args.solid_steps else ""
+    print(f"{args.task} ({curriculum}{args.image} {args.image_size}px, hidden {args.hidden_size} x {args.num_layers} layers, "
+          f"lr {args.learning_rate}, batch {args.batch_size}): top-1 by step "
+          + ", ".join(f"{c['step']}: {c['top1']:.2f}" for c in curve) + f" (chance {1 / len(COLOURS):.2f})")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
