@@ -5,8 +5,8 @@
 
 Why it exists: ``make demo``'s understanding stage can only make answers more *correct* if the judge scores a
 right colour above a wrong one for the same image, i.e. binds the answer's words to the pixels (issue 28).
-This trains a fresh toy checkpoint (``unifiedreward.toy.qwen``, sizes from the flags) on rendered toy scenes
-and prints held-out top-1 accuracy over the six colours (chance 1/6) as training goes:
+This trains a toy checkpoint (fresh from ``unifiedreward.toy.qwen`` at the flags' sizes, or ``--base``) on
+rendered toy scenes and prints held-out top-1 accuracy over the six colours (chance 1/6) as training goes:
 
 * ``name``: SFT on "What colour is the shape?" -> "The shape is red." (what a policy has to learn);
   top-1 = the right colour's answer is the likeliest of the six.
@@ -15,9 +15,15 @@ and prints held-out top-1 accuracy over the six colours (chance 1/6) as training
   top-1 = the right colour's response gets the likeliest ``Final Score: 100``.
 
 ``--image solid`` fills the whole image with the shape's colour (the easiest possible scene);
-``--solid-steps N`` trains the first N steps on solid images and the rest on scenes (a curriculum), evaluating
-on scenes throughout. Prompts and
-loss masking are the demo's (``reward_core.media.build_messages``, the chat template, answer tokens only).
+``--solid-steps N`` trains the first N steps on solid images and the rest on scenes, evaluating on scenes
+throughout; ``--prompt short`` keeps only the template's last two lines ("Question: [...]", "Response: [...]");
+``--base`` / ``--save`` chain runs into a curriculum (docs/demo.md):
+
+    python benchmarks/toy_vlm_binding.py --task verify --num-layers 2 --prompt short --image solid --steps 2000 --save a
+    python benchmarks/toy_vlm_binding.py --task verify --prompt short --base a --steps 1200 --save b
+    python benchmarks/toy_vlm_binding.py --task verify --base b --steps 600
+
+Prompts and loss masking are the demo's (``reward_core.media.build_messages``, the chat template, answer tokens only).
 """
 
 from __future__ import annotations
@@ -51,8 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("name", "verify"), required=True)
     parser.add_argument("--image", choices=("scene", "solid"), default="scene")
+    parser.add_argument("--prompt", choices=("template", "short"), default="template",
+                        help="verify: the whole point template, or only its Question / Response lines")
+    parser.add_argument("--base", type=Path, help="start from this checkpoint instead of fresh random weights")
+    parser.add_argument("--save", type=Path, help="save the trained checkpoint here")
     parser.add_argument("--image-size", type=int, default=112, help="pixels a side (the processor makes 28 px tokens)")
-    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--hidden-size", type=int, default=128, help="sizes of a fresh checkpoint (without --base)")
     parser.add_argument("--num-layers", type=int, default=4)
     parser.add_argument("--vision-hidden-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=1000)
@@ -85,12 +95,15 @@ class SceneImages:
         return scene, name
 
 
-def row(task: str, image: str, claimed: str, right: bool) -> dict:
+def row(task: str, image: str, claimed: str, right: bool, prompt: str = "template") -> dict:
     """One training / scoring row: the policy's answer, or the judge's verdict on a claimed colour."""
     answer = COLOUR_QUESTION.answer(Scene(colour=claimed, shape="circle"))
     if task == "name":
         return {"image": image, "question": COLOUR_QUESTION.text, "answer": answer}
-    prompt = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
+    if prompt == "short":
+        prompt = f"Question: [{COLOUR_QUESTION.text}]\nResponse: [{answer}]"
+    else:
+        prompt = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
     return {"image": image, "question": prompt, "answer": f"Final Score: {100 if right else 0}"}
 
 
@@ -105,7 +118,7 @@ def answer_log_likelihood(model, batch):
     return (token_lp * mask).sum(1)
 
 
-def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]], task: str) -> float:
+def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]], task: str, prompt: str) -> float:
     """Share of held-out images whose right colour is the likeliest answer (name) or "100" verdict (verify)."""
     import torch
 
@@ -113,7 +126,7 @@ def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]
     hits = 0
     with torch.no_grad():
         for scene, image in eval_set:
-            rows = [row(task, image, colour, right=True) for colour in COLOURS]
+            rows = [row(task, image, colour, right=True, prompt=prompt) for colour in COLOURS]
             scores = answer_log_likelihood(model, encode(processor, rows, images.folder))
             hits += list(COLOURS)[int(scores.argmax())] == scene.colour
     model.train()
@@ -129,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     with tempfile.TemporaryDirectory(prefix="toy-binding-") as tmp:
-        size = QwenSize(hidden_size=args.hidden_size, num_layers=args.num_layers, intermediate_size=2 * args.hidden_size,
-                        vision_hidden_size=args.vision_hidden_size, vision_intermediate_size=2 * args.vision_hidden_size)
-        checkpoint = build_qwen2_5_vl(Path(tmp) / "model", train_qwen_tokenizer(), seed=args.seed, size=size)
+        size = QwenSize(hidden_size=args.hidden_size, num_layers=args.num_layers,
+                        intermediate_size=2 * args.hidden_size, vision_hidden_size=args.vision_hidden_size,
+                        vision_intermediate_size=2 * args.vision_hidden_size)
+        checkpoint = args.base or build_qwen2_5_vl(Path(tmp) / "model", train_qwen_tokenizer(), seed=args.seed,
+                                                   size=size)
         processor = AutoProcessor.from_pretrained(checkpoint)
         model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).train()
         (Path(tmp) / "images").mkdir()
@@ -146,21 +161,25 @@ def main(argv: list[str] | None = None) -> int:
                 scene, image = images.draw(rng, "solid" if step <= args.solid_steps else args.image)
                 right = args.task == "name" or rng.random() < 0.5
                 claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
-                rows.append(row(args.task, image, claimed, right))
+                rows.append(row(args.task, image, claimed, right, args.prompt))
             loss = model(**encode(processor, rows, images.folder)).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             if step % every == 0 or step == args.steps:
-                accuracy = top1(model, processor, images, eval_set, args.task)
+                accuracy = top1(model, processor, images, eval_set, args.task, args.prompt)
                 curve.append({"step": step, "loss": round(loss.item(), 4), "top1": accuracy,
                               "seconds": round(time.perf_counter() - start, 1)})
                 logger.info("step %d/%d loss %.4f top-1 %.2f (chance %.2f)", step, args.steps, loss.item(), accuracy,
                             1 / len(COLOURS))
+        if args.save:
+            model.save_pretrained(args.save)
+            processor.save_pretrained(args.save)
     result = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "chance": 1 / len(COLOURS), "curve": curve}
+    model_text = f"from {args.base}" if args.base else f"hidden {args.hidden_size} x {args.num_layers} layers"
     curriculum = f"{args.solid_steps} solid steps, then " if args.solid_steps else ""
-    print(f"{args.task} ({curriculum}{args.image} {args.image_size}px, hidden {args.hidden_size} x {args.num_layers} layers, "
+    print(f"{args.task} ({model_text}, {args.prompt} prompt, {curriculum}{args.image} {args.image_size}px, "
           f"lr {args.learning_rate}, batch {args.batch_size}): top-1 by step "
           + ", ".join(f"{c['step']}: {c['top1']:.2f}" for c in curve) + f" (chance {1 / len(COLOURS):.2f})")
     if args.json:

@@ -104,3 +104,22 @@ def test_toy_vlm_binding_benchmark_reports_a_top1_curve(tmp_path, task):
     assert all(0.0 <= point["top1"] <= 1.0 for point in report["curve"]) and report["chance"] == pytest.approx(1 / 6)
     verdict = toy_vlm_binding.row("verify", "x.png", "red", right=False)
     assert "Response: [The shape is red.]" in verdict["question"] and verdict["answer"] == "Final Score: 0"
+    short = toy_vlm_binding.row("verify", "x.png", "red", right=True, prompt="short")
+    assert short["question"] == "Question: [What colour is the shape?]\nResponse: [The shape is red.]"
+
+
+def test_toy_vlm_binding_benchmark_chains_a_curriculum(tmp_path):
+    """--save then --base: the second run starts from the first run's weights (solid images, short prompt)."""
+    import toy_vlm_binding
+    from safetensors.torch import load_file
+
+    small = ["--task", "verify", "--steps", "1", "--evals", "1", "--eval-images", "2", "--batch-size", "2",
+             "--image-size", "56"]
+    first = tmp_path / "solid"
+    assert toy_vlm_binding.main([*small, "--prompt", "short", "--image", "solid", "--hidden-size", "64",
+                                 "--num-layers", "2", "--vision-hidden-size", "32", "--save", str(first)]) == 0
+    assert toy_vlm_binding.main([*small, "--base", str(first), "--save", str(tmp_path / "scene")]) == 0
+    before, after = load_file(first / "model.safetensors"), load_file(tmp_path / "scene" / "model.safetensors")
+    # same shapes although the flags' default size is 128 wide: trained on from the saved 64-wide weights
+    assert before.keys() == after.keys() and all(before[k].shape == after[k].shape for k in before)
+    assert any(not before[k].equal(after[k]) for k in before)
