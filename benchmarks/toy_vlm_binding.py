@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from PIL import Image
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "examples"))
@@ -84,8 +86,6 @@ class SceneImages:
         self.folder, self.size, self.count = folder, size, 0
 
     def draw(self, rng: random.Random, kind: str) -> tuple[Scene, str]:
-        from PIL import Image
-
         scene = random_scene(rng)
         image = (Image.new("RGB", (self.size, self.size), COLOURS[scene.colour]) if kind == "solid"
                  else render_image(scene, rng, size=self.size))
@@ -101,10 +101,10 @@ def row(task: str, image: str, claimed: str, right: bool, prompt: str = "templat
     if task == "name":
         return {"image": image, "question": COLOUR_QUESTION.text, "answer": answer}
     if prompt == "short":
-        prompt = f"Question: [{COLOUR_QUESTION.text}]\nResponse: [{answer}]"
+        text = f"Question: [{COLOUR_QUESTION.text}]\nResponse: [{answer}]"
     else:
-        prompt = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
-    return {"image": image, "question": prompt, "answer": f"Final Score: {100 if right else 0}"}
+        text = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
+    return {"image": image, "question": text, "answer": f"Final Score: {100 if right else 0}"}
 
 
 def answer_log_likelihood(model, batch):
