@@ -37,28 +37,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "examples"))
 
-from demo_stages.policy_warmstart import encode  # noqa: E402
-from reward_core.prompts import get_template  # noqa: E402
-from unifiedreward.toy.data import QUESTIONS  # noqa: E402
 from unifiedreward.toy.qwen import QwenSize, build_qwen2_5_vl  # noqa: E402
-from unifiedreward.toy.scenes import COLOURS, Scene, random_scene, render_image  # noqa: E402
+from unifiedreward.toy.scenes import COLOURS  # noqa: E402
+from unifiedreward.toy.sft import encode  # noqa: E402
 from unifiedreward.toy.tokenization import train_qwen_tokenizer  # noqa: E402
+from unifiedreward.toy.vlm_pretrain import SceneImages, colour_row, top1  # noqa: E402
 
 logger = logging.getLogger("toy_vlm_binding")
-COLOUR_QUESTION = QUESTIONS[0]  # "What colour is the shape?" -> "The shape is {colour}."
-VERIFY_TEMPLATE = "image_understanding.point_score.v1"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=("name", "verify"), required=True)
-    parser.add_argument("--image", choices=("scene", "solid"), default="scene")
+    parser.add_argument("--image", choices=("scene", "solid", "mixed"), default="scene",
+                        help="training images (mixed: solid or scene at random; evaluated on scenes)")
     parser.add_argument("--prompt", choices=("template", "short"), default="template",
                         help="verify: the whole point template, or only its Question / Response lines")
     parser.add_argument("--base", type=Path, help="start from this checkpoint instead of fresh random weights")
@@ -79,58 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class SceneImages:
-    """Rendered scenes saved as PNGs (``encode`` reads rows' images from a folder)."""
-
-    def __init__(self, folder: Path, size: int):
-        self.folder, self.size, self.count = folder, size, 0
-
-    def draw(self, rng: random.Random, kind: str) -> tuple[Scene, str]:
-        scene = random_scene(rng)
-        image = (Image.new("RGB", (self.size, self.size), COLOURS[scene.colour]) if kind == "solid"
-                 else render_image(scene, rng, size=self.size))
-        name = f"{self.count:06d}.png"
-        image.save(self.folder / name)
-        self.count += 1
-        return scene, name
-
-
-def row(task: str, image: str, claimed: str, right: bool, prompt: str = "template") -> dict:
-    """One training / scoring row: the policy's answer, or the judge's verdict on a claimed colour."""
-    answer = COLOUR_QUESTION.answer(Scene(colour=claimed, shape="circle"))
-    if task == "name":
-        return {"image": image, "question": COLOUR_QUESTION.text, "answer": answer}
-    if prompt == "short":
-        text = f"Question: [{COLOUR_QUESTION.text}]\nResponse: [{answer}]"
-    else:
-        text = get_template(VERIFY_TEMPLATE).render(question=COLOUR_QUESTION.text, response=answer)
-    return {"image": image, "question": text, "answer": f"Final Score: {100 if right else 0}"}
-
-
-def answer_log_likelihood(model, batch):
-    import torch
-
-    labels = batch.pop("labels")
-    logits = model(**batch).logits[:, :-1]
-    targets = labels[:, 1:]
-    mask = targets != -100
-    token_lp = torch.log_softmax(logits, -1).gather(-1, targets.clamp(min=0)[..., None])[..., 0]
-    return (token_lp * mask).sum(1)
-
-
-def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]], task: str, prompt: str) -> float:
-    """Share of held-out images whose right colour is the likeliest answer (name) or "100" verdict (verify)."""
-    import torch
-
-    model.eval()
-    hits = 0
-    with torch.no_grad():
-        for scene, image in eval_set:
-            rows = [row(task, image, colour, right=True, prompt=prompt) for colour in COLOURS]
-            scores = answer_log_likelihood(model, encode(processor, rows, images.folder))
-            hits += list(COLOURS)[int(scores.argmax())] == scene.colour
-    model.train()
-    return hits / len(eval_set)
+def row_kind(args: argparse.Namespace) -> str:
+    """``colour_row``'s prompt kind for these flags: the policy's answer, or the judge's verdict in either prompt."""
+    return "name" if args.task == "name" else args.prompt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                                                    size=size)
         processor = AutoProcessor.from_pretrained(checkpoint)
         model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32).train()
-        (Path(tmp) / "images").mkdir()
         images = SceneImages(Path(tmp) / "images", args.image_size)
         eval_rng, rng = random.Random(f"eval:{args.seed}"), random.Random(f"train:{args.seed}")
-        eval_set = [images.draw(eval_rng, args.image) for _ in range(args.eval_images)]
+        eval_set = [images.draw(eval_rng, "scene" if args.image == "mixed" else args.image)
+                    for _ in range(args.eval_images)]
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
         curve, start, every = [], time.perf_counter(), max(1, args.steps // args.evals)
         for step in range(1, args.steps + 1):
@@ -161,13 +107,13 @@ def main(argv: list[str] | None = None) -> int:
                 scene, image = images.draw(rng, "solid" if step <= args.solid_steps else args.image)
                 right = args.task == "name" or rng.random() < 0.5
                 claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
-                rows.append(row(args.task, image, claimed, right, args.prompt))
+                rows.append(colour_row(row_kind(args), image, claimed, right))
             loss = model(**encode(processor, rows, images.folder)).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
             if step % every == 0 or step == args.steps:
-                accuracy = top1(model, processor, images, eval_set, args.task, args.prompt)
+                accuracy = top1(model, processor, images, eval_set, row_kind(args))
                 curve.append({"step": step, "loss": round(loss.item(), 4), "top1": accuracy,
                               "seconds": round(time.perf_counter() - start, 1)})
                 logger.info("step %d/%d loss %.4f top-1 %.2f (chance %.2f)", step, args.steps, loss.item(), accuracy,

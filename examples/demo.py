@@ -15,7 +15,9 @@ See docs/demo.md for the GPU path.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import logging
 import sys
 import time
@@ -36,9 +38,11 @@ from demo_stages.toy_inputs import (  # noqa: E402
     write_genai_bench_image,
     write_policy_warmstart,
     write_quality_task,
+    write_und_prompts,
 )
 
 logger = logging.getLogger("demo")
+TOY_BASE_SOURCES = ("vlm_pretrain.py", "sft.py", "scenes.py", "qwen.py", "tokenization.py", "data.py")
 
 RECIPE = REPO_ROOT / "integrations/llamafactory/recipes/qwen2_5vl_full_sft.yaml"
 ACCELERATE_CPU = REPO_ROOT / "examples/diffusers/accelerate_cpu.yaml"
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads per command (the figures depend on it: another count, another reduction order)")
+    parser.add_argument("--toy-pretrain-scale", type=float, default=1.0,
+                        help="multiply the toy bases' pre-training steps (unifiedreward.toy.vlm_pretrain; tests)")
     parser.add_argument("--world-items", type=int, default=400,
                         help="records per toy world file (80%% train, 20%% held-out: the held-out prompts' pool)")
     parser.add_argument("--llamafactory-env", type=Path, default=REPO_ROOT / ".venv-llamafactory",
@@ -77,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--reward-points", type=int, default=300, help="toy quality points (80%% train)")
     sizes.add_argument("--answer-points", type=int, default=240,
                        help="toy answer-quality points (80%% train, plus half as many badly formed answers)")
-    sizes.add_argument("--reward-steps", type=int, default=400, help="LLaMA-Factory optimisation steps")
-    sizes.add_argument("--reward-lr", type=float, default=3e-3)
+    sizes.add_argument("--reward-steps", type=int, default=800, help="LLaMA-Factory optimisation steps")
+    sizes.add_argument("--reward-lr", type=float, default=3e-4)
     sizes.add_argument("--reward-batch-size", type=int, default=4)
     sizes.add_argument("--und-prompts", type=int, default=48, help="understanding prompts sifted for DPO")
     sizes.add_argument("--gen-prompts", type=int, default=64, help="generation prompts sifted for Diffusion-DPO")
@@ -90,8 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sizes.add_argument("--warmstart-steps", type=int, default=None,
                        help="warm-start SFT steps of the policy before sifting (default: 150 for the toy policy, "
                        "0 = none for --policy-model)")
-    sizes.add_argument("--warmstart-lr", type=float, default=2e-3)
-    sizes.add_argument("--policy-lr", type=float, default=1e-3)
+    sizes.add_argument("--warmstart-lr", type=float, default=3e-4)
+    sizes.add_argument("--policy-lr", type=float, default=3e-4)
     sizes.add_argument("--policy-beta", type=float, default=0.1)
     sizes.add_argument("--policy-epochs", type=float, default=5.0)
     sizes.add_argument("--policy-sft-weight", type=float, default=0.2,
@@ -136,13 +142,28 @@ class Demo:
         return [flag, self.reward_model, "--device", self.args.device]
 
     # ------------------------------------------------------------------ stage 1
+    def toy_bases(self) -> dict[str, str]:
+        """The toy judge and policy to start from: pre-trained to see colours (``unifiedreward.toy.vlm_pretrain``),
+        built once per machine into the cache, as a real run downloads its base models once."""
+        roles = [role for role, given in (("judge", self.args.reward_model), ("policy", self.args.policy_model))
+                 if not given]
+        paths = {role: toy_base_dir(role, self.args.toy_pretrain_scale) for role in roles}
+        self.runner.side_by_side(*(
+            lambda role=role: self.runner.run(f"01-toy-{role}-base", [
+                self.runner.python, "-m", "unifiedreward.toy.vlm_pretrain", role, str(paths[role]),
+                "--steps-scale", str(self.args.toy_pretrain_scale)])
+            for role in roles))
+        return {role: str(path) for role, path in paths.items()}
+
     def train_reward(self) -> dict:
         args, run = self.args, self.runner
         world_dir = self.work / "world"
         run.run("01-toy-build", [self.unifiedreward, "toy", "build", str(world_dir), "--seed", str(args.seed),
                                   "--num-items", str(args.world_items)])
         self.world = read_json(world_dir / "manifest.json")
-        self.initial_reward = args.reward_model or self.world["reward_model"]
+        bases = self.toy_bases()
+        self.initial_reward = args.reward_model or bases["judge"]
+        self.policy = args.policy_model or bases["policy"]
 
         data_dir = self.work / "reward-data"
         raw = {**write_quality_task(data_dir, args.reward_pairs, args.reward_points, args.seed),
@@ -206,12 +227,11 @@ class Demo:
     # ------------------------------------------------------------------ stage 3
     def sift_pairs(self) -> dict:
         args = self.args
-        und = split_prompts(Path(self.world["data"]["und_prompts"]), self.work / "prompts",
-                            {"train": args.und_prompts, "test": args.heldout_prompts})
+        und = split_prompts(write_und_prompts(self.work / "und-prompts", args.world_items, args.seed),
+                            self.work / "prompts", {"train": args.und_prompts, "test": args.heldout_prompts})
         gen = split_prompts(Path(self.world["data"]["gen_prompts"]), self.work / "prompts",
                             {"train": args.gen_prompts, "test": args.heldout_prompts})
         self.prompts = {"und": und, "gen": gen}
-        self.policy = args.policy_model or self.world["policy_model"]
         warmstart, _ = self.runner.side_by_side(self.sift_understanding_lane, self.sift_generation_lane)
         return {"policy_warmstart": warmstart, "understanding": results.sift_summary(self.work / "sift-und"),
                 "generation": results.sift_summary(self.work / "sift-gen")}
@@ -262,7 +282,7 @@ class Demo:
         return str(output_dir)
 
     def sift_understanding(self, name: str, policy: str, prompts: Path, output_dir: Path, candidates: int) -> None:
-        media_dir = Path(self.world["data"]["und_prompts"]).parent
+        media_dir = self.work / "und-prompts"
         self.runner.run(name, [
             self.unifiedreward, "sift", "--input", str(prompts), "--media-dir", str(media_dir),
             "--output-dir", str(output_dir), *self.judge_flags("sift"), "--policy", policy,
@@ -409,6 +429,14 @@ class Demo:
              "dpo_vs_control": {"understanding": ground_truth.paired(answers["control"], answers["after"]),
                                 "generation": ground_truth.paired(images["control"], images["after"])},
              "kind": summary["control"]["control"], "swapped_pairs": summary["control"]["swapped_pairs"]})
+
+
+def toy_base_dir(role: str, scale: float) -> Path:
+    """Where the toy ``role`` base is cached: keyed by the code that builds it and the step scale."""
+    cache = Path(os.environ.get("UNIFIEDREWARD_CACHE") or Path.home() / ".cache" / "unifiedreward-hooks")
+    code = b"".join((REPO_ROOT / "unifiedreward" / "toy" / name).read_bytes() for name in TOY_BASE_SOURCES)
+    key = hashlib.sha256(code + f"{role}:{scale}".encode()).hexdigest()[:12]
+    return cache / "toy-vlm" / f"{role}-{key}"
 
 
 def main(argv: list[str] | None = None) -> int:

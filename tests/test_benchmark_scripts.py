@@ -102,10 +102,6 @@ def test_toy_vlm_binding_benchmark_reports_a_top1_curve(tmp_path, task):
     report = json.loads(out.read_text())
     assert [point["step"] for point in report["curve"]] == [1, 2]
     assert all(0.0 <= point["top1"] <= 1.0 for point in report["curve"]) and report["chance"] == pytest.approx(1 / 6)
-    verdict = toy_vlm_binding.row("verify", "x.png", "red", right=False)
-    assert "Response: [The shape is red.]" in verdict["question"] and verdict["answer"] == "Final Score: 0"
-    short = toy_vlm_binding.row("verify", "x.png", "red", right=True, prompt="short")
-    assert short["question"] == "Question: [What colour is the shape?]\nResponse: [The shape is red.]"
 
 
 def test_toy_vlm_binding_benchmark_chains_a_curriculum(tmp_path):

@@ -23,6 +23,7 @@ from demo_stages.toy_inputs import (  # noqa: E402
     image_score_items,
     write_answer_quality,
     write_policy_warmstart,
+    write_und_prompts,
 )
 
 
@@ -157,7 +158,7 @@ def test_answer_quality_rows_convert_with_the_sift_point_template(tmp_path):
 
 def test_answer_quality_scores_agree_with_the_oracle_including_off_topic_answers(tmp_path):
     """Every answer-quality row's gold score is the oracle's correctness of its response (0-100); a third of the rows
-    answer another question than the one asked (the warmed-up policy's commonest mistake), and score by the oracle."""
+    answer another question than the one asked, and score by the oracle."""
     from unifiedreward.toy.oracle import ATTRIBUTE_WORDS, answer_correctness
 
     path = write_answer_quality(tmp_path, 60, seed=1)["toy_answer_quality"]
@@ -168,6 +169,28 @@ def test_answer_quality_scores_agree_with_the_oracle_including_off_topic_answers
     off_topic = [row for row in rows if any(not set(re.findall("[a-z]+", row["response"].lower())) & set(ATTRIBUTE_WORDS[a])
                                             for a in row["asks"])]
     assert len(rows) == 60 and 5 <= len(off_topic) <= 30 and any(row["score"] == 0 for row in off_topic)
+
+
+def test_understanding_task_asks_the_colour_question_the_toy_bases_see(tmp_path):
+    rows = [json.loads(line) for line in write_und_prompts(tmp_path, 20, seed=0).read_text().splitlines()]
+    assert {row["question"] for row in rows} == {"What colour is the shape?"}
+    assert all(row["asks"] == ["colour"] and (tmp_path / row["image"]).is_file() for row in rows)
+    assert [row["split"] for row in rows].count("test") == 4 and rows[0]["answer"].startswith("The shape is ")
+    warm = [json.loads(line) for line in write_policy_warmstart(tmp_path, 20, seed=0).read_text().splitlines()]
+    quality = [json.loads(line) for line in write_answer_quality(tmp_path, 20, seed=0)["toy_answer_quality"]
+               .read_text().splitlines()]
+    assert {row["question"] for row in warm + quality} == {"What colour is the shape?"}
+
+
+def test_toy_bases_are_cached_per_role_code_and_scale(monkeypatch, tmp_path):
+    import demo
+
+    monkeypatch.setenv("UNIFIEDREWARD_CACHE", str(tmp_path))
+    judge = demo.toy_base_dir("judge", 1.0)
+    assert judge.parent == tmp_path / "toy-vlm" and judge.name.startswith("judge-")
+    assert judge == demo.toy_base_dir("judge", 1.0)
+    assert len({judge, demo.toy_base_dir("policy", 1.0), demo.toy_base_dir("judge", 0.01)}) == 3
+    assert "vlm_pretrain.py" in demo.TOY_BASE_SOURCES
 
 
 def test_policy_warmstart_mixes_correct_wrong_and_malformed_answers(tmp_path):
@@ -181,11 +204,12 @@ def test_policy_warmstart_trains_on_answer_tokens_only(toy_world, tmp_path):
     from transformers import AutoProcessor
 
     from demo_stages import policy_warmstart
+    from unifiedreward.toy.sft import encode
 
     data = write_policy_warmstart(tmp_path / "data", 4, seed=0)
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     processor = AutoProcessor.from_pretrained(toy_world["policy_model"])
-    batch = policy_warmstart.encode(processor, rows[:2], data.parent)
+    batch = encode(processor, rows[:2], data.parent)
     for index, row in enumerate(rows[:2]):
         labelled = batch["labels"][index][batch["labels"][index] != -100]
         answer_ids = processor.tokenizer(row["answer"], add_special_tokens=False)["input_ids"]

@@ -17,6 +17,8 @@ import logging
 import random
 from pathlib import Path
 
+from unifiedreward.toy.sft import encode
+
 logger = logging.getLogger("policy_warmstart")
 
 
@@ -32,31 +34,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
-
-
-def encode(processor, rows: list[dict], media_dir: Path):
-    """A padded batch with ``labels`` = answer tokens (prompt and padding masked with -100)."""
-    from reward_core.media import build_messages
-
-    prompts, fulls, images = [], [], []
-    for row in rows:
-        messages = build_messages([str(media_dir / row["image"])], row["question"])
-        prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        answer = [{"role": "assistant", "content": [{"type": "text", "text": row["answer"]}]}]
-        full = processor.apply_chat_template(messages + answer, tokenize=False)
-        if not full.startswith(prompt):
-            raise ValueError("chat template of prompt + answer does not extend the prompt")
-        prompts.append(prompt)
-        fulls.append(full.rstrip("\n"))
-        images.append(messages[0]["content"][0]["image"])
-    batch = processor(images=images, text=fulls, padding=True, padding_side="right", return_tensors="pt")
-    labels = batch["input_ids"].clone()
-    labels[batch["attention_mask"] == 0] = -100
-    for index, (prompt, image) in enumerate(zip(prompts, images)):
-        prompt_length = processor(images=[image], text=[prompt], return_tensors="pt")["input_ids"].shape[1]
-        labels[index, :prompt_length] = -100
-    batch["labels"] = labels
-    return batch
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,15 +7,16 @@ import random
 from pathlib import Path
 
 from integrations.diffusers.generate_candidates import CANDIDATES_FILE
-from unifiedreward.toy.data import make_und_pairs, make_und_points, read_jsonl, write_jsonl
+from unifiedreward.toy.data import QUESTIONS, make_und_pairs, make_und_points, make_und_prompts, read_jsonl, write_jsonl
 from unifiedreward.toy.scenes import COLOURS, SHAPES
 from unifiedreward.toy.tasks import LIT_BACKGROUNDS, make_quality_pairs, make_quality_points
 
 QUALITY_IMAGE_SIZE = 32  # the toy generator's resolution (the judge's processor resizes to its 56 x 56)
 QUALITY_IMAGE_BLUR = 1.0  # Gaussian radius: the toy generator's images are soft
 FILLER_WORDS = ("the", "is", "it", "a", "shape", "image", *COLOURS, *SHAPES)
-ANSWER_OFF_TOPIC = 1 / 3  # share of the answer-quality rows that answer another question (a third of the warmed-up
-# policy's samples do)
+UND_QUESTIONS = (QUESTIONS[0],)  # the toy understanding task: "What colour is the shape?" (what the toy bases see)
+ANSWER_OFF_TOPIC = 1 / 3  # share of the answer-quality rows that answer another question ("It is a circle."): they
+# score by the asked attribute they name, 0 unless they name the right colour
 
 
 def write_quality_task(data_dir: Path, num_pairs: int, num_points: int, seed: int) -> dict[str, Path]:
@@ -48,7 +49,8 @@ def write_answer_quality(data_dir: Path, num_points: int, seed: int) -> dict[str
     formed answers scored 0.
     """
     rng = random.Random(f"answer_quality:{seed}")
-    rows = make_und_points(data_dir, num_points, seed=seed + 1000, name="answer_quality", off_topic=ANSWER_OFF_TOPIC)
+    rows = make_und_points(data_dir, num_points, seed=seed + 1000, name="answer_quality", off_topic=ANSWER_OFF_TOPIC,
+                           questions=UND_QUESTIONS)
     bad = [{**row, "id": f"{row['id']}-bad", "response": gibberish(row["response"], rng), "score": 0}
            for row in rows[: num_points // 2]]
     return {"toy_answer_quality": write_jsonl(data_dir / "toy_answer_quality.raw.jsonl", rows + bad)}
@@ -63,7 +65,7 @@ def write_policy_warmstart(data_dir: Path, num_items: int, seed: int) -> Path:
     """
     rng = random.Random(f"policy_warmstart:{seed}")
     rows = []
-    for row in make_und_pairs(data_dir, num_items, seed=seed + 2000, name="policy_warmstart"):
+    for row in make_und_pairs(data_dir, num_items, seed=seed + 2000, name="policy_warmstart", questions=UND_QUESTIONS):
         good, wrong = (row["answer1"], row["answer2"]) if row["winner"] == 1 else (row["answer2"], row["answer1"])
         draw = rng.random()
         answer = good if draw < 0.5 else wrong if draw < 0.75 else gibberish(good, rng)
@@ -152,3 +154,10 @@ def image_pair_items(before_dir: Path, after_dir: Path, out_path: Path) -> int:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_und_prompts(data_dir: Path, num_items: int, seed: int) -> Path:
+    """The understanding prompts to sift and hold out: toy-world ``und_prompts`` rows (80 % train, 20 % test) asking
+    the demo's questions (``UND_QUESTIONS``); images under ``data_dir``."""
+    rows = make_und_prompts(data_dir, num_items, seed, questions=UND_QUESTIONS)
+    return write_jsonl(data_dir / "und_prompts.jsonl", rows)

@@ -186,13 +186,13 @@ def make_video_points(
 
 def make_und_pairs(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
-    name: str = "und_pairs",
+    name: str = "und_pairs", questions: tuple[Question, ...] = QUESTIONS,
 ) -> list[dict]:
     """Image + question + a correct and a wrong answer (the wrong one describes a mutated scene)."""
 
     def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
-        question = rng.choice(QUESTIONS)
+        question = rng.choice(questions)
         wrong = mutate(scene, (rng.choice(question.attributes),), rng)
         winner = rng.choice((1, 2))
         good, bad = question.answer(scene), question.answer(wrong)
@@ -205,7 +205,7 @@ def make_und_pairs(
 
 def make_und_points(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
-    name: str = "und_points", off_topic: float = 0.0,
+    name: str = "und_points", off_topic: float = 0.0, questions: tuple[Question, ...] = QUESTIONS,
 ) -> list[dict]:
     """Image + question + response scored 0-100 by the share of asked-about attributes it gets right.
 
@@ -216,7 +216,7 @@ def make_und_points(
 
     def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
-        question = rng.choice(QUESTIONS)
+        question = rng.choice(questions)
         claimed, _ = _partly_wrong(scene, question.attributes, rng)
         image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
         answered = question
@@ -238,14 +238,14 @@ def make_gen_prompts(num_items: int, seed: int = 0, held_out: float = 0.2, name:
 
 def make_und_prompts(
     data_dir: Path, num_items: int, seed: int = 0, held_out: float = 0.2, noise: float = 0.04, size: int = 64,
-    name: str = "und_prompts",
+    name: str = "und_prompts", questions: tuple[Question, ...] = QUESTIONS,
 ) -> list[dict]:
     """Image + question for a policy VLM; ``answer`` is the reference answer; ``scene`` (colour, shape, position)
     and ``asks`` (the attributes the question is about) are the ground truth an answer is checked against."""
 
     def item(rng: random.Random, stem: str) -> dict:
         scene = random_scene(rng)
-        question = rng.choice(QUESTIONS)
+        question = rng.choice(questions)
         image = _save_image(render_image(scene, rng, size, noise), data_dir, f"{stem}.png")
         return {"image": image, "question": question.text, "answer": question.answer(scene),
                 "scene": {name: getattr(scene, name) for name in IMAGE_ATTRIBUTES},
