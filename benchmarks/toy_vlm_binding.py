@@ -17,11 +17,16 @@ rendered toy scenes and prints held-out top-1 accuracy over the six colours (cha
 ``--image solid`` fills the whole image with the shape's colour (the easiest possible scene);
 ``--solid-steps N`` trains the first N steps on solid images and the rest on scenes, evaluating on scenes
 throughout; ``--prompt short`` keeps only the template's last two lines ("Question: [...]", "Response: [...]");
-``--base`` / ``--save`` chain runs into a curriculum (docs/demo.md):
+``--base`` / ``--save`` chain runs into a curriculum (``unifiedreward.toy.vlm_pretrain`` builds the demo's base judge
+with one, at the toy world's size and 56 px):
 
     python benchmarks/toy_vlm_binding.py --task verify --num-layers 2 --prompt short --image solid --steps 2000 --save a
     python benchmarks/toy_vlm_binding.py --task verify --prompt short --base a --steps 1200 --save b
     python benchmarks/toy_vlm_binding.py --task verify --base b --steps 600
+
+``--steps 0`` only evaluates ``--base``, e.g. whether the demo's trained judge still checks colours:
+
+    python benchmarks/toy_vlm_binding.py --task verify --base demo-work/reward-trained --image-size 56 --steps 0
 
 Prompts and loss masking are the demo's (``reward_core.media.build_messages``, the chat template, answer tokens only).
 """
@@ -62,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden-size", type=int, default=128, help="sizes of a fresh checkpoint (without --base)")
     parser.add_argument("--num-layers", type=int, default=4)
     parser.add_argument("--vision-hidden-size", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="0: only evaluate (--base)")
     parser.add_argument("--solid-steps", type=int, default=0, help="train the first N steps on solid images")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(args.eval_images)]
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate)
         curve, start, every = [], time.perf_counter(), max(1, args.steps // args.evals)
+        if args.steps == 0:  # evaluate --base as it is (e.g. the demo's trained judge)
+            curve.append({"step": 0, "loss": None, "seconds": 0.0,
+                          "top1": top1(model, processor, images, eval_set, row_kind(args))})
         for step in range(1, args.steps + 1):
             rows = []
             for _ in range(args.batch_size):

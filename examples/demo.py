@@ -17,8 +17,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import logging
+import os
 import sys
 import time
 from pathlib import Path

@@ -119,3 +119,6 @@ def test_toy_vlm_binding_benchmark_chains_a_curriculum(tmp_path):
     # same shapes although the flags' default size is 128 wide: trained on from the saved 64-wide weights
     assert before.keys() == after.keys() and all(before[k].shape == after[k].shape for k in before)
     assert any(not before[k].equal(after[k]) for k in before)
+    out = tmp_path / "evaluated.json"  # --steps 0: evaluates the checkpoint as it is
+    assert toy_vlm_binding.main([*small, "--base", str(first), "--steps", "0", "--json", str(out)]) == 0
+    assert [point["step"] for point in json.loads(out.read_text())["curve"]] == [0]
