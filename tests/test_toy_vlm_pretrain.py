@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -59,6 +61,21 @@ def test_pretrain_writes_a_loadable_base_and_reuses_it(tmp_path, caplog):
     assert "reusing" in caplog.text and (tmp_path / "judge" / "model.safetensors").stat().st_mtime_ns == weights
     other = pretrain(tmp_path / "judge", Settings(role="judge", phases=settings.phases, batch_size=1, eval_images=2))
     assert other["settings"]["batch_size"] == 1  # other settings: trained again
+
+
+def test_builders_of_one_base_take_turns(tmp_path):
+    """A second demo started while the first builds the base waits for it, then reuses it."""
+    out = tmp_path / "policy"
+    settings = Settings(role="policy", phases=scaled(PHASES["policy"], 0.002), batch_size=1, eval_images=1)
+    results = []
+    with open(tmp_path / ".policy.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another builder holds the lock
+        waiting = threading.Thread(target=lambda: results.append(pretrain(out, settings)))
+        waiting.start()
+        waiting.join(timeout=2)
+        assert waiting.is_alive() and not out.exists()
+    waiting.join(timeout=120)
+    assert not waiting.is_alive() and results[0]["settings"]["role"] == "policy" and (out / "pretrain.json").is_file()
 
 
 def test_cli_builds_the_policy_base(tmp_path):

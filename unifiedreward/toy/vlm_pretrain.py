@@ -24,6 +24,7 @@ call with the same settings reuses it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -158,17 +159,25 @@ def train_phase(model, processor, phase: Phase, settings: Settings, images: Scen
 
 
 def pretrain(out_dir: Path, settings: Settings, threads: int = 1) -> dict:
+    """``out_dir``'s base for ``settings``: reused when it was built with them, else built now. Builders of one base
+    take turns (a lock file beside it), so demos started together build it once."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        report_path = out_dir / "pretrain.json"
+        if report_path.exists():
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            if report.get("settings") == json.loads(json.dumps(asdict(settings))):
+                logger.info("reusing %s (same settings)", out_dir)
+                return report
+        return build(out_dir, settings, threads)
+
+
+def build(out_dir: Path, settings: Settings, threads: int = 1) -> dict:
     """Build a fresh toy Qwen2.5-VL (the toy world's size), train ``settings.phases``, save it to ``out_dir``."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    report_path = out_dir / "pretrain.json"
-    wanted = json.loads(json.dumps(asdict(settings)))
-    if report_path.exists():
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-        if report.get("settings") == wanted:
-            logger.info("reusing %s (same settings)", out_dir)
-            return report
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="toy-vlm-") as tmp:
         initial = build_qwen2_5_vl(Path(tmp) / "initial", train_qwen_tokenizer(), seed=settings.seed, size=QwenSize())
@@ -181,12 +190,11 @@ def pretrain(out_dir: Path, settings: Settings, threads: int = 1) -> dict:
                      for kind in dict.fromkeys(eval_kinds.values())}
         phases = [train_phase(model, processor, phase, settings, images, eval_sets[eval_kinds[phase.images]])
                   for phase in settings.phases]
-        report = {"settings": wanted, "phases": phases, "chance": 1 / len(COLOURS)}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+        report = {"settings": json.loads(json.dumps(asdict(settings))), "phases": phases, "chance": 1 / len(COLOURS)}
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))  # renamed into place whole
     model.save_pretrained(staged)
     processor.save_pretrained(staged)
-    (staged / report_path.name).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (staged / "pretrain.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(staged, out_dir)
     return report
