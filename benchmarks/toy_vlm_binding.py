@@ -49,7 +49,7 @@ from unifiedreward.toy.qwen import QwenSize, build_qwen2_5_vl  # noqa: E402
 from unifiedreward.toy.scenes import COLOURS  # noqa: E402
 from unifiedreward.toy.sft import encode  # noqa: E402
 from unifiedreward.toy.tokenization import train_qwen_tokenizer  # noqa: E402
-from unifiedreward.toy.vlm_pretrain import SceneImages, colour_row, top1  # noqa: E402
+from unifiedreward.toy.vlm_pretrain import SceneImages, top1, training_rows  # noqa: E402
 
 logger = logging.getLogger("toy_vlm_binding")
 
@@ -110,12 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             curve.append({"step": 0, "loss": None, "seconds": 0.0,
                           "top1": top1(model, processor, images, eval_set, row_kind(args))})
         for step in range(1, args.steps + 1):
-            rows = []
-            for _ in range(args.batch_size):
-                scene, image = images.draw(rng, "solid" if step <= args.solid_steps else args.image)
-                right = args.task == "name" or rng.random() < 0.5
-                claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
-                rows.append(colour_row(row_kind(args), image, claimed, right))
+            kind = "solid" if step <= args.solid_steps else args.image
+            rows = training_rows(images, rng, kind, row_kind(args), args.batch_size)
             loss = model(**encode(processor, rows, images.folder)).loss
             loss.backward()
             optimizer.step()

@@ -113,6 +113,18 @@ def colour_row(prompt: str, image: str, claimed: str, right: bool) -> dict:
     return {"image": image, "question": text, "answer": f"Final Score: {100 if right else 0}"}
 
 
+def training_rows(images: SceneImages, rng: random.Random, kind: str, prompt: str, count: int) -> list[dict]:
+    """``count`` fresh ``kind`` images and their rows: the right answer (policy), or a right or a wrong colour, half
+    each, with its verdict (judge)."""
+    rows = []
+    for _ in range(count):
+        scene, image = images.draw(rng, kind)
+        right = prompt == "name" or rng.random() < 0.5
+        claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
+        rows.append(colour_row(prompt, image, claimed, right))
+    return rows
+
+
 def top1(model, processor, images: SceneImages, eval_set: list[tuple[Scene, str]], prompt: str) -> float:
     """Share of ``eval_set`` whose right colour is the likeliest answer (policy) or "Final Score: 100" (judge)."""
     import torch
@@ -138,12 +150,7 @@ def train_phase(model, processor, phase: Phase, settings: Settings, images: Scen
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
     start, loss = time.perf_counter(), None
     for step in range(1, phase.steps + 1):
-        rows = []
-        for _ in range(settings.batch_size):
-            scene, image = images.draw(rng, phase.images)
-            right = phase.prompt == "name" or rng.random() < 0.5
-            claimed = scene.colour if right else rng.choice([c for c in COLOURS if c != scene.colour])
-            rows.append(colour_row(phase.prompt, image, claimed, right))
+        rows = training_rows(images, rng, phase.images, phase.prompt, settings.batch_size)
         loss = model(**encode(processor, rows, images.folder)).loss
         loss.backward()
         optimizer.step()
